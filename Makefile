@@ -1,0 +1,31 @@
+# The README's two commands: `make run` (serve on http://localhost:8000) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint docs clean
+
+$(STAMP): pyproject.toml scripts/install.sh
+	PY=$(PY) VENV=$(VENV) bash scripts/install.sh
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/uvicorn whales_be_service.main:app --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check whales_identify whales_be_service integrations scripts tests
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_cli_docs.py > docs/CLI_REFERENCE.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache

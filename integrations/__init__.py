@@ -1,0 +1,1 @@
+"""Storage backends (SQLite, PostgreSQL) and exports (CSV, JSON lines, Darwin Core)."""

