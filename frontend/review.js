@@ -1,0 +1,124 @@
+// Review panel: the query photo beside its top-5 candidates; Confirm / New individual / Not a cetacean.
+import { api, apiKey } from "./api.js";
+import { announce, h, num, pct, replace } from "./dom.js";
+import { speciesText } from "./species.js";
+
+const THUMBS_PER_CANDIDATE = 3;
+
+function thumb(imageId, alt) {
+  return h("img", { class: "thumb", src: api.thumbnailUrl(imageId), alt, loading: "lazy", width: 96, height: 96 });
+}
+
+/** Fill a candidate's thumbnail strip with other catalog photos of that individual. */
+async function fillThumbs(strip, candidate) {
+  try {
+    const ind = await api.getIndividual(candidate.individual_id);
+    const ids = (ind.images || []).map((im) => im.image_id).concat(ind.image_ids || []);
+    const more = [...new Set(ids)].filter((id) => id && id !== candidate.reference_image_id);
+    for (const id of more.slice(0, THUMBS_PER_CANDIDATE - 1)) {
+      strip.append(thumb(id, `Catalog photo of ${candidate.individual_id}`));
+    }
+  } catch {
+    // the reference thumbnail alone is enough to review
+  }
+}
+
+function candidateCard(candidate, index, name) {
+  const radioId = `cand-${index}`;
+  const strip = h("div", { class: "thumbs" },
+    candidate.reference_image_id ? thumb(candidate.reference_image_id, `Best matching catalog photo of ${candidate.individual_id}`) : null);
+  fillThumbs(strip, candidate);
+  return h("li", { class: "candidate" },
+    h("input", { type: "radio", name, id: radioId, value: candidate.individual_id, checked: index === 0 }),
+    h("label", { for: radioId },
+      h("span", { class: "rank", text: `#${index + 1}` }),
+      h("code", { class: "cand-id", text: candidate.individual_id }),
+      h("span", { class: "cand-species", text: speciesText(candidate.species, candidate) }),
+      h("span", { class: "cand-score" }, `score ${num(candidate.score)}`, " · ", `p ${pct(candidate.probability)}`)),
+    strip);
+}
+
+/**
+ * Render the review panel for one prediction.
+ * @param {HTMLElement} target
+ * @param {object} result a `/v1/predict` response
+ * @param {string|null} queryUrl object URL of the uploaded photo
+ */
+export function renderReview(target, result, queryUrl, { rejected = false } = {}) {
+  if (!result.prediction_id) {
+    replace(target);
+    return;
+  }
+  const candidates = (result.candidates || []).slice(0, 5);
+  const groupName = `candidate-${result.prediction_id}`;
+  const status = h("p", { class: "review-status", role: "status" });
+  const newId = h("input", { id: "new-individual-id", type: "text", maxlength: 120, autocomplete: "off",
+    placeholder: "e.g. hw_new_0001", "aria-describedby": "new-id-help" });
+
+  const send = async (decision, button) => {
+    if (!apiKey.get()) {
+      status.textContent = "Enter the reviewer API key at the top of the page first.";
+      status.className = "review-status error";
+      document.getElementById("api-key").focus();
+      return;
+    }
+    const body = { decision };
+    if (decision === "confirm") {
+      const chosen = target.querySelector(`input[name="${groupName}"]:checked`);
+      if (!chosen) {
+        status.textContent = "Choose the candidate to confirm.";
+        status.className = "review-status error";
+        return;
+      }
+      body.individual_id = chosen.value;
+    } else if (decision === "new_individual") {
+      const id = newId.value.trim();
+      if (id) body.individual_id = id;
+    }
+    const buttons = [...target.querySelectorAll("button")];
+    buttons.forEach((b) => { b.disabled = true; });
+    status.textContent = "Saving…";
+    status.className = "review-status";
+    try {
+      const answer = await api.review(result.prediction_id, body);
+      const enrolled = answer?.individual_id || body.individual_id;
+      const msg = decision === "not_cetacean" ? "Recorded: not a cetacean."
+        : decision === "confirm" ? `Confirmed as ${enrolled}; the photo was added to the catalog.`
+          : `Enrolled as new individual ${enrolled || ""}.`;
+      replace(status, msg, " ", enrolled && decision !== "not_cetacean"
+        ? h("a", { href: `#catalog/${encodeURIComponent(enrolled)}`, text: "Open in catalog" }) : null);
+      status.className = "review-status ok";
+      announce(msg);
+      button.setAttribute("aria-pressed", "true");
+    } catch (err) {
+      status.textContent = err.message;
+      status.className = "review-status error";
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  };
+
+  const confirmBtn = h("button", { type: "button", class: "btn primary", disabled: candidates.length === 0,
+    onclick: (e) => send("confirm", e.currentTarget) }, "Confirm selected");
+  const newBtn = h("button", { type: "button", class: "btn", onclick: (e) => send("new_individual", e.currentTarget) }, "New individual");
+  const notBtn = h("button", { type: "button", class: "btn danger", onclick: (e) => send("not_cetacean", e.currentTarget) }, "Not a cetacean");
+
+  replace(target, h("section", { class: "card review", "aria-labelledby": "review-title", "data-testid": "review" },
+    h("h3", { id: "review-title", text: rejected ? "Review (override the gate)" : "Review the match" }),
+    h("div", { class: "review-grid" },
+      h("figure", { class: "query" },
+        queryUrl ? h("img", { src: queryUrl, alt: "Query photo" }) : null,
+        h("figcaption", { text: "Query photo" })),
+      h("fieldset", { class: "candidates" },
+        h("legend", { text: candidates.length ? `Top ${candidates.length} candidates` : "Candidates" }),
+        candidates.length
+          ? h("ol", { class: "candidate-list" }, candidates.map((c, i) => candidateCard(c, i, groupName)))
+          : h("p", { class: "muted", text: rejected ? "Rejected photos are not matched against the catalog."
+            : "No candidates: the catalog is empty or holds no similar individual." }))),
+    h("div", { class: "review-actions" },
+      confirmBtn,
+      h("div", { class: "new-id" },
+        h("label", { for: "new-individual-id", text: "New individual id" }), newId,
+        h("span", { id: "new-id-help", class: "hint", text: "Leave empty to let the service assign one." })),
+      newBtn, notBtn),
+    status));
+}

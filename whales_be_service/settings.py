@@ -1,0 +1,85 @@
+"""The service's settings: one pydantic-settings class, every field read from `WHALES_<NAME>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Configuration of `whales_be_service`; each field is the env var `WHALES_<FIELD>`.
+
+    List fields (`api_keys`, `trusted_proxies`, `cors_origins`) take comma-separated values.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WHALES_", extra="ignore", frozen=False)
+
+    # components
+    database_url: str = Field(
+        "sqlite:///data/whales.db",
+        description="Where predictions and the catalog live: sqlite:///path, postgresql://..., or "
+                    "memory:// (in-process, lost at exit; tests and demos only).")
+    models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
+    embedding_model: str = Field("efficientnet_lite0.imagenet", description="Embedding model id (arch.tag).")
+    gate: Literal["embedded", "clip", "off"] = Field("embedded", description="Cetacean gate backend.")
+    gate_threshold: float | None = Field(None, ge=0.0, le=1.0,
+                                         description="Override of the gate's calibrated threshold.")
+    warmup: bool = Field(True, description="Run one real inference before reporting ready.")
+
+    # security
+    api_keys: CsvList = Field(default_factory=list,
+                              description="Keys accepted in X-API-Key by write endpoints.")
+    cors_origins: CsvList = Field(default_factory=list, description="Origins allowed by CORS.")
+
+    # rate limiting (slowapi)
+    rate_limit: str = Field("60/minute", description="Per-client limit, slowapi/limits syntax.")
+    rate_limit_enabled: bool = Field(True, description="Turn rate limiting off entirely.")
+    rate_limit_storage: str = Field("memory://",
+                                    description="limits storage URI (redis://... to share across workers).")
+    batch_counts_per_image: bool = Field(True, description="A batch costs one hit per image.")
+    trusted_proxies: CsvList = Field(
+        default_factory=list,
+        description="Addresses/CIDRs whose X-Forwarded-For is believed (e.g. 127.0.0.1,10.0.0.0/8).")
+
+    # input limits
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest single image file.")
+    max_archive_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest ZIP archive.")
+    max_request_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest request body.")
+    max_pixels: int = Field(40_000_000, gt=0, description="Most pixels in one image (bomb guard).")
+    max_batch_images: int = Field(500, gt=0, description="Most images in one batch (ZIP entries too).")
+    zip_max_total_bytes: int = Field(1024 * 1024 * 1024, gt=0,
+                                     description="Most uncompressed bytes in one ZIP.")
+    zip_max_ratio: float = Field(100.0, gt=1.0, description="Highest compression ratio of one entry.")
+    analysis_max_side: int = Field(1024, ge=224, description="Images are downscaled to this side "
+                                   "after decoding; the stored query photo uses it too.")
+
+    # concurrency
+    inference_workers: int = Field(1, ge=1, le=64, description="Threads running inference.")
+    queue_size: int = Field(8, ge=0, description="Jobs allowed to wait for a worker (then 503).")
+    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads; unset keeps torch's.")
+    batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
+
+    # misc
+    store_query_images: bool = Field(True, description="Keep each query photo (JPEG) for review.")
+    frontend_dir: str | None = Field(str(_DEFAULT_FRONTEND) if _DEFAULT_FRONTEND.is_dir() else None,
+                                     description="Static web page folder served at /.")
+
+    @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)

@@ -1,0 +1,146 @@
+"""Calibration of the matcher: fusion weights, the open-set threshold and score -> probability maps.
+
+Everything is fitted on a calibration split that is disjoint *by individual* from any reported
+split, and stored as a small JSON file (no pickle) together with the manifest hash and the split
+that produced it. `Catalog` loads `whales_identify/calibration/reid_default.json` unless given one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_CALIBRATION = "reid_default.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """fused = global * cos + vote * log1p(lnbnn vote) + inliers * log1p(RANSAC inliers)."""
+
+    global_: float = 1.0
+    vote: float = 0.3
+    inliers: float = 0.3
+
+    def fuse(self, cos: np.ndarray, vote: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+        return (self.global_ * np.asarray(cos, np.float64)
+                + self.vote * np.log1p(np.maximum(np.asarray(vote, np.float64), 0.0))
+                + self.inliers * np.log1p(np.maximum(np.asarray(inliers, np.float64), 0.0)))
+
+
+@dataclass(frozen=True)
+class ProbabilityMap:
+    """A monotone map from fused score to P(top-1 is right): isotonic steps or a Platt sigmoid."""
+
+    method: str = "platt"  # "isotonic" | "platt"
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = -2.0
+
+    def __call__(self, score: np.ndarray | float) -> np.ndarray:
+        s = np.asarray(score, np.float64)
+        if self.method == "isotonic" and self.x:
+            return np.clip(np.interp(s, self.x, self.y), 0.0, 1.0)
+        return 1.0 / (1.0 + np.exp(-(self.a * s + self.b)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything tuned for one embedding model and local-feature setting."""
+
+    model_id: str = ""
+    weights: FusionWeights = field(default_factory=FusionWeights)
+    new_individual_threshold: float = -math.inf  # fused top-1 score below this -> new individual
+    probability: ProbabilityMap = field(default_factory=ProbabilityMap)
+    species_threshold: float = 0.5
+    provenance: dict[str, Any] = field(default_factory=dict)
+    fitted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format_version"] = FORMAT_VERSION
+        data["weights"] = {"global": self.weights.global_, "vote": self.weights.vote,
+                           "inliers": self.weights.inliers}
+        data["probability"]["x"] = list(self.probability.x)
+        data["probability"]["y"] = list(self.probability.y)
+        if not math.isfinite(self.new_individual_threshold):
+            data["new_individual_threshold"] = None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        w = data.get("weights") or {}
+        p = data.get("probability") or {}
+        thr = data.get("new_individual_threshold")
+        return cls(
+            model_id=str(data.get("model_id", "")),
+            weights=FusionWeights(float(w.get("global", 1.0)), float(w.get("vote", 0.3)),
+                                  float(w.get("inliers", 0.3))),
+            new_individual_threshold=-math.inf if thr is None else float(thr),
+            probability=ProbabilityMap(method=str(p.get("method", "platt")),
+                                       x=tuple(float(v) for v in p.get("x", ())),
+                                       y=tuple(float(v) for v in p.get("y", ())),
+                                       a=float(p.get("a", 1.0)), b=float(p.get("b", -2.0))),
+            species_threshold=float(data.get("species_threshold", 0.5)),
+            provenance=dict(data.get("provenance") or {}),
+            fitted=bool(data.get("fitted", False)),
+        )
+
+
+def save_calibration(cal: Calibration, path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(json.dumps(cal.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_calibration(path: str | os.PathLike[str] | None = None) -> Calibration:
+    """A calibration file, else the packaged default (`whales_identify/calibration/`)."""
+    if path is None:
+        ref = resources.files("whales_identify") / "calibration" / DEFAULT_CALIBRATION
+        if not ref.is_file():
+            return Calibration()
+        return Calibration.from_dict(json.loads(ref.read_text()))
+    return Calibration.from_dict(json.loads(Path(path).read_text()))
+
+
+def fit_isotonic(scores: np.ndarray, correct: np.ndarray) -> ProbabilityMap:
+    """Isotonic regression of correctness on score, stored as its step points."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
+    iso.fit(np.asarray(scores, np.float64), np.asarray(correct, np.float64))
+    return ProbabilityMap(method="isotonic", x=tuple(float(v) for v in iso.X_thresholds_),
+                          y=tuple(float(v) for v in iso.y_thresholds_))
+
+
+def fit_platt(scores: np.ndarray, correct: np.ndarray) -> ProbabilityMap:
+    """Platt scaling: logistic regression of correctness on score."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(correct, int)
+    if y.min() == y.max():  # one class only: a flat map at the observed rate
+        rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+        return ProbabilityMap(method="platt", a=0.0, b=math.log(rate / (1 - rate)))
+    lr = LogisticRegression(C=1e4).fit(np.asarray(scores, np.float64).reshape(-1, 1), y)
+    return ProbabilityMap(method="platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+
+
+def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """ECE with equal-width bins: sum over bins of |mean(prob) - accuracy| weighted by bin size."""
+    prob, correct = np.asarray(prob, np.float64), np.asarray(correct, np.float64)
+    if len(prob) == 0:
+        return 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(prob[sel].mean() - correct[sel].mean())
+    return float(ece)

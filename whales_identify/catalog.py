@@ -1,0 +1,437 @@
+"""`Catalog(store, model_id)`: the photo-identification catalog and its matcher.
+
+Matching a query photo, training-free:
+
+1. **Global**: cosine similarity of the query embedding to every reference embedding (one matrix
+   product), best score per individual.
+2. **Local vote** (HotSpotter's LNBNN): every query RootSIFT descriptor looks up its nearest
+   gallery descriptors in one approximate-nearest-neighbour index (FLANN k-d trees) over all
+   reference descriptors; each individual among the first k neighbours gets the distance margin to
+   the (k+1)-th neighbour. Summed per individual, this recovers candidates the global embedding
+   ranks low.
+3. **Geometric verification** of a bounded candidate set (top individuals by global score and by
+   vote, at most two images each): ratio-test matches in one batched matrix product, then RANSAC
+   inliers of a similarity transform.
+4. **Fusion** of the three scores with weights fitted on a calibration split (see `calibrate.py`);
+   the fused top-1 score gives `is_new_individual` (threshold) and the calibrated probability.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from whales_identify.calibrate import Calibration, load_calibration
+from whales_identify.errors import CatalogModelMismatchError
+from whales_identify.local_features import LocalFeatureConfig, LocalFeatures, as_float, extract, verify
+from whales_identify.results import Candidate, MatchResult
+from whales_identify.store import CatalogImage, Sighting, Store
+
+UNKNOWN_SPECIES = "unknown"
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Work bounds and matching parameters (not fitted: chosen once, the same for every source).
+
+    Args:
+        local: how local features are extracted (enrolment and queries must agree).
+        use_local: disable to match on the global embedding alone.
+        global_candidates / vote_candidates: individuals verified geometrically, taken from the top
+            of the global ranking and of the LNBNN vote ranking (bounded work per query).
+        lnbnn_k: neighbours per query descriptor that vote.
+        index_keypoints: descriptors per reference image put into the vote index.
+        flann_trees / flann_checks: the approximate-nearest-neighbour index accuracy.
+        ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
+        species_neighbours: reference images whose species vote for the query's species.
+        thumbnail_side: long side of stored JPEG thumbnails.
+    """
+
+    local: LocalFeatureConfig = field(default_factory=LocalFeatureConfig)
+    use_local: bool = True
+    global_candidates: int = 30
+    vote_candidates: int = 30
+    lnbnn_k: int = 5
+    index_keypoints: int = 300
+    flann_trees: int = 4
+    flann_checks: int = 64
+    ratio: float = 0.8
+    ransac_threshold: float = 8.0
+    species_neighbours: int = 10
+    thumbnail_side: int = 384
+
+
+@dataclass(frozen=True)
+class IndividualSummary:
+    individual_id: str
+    species: str
+    n_images: int
+    image_ids: list[str]
+    last_seen: datetime | None
+
+
+@dataclass
+class Scores:
+    """Per-individual evidence for one query (arrays aligned with `individual_ids`)."""
+
+    individual_ids: list[str]
+    species: list[str]
+    cos: np.ndarray  # best global cosine per individual (-inf where no usable image)
+    vote: np.ndarray  # LNBNN vote
+    inliers: np.ndarray  # best RANSAC inlier count over verified images (0 when not verified)
+    ref_image: np.ndarray  # index of the image that supports each individual best
+    image_ids: list[str]
+    neighbour_species: list[tuple[str, float]]  # (species, cos) of the nearest reference images
+
+
+class _Index:
+    """An immutable snapshot of the catalog's arrays; rebuilt after every change."""
+
+    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig):
+        self.images = list(images)
+        self.image_ids = [im.image_id for im in self.images]
+        self.individuals = sorted({im.individual_id for im in self.images})
+        pos = {ind: i for i, ind in enumerate(self.individuals)}
+        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
+        species: dict[str, str] = {}
+        for im in self.images:
+            species.setdefault(im.individual_id, im.species)
+        self.species = [species[i] for i in self.individuals]
+        self.members = [np.flatnonzero(self.labels == i) for i in range(len(self.individuals))]
+        dim = self.images[0].embedding.shape[0] if self.images else 0
+        self.emb = (np.stack([im.embedding for im in self.images]).astype(np.float32)
+                    if self.images else np.zeros((0, dim), np.float32))
+        self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else np.zeros((0, 2), np.float32),
+                                    im.descriptors if im.descriptors is not None
+                                    else np.zeros((0, 128), np.uint8)) for im in self.images]
+        self.cfg = cfg
+        self._flann: Any = None
+        self._desc_img: np.ndarray | None = None
+        self._flann_lock = threading.Lock()
+
+    def flann(self) -> tuple[Any, np.ndarray] | None:
+        """The descriptor index over all reference images, built on first use."""
+        with self._flann_lock:
+            if self._flann is None:
+                k = self.cfg.index_keypoints
+                parts = [lf.descriptors[:k] for lf in self.local]
+                owners = [np.full(len(p), i, np.int64) for i, p in enumerate(parts)]
+                if not parts or sum(len(p) for p in parts) < self.cfg.lnbnn_k + 2:
+                    return None
+                import cv2
+
+                data = as_float(np.concatenate(parts))
+                self._flann = cv2.flann_Index(data, dict(algorithm=1, trees=self.cfg.flann_trees))
+                self._flann_data = data  # cv2 keeps a pointer: keep the array alive
+                self._desc_img = np.concatenate(owners)
+            assert self._desc_img is not None
+            return self._flann, self._desc_img
+
+
+class Catalog:
+    """Reference photos of known individuals, and the matcher over them.
+
+    Args:
+        store: where catalog images persist (`Store.list_catalog_images`/`add_catalog_images`).
+        model_id: the embedding model every stored embedding must come from.
+        config: matching parameters and work bounds.
+        calibration: fusion weights, open-set threshold and probability map; default: the packaged
+            `whales_identify/calibration/reid_default.json` (used only if fitted for `model_id`).
+    """
+
+    def __init__(self, store: Store, model_id: str, *, config: MatchConfig | None = None,
+                 calibration: Calibration | None = None):
+        self.store = store
+        self.model_id = model_id
+        self.config = config or MatchConfig()
+        cal = calibration if calibration is not None else load_calibration()
+        if cal.fitted and cal.model_id and cal.model_id != model_id:
+            cal = Calibration(model_id=model_id)  # fitted for another model: fall back to defaults
+        self.calibration = cal
+        self._lock = threading.RLock()
+        self._images: dict[str, CatalogImage] = {}
+        self._index: _Index | None = None
+
+    # ------------------------------------------------------------------ state
+    def load(self) -> Catalog:
+        """Read the store into memory; refuse a store embedded by another model."""
+        images = self.store.list_catalog_images()
+        others = sorted({im.model_id for im in images if im.model_id != self.model_id})
+        if others:
+            n = sum(im.model_id != self.model_id for im in images)
+            raise CatalogModelMismatchError(
+                f"the catalog holds {n} image(s) embedded with {', '.join(others)}, but the "
+                f"current model is {self.model_id}; embeddings of two models are never compared: "
+                f"run `whales catalog reindex --model {self.model_id}`")
+        with self._lock:
+            self._images = {im.image_id: im for im in images}
+            self._index = None
+        return self
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def _snapshot(self) -> _Index:
+        with self._lock:
+            if self._index is None:
+                self._index = _Index(list(self._images.values()), self.config)
+            return self._index
+
+    def add_images(self, images: Iterable[CatalogImage]) -> None:
+        """Add ready-made records (embedding and local features computed) to store and index."""
+        images = list(images)
+        for im in images:
+            if im.model_id != self.model_id:
+                raise CatalogModelMismatchError(
+                    f"image {im.image_id} was embedded with {im.model_id}, the catalog uses "
+                    f"{self.model_id}")
+        with self._lock:
+            self.store.add_catalog_images(images)
+            for im in images:
+                self._images[im.image_id] = im
+            self._index = None
+
+    def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
+               species: str, sightings: Sequence[Sighting] | None = None,
+               filenames: Sequence[str] | None = None, source: str = "",
+               local_features: Sequence[LocalFeatures] | None = None) -> list[CatalogImage]:
+        """Add photos of one individual: computes local features and a JPEG thumbnail.
+
+        Args:
+            images: RGB photos.
+            embeddings: (N, D) L2-normalised embeddings from `model_id`.
+            individual_id / species: the labels.
+            sightings / filenames: optional, one per image.
+            source: where the photos come from (free text).
+            local_features: precomputed features (else extracted here).
+
+        Returns:
+            The stored records.
+        """
+        embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
+        records = []
+        for i, image in enumerate(images):
+            lf = local_features[i] if local_features is not None else (
+                extract(image, self.config.local) if self.config.use_local else None)
+            records.append(CatalogImage(
+                image_id=uuid.uuid4().hex, individual_id=individual_id, species=species,
+                model_id=self.model_id, embedding=embeddings[i],
+                keypoints=lf.keypoints if lf is not None else None,
+                descriptors=lf.descriptors if lf is not None else None,
+                thumbnail=make_thumbnail(image, self.config.thumbnail_side),
+                image_sha256=_pixels_sha256(image),
+                filename=filenames[i] if filenames else "", source=source,
+                sighting=sightings[i] if sightings else Sighting()))
+        self.add_images(records)
+        return records
+
+    def remove_individual(self, individual_id: str) -> int:
+        """Delete an individual and all its photos; returns the number of photos removed."""
+        with self._lock:
+            n = self.store.remove_individual(individual_id)
+            doomed = [k for k, im in self._images.items() if im.individual_id == individual_id]
+            for k in doomed:
+                del self._images[k]
+            self._index = None
+            return max(n, len(doomed))
+
+    def list_individuals(self, species: str | None = None) -> list[IndividualSummary]:
+        by_id: dict[str, list[CatalogImage]] = {}
+        for im in list(self._images.values()):
+            if species is None or im.species == species:
+                by_id.setdefault(im.individual_id, []).append(im)
+        return [_summary(ind, ims) for ind, ims in sorted(by_id.items())]
+
+    def get_individual(self, individual_id: str) -> IndividualSummary | None:
+        ims = [im for im in list(self._images.values()) if im.individual_id == individual_id]
+        return _summary(individual_id, ims) if ims else None
+
+    def stats(self) -> dict[str, Any]:
+        ims = list(self._images.values())
+        per_species: dict[str, set[str]] = {}
+        for im in ims:
+            per_species.setdefault(im.species, set()).add(im.individual_id)
+        return {
+            "model_id": self.model_id,
+            "images": len(ims),
+            "individuals": len({im.individual_id for im in ims}),
+            "species": {s: len(v) for s, v in sorted(per_species.items())},
+            "with_local_features": sum(im.descriptors is not None for im in ims),
+            "calibrated": self.calibration.fitted,
+        }
+
+    # ---------------------------------------------------------------- matching
+    def score(self, embedding: np.ndarray, local: LocalFeatures | None,
+              exclude: Iterable[str] = ()) -> Scores:
+        """Per-individual evidence for one query, ignoring the reference images in `exclude`.
+
+        `exclude` exists for leave-one-out evaluation (the query itself, its burst frames, or a
+        whole individual for the open-set test).
+        """
+        ix = self._snapshot()
+        cfg = self.config
+        n_img, n_ind = len(ix.images), len(ix.individuals)
+        excluded = np.zeros(n_img, bool)
+        pos = {iid: i for i, iid in enumerate(ix.image_ids)} if exclude else {}
+        for iid in exclude:
+            if iid in pos:
+                excluded[pos[iid]] = True
+        sims = ix.emb @ np.asarray(embedding, np.float32).ravel() if n_img else np.zeros(0)
+        sims = np.where(excluded, -np.inf, sims)
+        cos = np.full(n_ind, -np.inf)
+        np.maximum.at(cos, ix.labels, sims)
+        vote = np.zeros(n_ind)
+        img_vote = np.zeros(n_img)
+        inliers = np.zeros(n_ind)
+        ref = np.full(n_ind, -1, np.int64)
+        for i, m in enumerate(ix.members):
+            ok = m[~excluded[m]]
+            if len(ok):
+                ref[i] = ok[np.argmax(sims[ok])]
+        use_local = cfg.use_local and local is not None and len(local.descriptors) > 0
+        if use_local and local is not None:
+            self._vote(ix, local, excluded, vote, img_vote)
+            self._verify(ix, local, excluded, sims, cos, vote, img_vote, inliers, ref)
+        order = np.argsort(-sims)[: cfg.species_neighbours]
+        neighbours = [(ix.images[j].species, float(sims[j])) for j in order if np.isfinite(sims[j])]
+        return Scores(ix.individuals, ix.species, cos, vote, inliers, ref, ix.image_ids, neighbours)
+
+    def _vote(self, ix: _Index, local: LocalFeatures, excluded: np.ndarray, vote: np.ndarray,
+              img_vote: np.ndarray) -> None:
+        built = ix.flann()
+        if built is None:
+            return
+        flann, owner = built
+        k = self.config.lnbnn_k
+        n_excl = int(excluded.sum())
+        # ask for extra neighbours so that excluded images (self, burst frames) can be dropped
+        extra = min(64, 2 + (n_excl * 4 if n_excl < 16 else 64))
+        ks = min(k + 1 + extra, len(owner))
+        q = as_float(local.descriptors)
+        idx, d2 = flann.knnSearch(q, ks, params=dict(checks=self.config.flann_checks))
+        idx = idx.astype(np.int64)
+        dist = np.sqrt(np.maximum(d2, 0.0))
+        img = owner[idx]
+        valid = ~excluded[img]
+        rank = np.cumsum(valid, axis=1)
+        # the normaliser: distance of the (k+1)-th valid neighbour (else the farthest valid one)
+        has_norm = (rank[:, -1] >= k + 1)
+        norm_col = np.where(has_norm, np.argmax(rank >= k + 1, axis=1), ks - 1)
+        norm = dist[np.arange(len(q)), norm_col]
+        voters = valid & (rank <= k)
+        rows, cols = np.nonzero(voters)
+        contrib = np.maximum(norm[rows] - dist[rows, cols], 0.0)
+        imgs = img[rows, cols]
+        labs = ix.labels[imgs]
+        # one vote per (query descriptor, individual): the nearest neighbour of that individual
+        key = rows * len(ix.individuals) + labs
+        first = np.unique(key, return_index=True)[1]  # rows are ordered by distance already
+        np.add.at(vote, labs[first], contrib[first])
+        np.add.at(img_vote, imgs, contrib)
+
+    def _verify(self, ix: _Index, local: LocalFeatures, excluded: np.ndarray, sims: np.ndarray,
+                cos: np.ndarray, vote: np.ndarray, img_vote: np.ndarray, inliers: np.ndarray,
+                ref: np.ndarray) -> None:
+        cfg = self.config
+        finite = np.isfinite(cos)
+        by_cos = [i for i in np.argsort(-cos)[: cfg.global_candidates] if finite[i]]
+        by_vote = [i for i in np.argsort(-vote)[: cfg.vote_candidates] if finite[i] and vote[i] > 0]
+        cands = list(dict.fromkeys([*by_cos, *by_vote]))
+        pairs: list[tuple[int, int]] = []
+        for ind in cands:
+            m = ix.members[ind]
+            m = m[~excluded[m]]
+            if not len(m):
+                continue
+            picks = {int(m[np.argmax(sims[m])]), int(m[np.argmax(img_vote[m])])}
+            pairs.extend((ind, j) for j in sorted(picks))
+        if not pairs:
+            return
+        counts = verify(local, [ix.local[j] for _, j in pairs], ratio=cfg.ratio,
+                        max_keypoints=cfg.local.max_keypoints, threshold=cfg.ransac_threshold)
+        for (ind, j), c in zip(pairs, counts, strict=True):
+            if c > inliers[ind]:
+                inliers[ind] = c
+                ref[ind] = j
+
+    def rank(self, scores: Scores, top_k: int) -> MatchResult:
+        """Fuse, calibrate and decide (new individual, species) from per-individual evidence."""
+        cal = self.calibration
+        fused = cal.weights.fuse(np.where(np.isfinite(scores.cos), scores.cos, -1.0),
+                                 scores.vote, scores.inliers)
+        fused = np.where(np.isfinite(scores.cos), fused, -np.inf)
+        order = [i for i in np.argsort(-fused, kind="stable")[:top_k] if np.isfinite(fused[i])]
+        probs = cal.probability(fused[order]) if order else np.zeros(0)
+        candidates = [Candidate(individual_id=scores.individual_ids[i], species=scores.species[i],
+                                score=float(fused[i]), probability=float(p),
+                                reference_image_id=scores.image_ids[scores.ref_image[i]])
+                      for i, p in zip(order, probs, strict=True)]
+        if not candidates:
+            return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
+        is_new = bool(candidates[0].score < cal.new_individual_threshold)
+        species, species_score = self._species(candidates, scores, is_new)
+        return MatchResult(candidates=candidates,
+                           individual_id=None if is_new else candidates[0].individual_id,
+                           is_new_individual=is_new, probability=candidates[0].probability,
+                           species=species, species_score=species_score)
+
+    def _species(self, candidates: list[Candidate], scores: Scores, is_new: bool) -> tuple[str, float]:
+        votes: dict[str, float] = {}
+        for sp, s in scores.neighbour_species:
+            votes[sp] = votes.get(sp, 0.0) + max(s, 0.0)
+        total = sum(votes.values())
+        best, frac = (max(votes.items(), key=lambda kv: kv[1]) if votes else (UNKNOWN_SPECIES, 0.0))
+        frac = frac / total if total > 0 else 0.0
+        top = candidates[0]
+        if not is_new and top.probability > frac:
+            best, frac = top.species, top.probability
+        if frac < self.calibration.species_threshold or not best:
+            return UNKNOWN_SPECIES, float(frac)
+        return best, float(frac)
+
+    def identify(self, image: Image.Image, embedding: np.ndarray, top_k: int = 5) -> MatchResult:
+        """The `top_k` most likely known individuals for one photo.
+
+        Args:
+            image: the RGB photo (for local features).
+            embedding: its (D,) L2-normalised embedding from `model_id`.
+            top_k: how many candidates to return.
+        """
+        if len(self) == 0:
+            return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
+        local = extract(image, self.config.local) if self.config.use_local else None
+        return self.rank(self.score(embedding, local), top_k)
+
+
+def make_thumbnail(image: Image.Image, side: int) -> bytes:
+    thumb = image.convert("RGB").copy()
+    thumb.thumbnail((side, side))
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _pixels_sha256(image: Image.Image) -> str:
+    import hashlib
+
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+def _summary(individual_id: str, ims: list[CatalogImage]) -> IndividualSummary:
+    seen = [im.sighting.observed_at for im in ims if im.sighting.observed_at is not None]
+    return IndividualSummary(individual_id=individual_id, species=ims[0].species, n_images=len(ims),
+                             image_ids=sorted(im.image_id for im in ims),
+                             last_seen=max(seen) if seen else None)
+
+
+def with_model(image: CatalogImage, model_id: str, embedding: np.ndarray) -> CatalogImage:
+    """A copy of a record re-embedded by another model (used by `whales catalog reindex`)."""
+    return replace(image, model_id=model_id, embedding=np.asarray(embedding, np.float32))

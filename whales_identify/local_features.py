@@ -1,0 +1,153 @@
+"""Local features for re-ranking: RootSIFT on CLAHE-equalised grey images, batched ratio-test
+matching and RANSAC geometric verification.
+
+Descriptors are stored compactly (uint8, RootSIFT scaled by 255) with (K, 2) float32 keypoint
+coordinates, strongest keypoints first, so that truncating an array keeps the best ones.
+Work per query is bounded: a query is verified against at most a fixed number of candidates
+(see `whales_identify.catalog.MatchConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+DESCRIPTOR_DIM = 128
+
+
+@dataclass(frozen=True)
+class LocalFeatureConfig:
+    """How local features are extracted.
+
+    Args:
+        max_keypoints: keypoints kept per image (strongest first).
+        max_side: images are downscaled so that their long side is at most this (boat photos are
+            large; right-whale head crops are 224 px and are left alone).
+        clahe_clip: CLAHE clip limit (0 disables equalisation).
+    """
+
+    max_keypoints: int = 500
+    max_side: int = 800
+    clahe_clip: float = 2.0
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    keypoints: np.ndarray  # (K, 2) float32 pixel coordinates in the resized image
+    descriptors: np.ndarray  # (K, 128) uint8 RootSIFT * 255
+
+
+def _grey(image: Image.Image, cfg: LocalFeatureConfig) -> np.ndarray:
+    grey = np.asarray(image.convert("L"))
+    h, w = grey.shape
+    scale = cfg.max_side / max(h, w)
+    if scale < 1.0:
+        grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    if cfg.clahe_clip > 0:
+        grey = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(8, 8)).apply(grey)
+    return grey
+
+
+def extract(image: Image.Image, cfg: LocalFeatureConfig | None = None) -> LocalFeatures:
+    """RootSIFT keypoints and descriptors of one RGB image (empty arrays when there are none)."""
+    cfg = cfg or LocalFeatureConfig()
+    grey = _grey(image, cfg)
+    sift = cv2.SIFT_create(nfeatures=cfg.max_keypoints)
+    kps, desc = sift.detectAndCompute(grey, None)
+    if desc is None or not kps:
+        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_DIM), np.uint8))
+    order = np.argsort([-k.response for k in kps], kind="stable")[: cfg.max_keypoints]
+    pts = np.array([kps[i].pt for i in order], np.float32)
+    return LocalFeatures(pts, to_rootsift_u8(desc[order]))
+
+
+def to_rootsift_u8(desc: np.ndarray) -> np.ndarray:
+    """SIFT -> RootSIFT (L1-normalise, square root: unit L2 norm), quantised to uint8."""
+    desc = desc.astype(np.float32)
+    desc /= np.maximum(desc.sum(axis=1, keepdims=True), 1e-7)
+    return np.clip(np.round(np.sqrt(desc) * 255.0), 0, 255).astype(np.uint8)
+
+
+def as_float(desc: np.ndarray) -> np.ndarray:
+    """uint8 RootSIFT -> float32 unit vectors (dot product = cosine similarity)."""
+    x = desc.astype(np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-7)
+
+
+def pad_stack(descs: Sequence[np.ndarray], kpts: Sequence[np.ndarray], max_k: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack per-image features into (N, K, 128) float32, (N, K, 2) and a (N, K) validity mask."""
+    n = len(descs)
+    d = np.zeros((n, max_k, DESCRIPTOR_DIM), np.float32)
+    p = np.zeros((n, max_k, 2), np.float32)
+    m = np.zeros((n, max_k), bool)
+    for i, (desc, kp) in enumerate(zip(descs, kpts, strict=True)):
+        k = min(len(desc), max_k)
+        if k:
+            d[i, :k] = as_float(desc[:k])
+            p[i, :k] = kp[:k]
+            m[i, :k] = True
+    return d, p, m
+
+
+def ratio_matches(query: np.ndarray, gallery: np.ndarray, mask: np.ndarray, ratio: float = 0.8
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe ratio-test matches of one query against N gallery images in one matrix product.
+
+    Args:
+        query: (Kq, 128) float32 unit descriptors.
+        gallery: (N, K, 128) float32 unit descriptors (zero rows are padding).
+        mask: (N, K) validity of the gallery rows.
+        ratio: the distance ratio of the best to the second-best neighbour.
+
+    Returns:
+        (N, Kq) index of the best gallery keypoint per query keypoint, and an (N, Kq) boolean
+        array of which matches pass the ratio test.
+    """
+    n, k, _ = gallery.shape
+    if n == 0 or len(query) == 0 or k < 2:
+        return np.zeros((n, len(query)), np.int64), np.zeros((n, len(query)), bool)
+    sims = np.einsum("qd,nkd->nqk", query, gallery, optimize=True)
+    sims[~np.broadcast_to(mask[:, None, :], sims.shape)] = -1.0
+    top2 = np.argpartition(-sims, 1, axis=2)[:, :, :2]
+    s2 = np.take_along_axis(sims, top2, axis=2)
+    first = np.argmax(s2, axis=2)
+    best_idx = np.take_along_axis(top2, first[..., None], axis=2)[..., 0]
+    best = np.max(s2, axis=2)
+    second = np.min(s2, axis=2)
+    # unit vectors: squared distance = 2 - 2 cos
+    d1 = np.sqrt(np.maximum(2.0 - 2.0 * best, 0.0))
+    d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
+    ok = (d1 < ratio * d2) & (best > 0)
+    return best_idx, ok
+
+
+def ransac_inliers(src: np.ndarray, dst: np.ndarray, threshold: float = 8.0) -> int:
+    """Inliers of a RANSAC similarity transform (rotation, scale, translation) between point sets."""
+    if len(src) < 3:
+        return 0
+    _, inl = cv2.estimateAffinePartial2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
+                                         method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                         maxIters=500, confidence=0.99)
+    return int(inl.sum()) if inl is not None else 0
+
+
+def verify(query: LocalFeatures, gallery: Sequence[LocalFeatures], ratio: float = 0.8,
+           max_keypoints: int = 500, threshold: float = 8.0) -> np.ndarray:
+    """Geometric-verification inlier counts of one query against each gallery image, shape (N,)."""
+    if not gallery or len(query.descriptors) == 0:
+        return np.zeros(len(gallery), np.float32)
+    q = as_float(query.descriptors[:max_keypoints])
+    qp = query.keypoints[:max_keypoints]
+    d, p, m = pad_stack([g.descriptors for g in gallery], [g.keypoints for g in gallery], max_keypoints)
+    idx, ok = ratio_matches(q, d, m, ratio)
+    out = np.zeros(len(gallery), np.float32)
+    for i in range(len(gallery)):
+        sel = np.flatnonzero(ok[i])
+        out[i] = ransac_inliers(qp[sel], p[i, idx[i, sel]], threshold)
+    return out
