@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint docs clean
+.PHONY: install run test lint docs bench clean
 
 $(STAMP): pyproject.toml scripts/install.sh
 	PY=$(PY) VENV=$(VENV) bash scripts/install.sh
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py > docs/CLI_REFERENCE.md
+
+bench: $(STAMP)
+	$(BIN)/python scripts/benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

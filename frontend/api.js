@@ -97,6 +97,8 @@ export const api = {
   listIndividuals: (params) => getJson("/v1/individuals", params),
   getIndividual: (id) => getJson(`/v1/individuals/${encodeURIComponent(id)}`),
   thumbnailUrl: (imageId) => `/v1/images/${encodeURIComponent(imageId)}/thumbnail`,
+  /** A server-given `thumbnail_url`, accepted only when it is a path on this origin. */
+  sameOriginUrl: (url) => (typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : null),
   listSpecies: () => getJson("/v1/species"),
 
   /** `POST /v1/predictions/{id}/review` with the API key. */

@@ -2,7 +2,7 @@
 import { api } from "./api.js";
 import { barChart } from "./chart.js";
 import { $, announce, dropZone, h, num, pct, replace, saveBlob } from "./dom.js";
-import { speciesNames } from "./species.js";
+import { learnSpecies, speciesNames } from "./species.js";
 
 const CHUNK = 8; // loose photos are sent a few at a time, so the bar shows real progress
 
@@ -33,6 +33,7 @@ export function initBatch() {
 }
 
 function toRow(r) {
+  learnSpecies(r);
   const { common, latin } = speciesNames(r.species, r);
   return {
     file: String(r.image_ind ?? ""),
@@ -50,7 +51,7 @@ function toRow(r) {
 }
 
 function errorRow(e) {
-  return { file: String(e.image_ind ?? ""), status: "failed", speciesKey: "", species: "", latin: "", individual: "",
+  return { file: String(e.image_ind ?? ""), status: e.code === "skipped" ? "skipped" : "failed", speciesKey: "", species: "", latin: "", individual: "",
     isNew: "", probability: null, cetacean: null, note: e.message || e.code || "failed", raw: e };
 }
 
@@ -73,7 +74,7 @@ async function run(files) {
   if (!zips.length) for (let i = 0; i < files.length; i += CHUNK) chunks.push(files.slice(i, i + CHUNK));
   const total = zips.length ? null : files.length;
   state.rows = [];
-  state.summary = { images: 0, accepted: 0, rejected: 0, failed: 0, seconds: 0 };
+  state.summary = { images: 0, accepted: 0, rejected: 0, failed: 0, skipped: 0, seconds: 0 };
   $("#batch-drop").setAttribute("aria-busy", "true");
   let done = 0;
   try {
@@ -108,7 +109,7 @@ function render() {
   $("#batch-results").hidden = false;
   const s = state.summary;
   replace($("#batch-summary"), ...[["Photos", s.images], ["Accepted", s.accepted], ["Rejected", s.rejected], ["Failed", s.failed],
-    ["Seconds", num(s.seconds, 1)]].map(([k, v]) => h("div", {}, h("dt", { text: k }), h("dd", { text: v }))));
+    ["Skipped", s.skipped], ["Seconds", num(s.seconds, 1)]].map(([k, v]) => h("div", {}, h("dt", { text: k }), h("dd", { text: v }))));
   const species = new Map();
   for (const r of state.rows) if (r.speciesKey) species.set(r.speciesKey, r.species);
   replace($("#batch-species"), h("option", { value: "", text: "All" }),
@@ -120,13 +121,15 @@ function render() {
 function renderChart() {
   const counts = new Map();
   for (const r of state.rows) {
+    if (r.status === "skipped") continue;
     const label = r.status === "accepted" ? r.species : r.status === "rejected" ? "Rejected (not a cetacean)" : "Failed";
     counts.set(label, (counts.get(label) || 0) + 1);
   }
   const rows = [...counts].map(([label, value]) => ({ label, value,
     cls: label.startsWith("Rejected") ? "rejected" : label === "Failed" ? "failed" : "" }))
     .sort((a, b) => b.value - a.value || a.label.localeCompare(b.label));
-  replace($("#batch-chart"), rows.length ? barChart(rows, "Photos per species") : h("p", { class: "muted", text: "No results." }));
+  const width = Math.min(640, Math.max(300, $("#batch-chart").clientWidth || 600));
+  replace($("#batch-chart"), rows.length ? barChart(rows, "Photos per species", width) : h("p", { class: "muted", text: "No results." }));
 }
 
 function sortBy(key) {
@@ -148,8 +151,9 @@ function visibleRows() {
     .filter((r) => !q || [r.file, r.species, r.latin, r.individual, r.speciesKey, r.note].some((v) => v.toLowerCase().includes(q)))
     .sort((a, b) => {
       const x = a[state.sortKey], y = b[state.sortKey];
-      if (col?.numeric) return ((x ?? -1) - (y ?? -1)) * state.sortDir;
-      return String(x).localeCompare(String(y), undefined, { numeric: true }) * state.sortDir;
+      const primary = col?.numeric ? (x ?? -1) - (y ?? -1) : String(x).localeCompare(String(y), undefined, { numeric: true });
+      // ties fall back to the file name, so reversing the direction reverses the whole table
+      return (primary || a.file.localeCompare(b.file, undefined, { numeric: true })) * state.sortDir;
     });
 }
 

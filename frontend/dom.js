@@ -1,4 +1,4 @@
-// Safe DOM helpers: every server string goes through textContent or setAttribute, never innerHTML.
+// Safe DOM helpers: every server string goes through textContent or setAttribute, never parsed as markup.
 
 /**
  * Build an element. `attrs` keys: `class`, `text`, `on<Event>` (listener), `dataset` (object),

@@ -2,7 +2,7 @@
 import { api } from "./api.js";
 import { $, announce, dropZone, h, pct, replace } from "./dom.js";
 import { renderReview } from "./review.js";
-import { speciesNames } from "./species.js";
+import { learnSpecies, speciesNames } from "./species.js";
 
 const REJECTION_TEXT = {
   not_a_marine_mammal: "The photo was not recognised as a whale or dolphin.",
@@ -83,6 +83,16 @@ function meter(label, value, cls = "") {
     h("span", { class: "meter-value", text: pct(value) }));
 }
 
+function sightingText(s) {
+  if (!s) return "";
+  const parts = [];
+  if (s.observed_at) parts.push(String(s.observed_at).replace("T", " ").slice(0, 16));
+  if (s.location) parts.push(s.location);
+  if (typeof s.latitude === "number" && typeof s.longitude === "number") parts.push(`${s.latitude.toFixed(4)}, ${s.longitude.toFixed(4)}`);
+  if (s.observer) parts.push(`by ${s.observer}`);
+  return parts.join(" · ");
+}
+
 function band(result) {
   const b = result.gate_band || (result.rejected ? "reject" : null);
   return b ? h("span", { class: `badge band-${b}`, text: `gate: ${b}` }) : null;
@@ -96,6 +106,7 @@ function warningsList(result) {
 /** The result card (accepted photo) or the rejection card (the gate said no). */
 export function showResult(result, file) {
   const target = $("#identify-result");
+  learnSpecies(result);
   if (result.rejected) {
     const reason = REJECTION_TEXT[result.rejection_reason] || `Rejected: ${result.rejection_reason || "unknown reason"}.`;
     replace(target, h("article", { class: "card result rejection-card", "aria-labelledby": "rej-title", "data-testid": "rejection-card" },
@@ -122,10 +133,12 @@ export function showResult(result, file) {
       isNew ? h("span", { class: "badge new", text: "New individual" }) : h("span", { class: "badge known", text: "Known individual" })),
     h("dl", { class: "facts" },
       h("dt", { text: "Individual" }), h("dd", {}, h("code", { class: "individual-id", text: idText })),
-      h("dt", { text: "Confidence (calibrated)" }), h("dd", { text: pct(result.probability) }),
+      h("dt", { text: "Confidence (calibrated)" }),
+      h("dd", { text: (result.candidates || []).length ? pct(result.probability) : "— (no catalog match)" }),
       h("dt", { text: "Species score" }), h("dd", { text: pct(result.species_score) }),
       h("dt", { text: "New individual" }), h("dd", { text: result.is_new_individual == null ? "—" : isNew ? "yes" : "no" }),
-      h("dt", { text: "Model" }), h("dd", {}, h("code", { text: result.model_version || "—" }))),
+      h("dt", { text: "Model" }), h("dd", {}, h("code", { text: result.model_version || "—" })),
+      sightingText(result.sighting) ? [h("dt", { text: "Sighting" }), h("dd", { text: sightingText(result.sighting) })] : null),
     meter("Cetacean score", result.cetacean_score),
     h("p", { class: "muted" }, band(result), " ", result.gate_backend ? `gate backend: ${result.gate_backend}` : ""),
     warningsList(result)));

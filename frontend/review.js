@@ -1,22 +1,22 @@
 // Review panel: the query photo beside its top-5 candidates; Confirm / New individual / Not a cetacean.
 import { api, apiKey } from "./api.js";
 import { announce, h, num, pct, replace } from "./dom.js";
-import { speciesText } from "./species.js";
+import { knownSpecies, speciesNames } from "./species.js";
 
 const THUMBS_PER_CANDIDATE = 3;
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/; // the service's INDIVIDUAL_ID_PATTERN
 
-function thumb(imageId, alt) {
-  return h("img", { class: "thumb", src: api.thumbnailUrl(imageId), alt, loading: "lazy", width: 96, height: 96 });
+function thumb(imageId, alt, url = null) {
+  return h("img", { class: "thumb", src: api.sameOriginUrl(url) || api.thumbnailUrl(imageId), alt, loading: "lazy", width: 96, height: 96 });
 }
 
 /** Fill a candidate's thumbnail strip with other catalog photos of that individual. */
 async function fillThumbs(strip, candidate) {
   try {
     const ind = await api.getIndividual(candidate.individual_id);
-    const ids = (ind.images || []).map((im) => im.image_id).concat(ind.image_ids || []);
-    const more = [...new Set(ids)].filter((id) => id && id !== candidate.reference_image_id);
-    for (const id of more.slice(0, THUMBS_PER_CANDIDATE - 1)) {
-      strip.append(thumb(id, `Catalog photo of ${candidate.individual_id}`));
+    const others = (ind.images || []).filter((im) => im.image_id && im.image_id !== candidate.reference_image_id);
+    for (const im of others.slice(0, THUMBS_PER_CANDIDATE - 1)) {
+      strip.append(thumb(im.image_id, `Catalog photo of ${candidate.individual_id}`, im.thumbnail_url));
     }
   } catch {
     // the reference thumbnail alone is enough to review
@@ -28,12 +28,13 @@ function candidateCard(candidate, index, name) {
   const strip = h("div", { class: "thumbs" },
     candidate.reference_image_id ? thumb(candidate.reference_image_id, `Best matching catalog photo of ${candidate.individual_id}`) : null);
   fillThumbs(strip, candidate);
+  const names = speciesNames(candidate.species, candidate);
   return h("li", { class: "candidate" },
     h("input", { type: "radio", name, id: radioId, value: candidate.individual_id, checked: index === 0 }),
     h("label", { for: radioId },
       h("span", { class: "rank", text: `#${index + 1}` }),
       h("code", { class: "cand-id", text: candidate.individual_id }),
-      h("span", { class: "cand-species", text: speciesText(candidate.species, candidate) }),
+      h("span", { class: "cand-species" }, names.common, names.latin ? h("i", { text: ` ${names.latin}` }) : null),
       h("span", { class: "cand-score" }, `score ${num(candidate.score)}`, " · ", `p ${pct(candidate.probability)}`)),
     strip);
 }
@@ -52,8 +53,13 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
   const candidates = (result.candidates || []).slice(0, 5);
   const groupName = `candidate-${result.prediction_id}`;
   const status = h("p", { class: "review-status", role: "status" });
-  const newId = h("input", { id: "new-individual-id", type: "text", maxlength: 120, autocomplete: "off",
+  const newId = h("input", { id: "new-individual-id", type: "text", maxlength: 128, autocomplete: "off",
     placeholder: "e.g. hw_new_0001", "aria-describedby": "new-id-help" });
+  const guess = result.species && result.species !== "unknown" ? result.species : "";
+  const newSpecies = h("select", { id: "new-individual-species" },
+    h("option", { value: "", text: "Unknown species" }),
+    [...new Set([...knownSpecies(), ...(guess ? [guess] : [])])].map((k) =>
+      h("option", { value: k, text: speciesNames(k).common, selected: k === guess })));
 
   const send = async (decision, button) => {
     if (!apiKey.get()) {
@@ -64,7 +70,7 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
     }
     const body = { decision };
     if (decision === "confirm") {
-      const chosen = target.querySelector(`input[name="${groupName}"]:checked`);
+      const chosen = target.querySelector(`input[name="${CSS.escape(groupName)}"]:checked`);
       if (!chosen) {
         status.textContent = "Choose the candidate to confirm.";
         status.className = "review-status error";
@@ -73,7 +79,14 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
       body.individual_id = chosen.value;
     } else if (decision === "new_individual") {
       const id = newId.value.trim();
+      if (id && !ID_PATTERN.test(id)) {
+        status.textContent = "An individual id starts with a letter or digit and uses only letters, digits and _ . : -";
+        status.className = "review-status error";
+        newId.focus();
+        return;
+      }
       if (id) body.individual_id = id;
+      if (newSpecies.value) body.species = newSpecies.value;
     }
     const buttons = [...target.querySelectorAll("button")];
     buttons.forEach((b) => { b.disabled = true; });
@@ -109,7 +122,7 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
         queryUrl ? h("img", { src: queryUrl, alt: "Query photo" }) : null,
         h("figcaption", { text: "Query photo" })),
       h("fieldset", { class: "candidates" },
-        h("legend", { text: candidates.length ? `Top ${candidates.length} candidates` : "Candidates" }),
+        h("legend", { text: candidates.length > 1 ? `Top ${candidates.length} candidates` : candidates.length ? "Top candidate" : "Candidates" }),
         candidates.length
           ? h("ol", { class: "candidate-list" }, candidates.map((c, i) => candidateCard(c, i, groupName)))
           : h("p", { class: "muted", text: rejected ? "Rejected photos are not matched against the catalog."
@@ -119,6 +132,7 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
       h("div", { class: "new-id" },
         h("label", { for: "new-individual-id", text: "New individual id" }), newId,
         h("span", { id: "new-id-help", class: "hint", text: "Leave empty to let the service assign one." })),
+      h("div", { class: "new-id" }, h("label", { for: "new-individual-species", text: "Species of a new individual" }), newSpecies),
       newBtn, notBtn),
     status));
 }

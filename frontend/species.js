@@ -32,10 +32,20 @@ const FALLBACK = {
 };
 
 const names = new Map(Object.entries(FALLBACK).map(([k, [common, latin]]) => [k, { common, latin }]));
+const aliases = new Set(); // misspelt labels that name the same taxon as an earlier key (kiler_whale)
 
 function titleCase(key) {
   const text = String(key || "").replace(/_/g, " ").trim();
   return text ? text.charAt(0).toUpperCase() + text.slice(1) : "Unknown";
+}
+
+/** Remember the names a response carries (`species_common_name`, `species_scientific_name`). */
+export function learnSpecies(item) {
+  const key = item?.species;
+  const common = item?.species_common_name;
+  if (key && key !== "unknown" && common) {
+    names.set(key, { common, latin: item.species_scientific_name || names.get(key)?.latin || "" });
+  }
 }
 
 /** Merge the service's species list, whatever its exact shape (list of objects or a mapping). */
@@ -48,11 +58,16 @@ export async function loadSpecies() {
   }
   const entries = Array.isArray(body) ? body : Array.isArray(body?.items) ? body.items
     : body && typeof body === "object" ? Object.entries(body).map(([key, v]) => ({ key, ...v })) : [];
+  const seen = new Set();
   for (const item of entries) {
     const key = item.key || item.species || item.name || item.id;
     const common = item.common_name || item.common;
     const latin = item.scientific_name || item.latin_name || item.latin;
-    if (key && (common || latin)) names.set(key, { common: common || titleCase(key), latin: latin || "" });
+    if (!key || !(common || latin)) continue;
+    names.set(key, { common: common || titleCase(key), latin: latin || "" });
+    const taxon = `${common}|${latin}`;
+    if (seen.has(taxon)) aliases.add(key);
+    seen.add(taxon);
   }
   return true;
 }
@@ -75,5 +90,5 @@ export function speciesText(key, source = null) {
 }
 
 export function knownSpecies() {
-  return [...names.keys()].sort((a, b) => speciesNames(a).common.localeCompare(speciesNames(b).common));
+  return [...names.keys()].filter((k) => !aliases.has(k)).sort((a, b) => speciesNames(a).common.localeCompare(speciesNames(b).common));
 }

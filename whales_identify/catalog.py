@@ -31,7 +31,13 @@ from PIL import Image
 
 from whales_identify.calibrate import Calibration, load_calibration
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.local_features import LocalFeatureConfig, LocalFeatures, as_float, extract, verify
+from whales_identify.local_features import (
+    LocalFeatureConfig,
+    LocalFeatures,
+    as_float,
+    extract,
+    verify,
+)
 from whales_identify.results import Candidate, MatchResult
 from whales_identify.store import CatalogImage, Sighting, Store
 
@@ -49,6 +55,7 @@ class MatchConfig:
             of the global ranking and of the LNBNN vote ranking (bounded work per query).
         lnbnn_k: neighbours per query descriptor that vote.
         index_keypoints: descriptors per reference image put into the vote index.
+        verify_keypoints: strongest keypoints per image used in geometric verification.
         flann_trees / flann_checks: the approximate-nearest-neighbour index accuracy.
         ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
         species_neighbours: reference images whose species vote for the query's species.
@@ -57,12 +64,13 @@ class MatchConfig:
 
     local: LocalFeatureConfig = field(default_factory=LocalFeatureConfig)
     use_local: bool = True
-    global_candidates: int = 30
-    vote_candidates: int = 30
+    global_candidates: int = 20
+    vote_candidates: int = 60
     lnbnn_k: int = 5
     index_keypoints: int = 300
     flann_trees: int = 4
     flann_checks: int = 64
+    verify_keypoints: int = 300
     ratio: float = 0.8
     ransac_threshold: float = 8.0
     species_neighbours: int = 10
@@ -105,13 +113,17 @@ class _Index:
         for im in self.images:
             species.setdefault(im.individual_id, im.species)
         self.species = [species[i] for i in self.individuals]
-        self.members = [np.flatnonzero(self.labels == i) for i in range(len(self.individuals))]
+        order = np.argsort(self.labels, kind="stable")
+        self.members = np.split(order, np.cumsum(np.bincount(self.labels, minlength=len(pos)))[:-1])
+        self.by_label = order  # image indices grouped by individual
+        self.starts = np.concatenate([[0], np.cumsum([len(m) for m in self.members])[:-1]]).astype(np.int64)
         dim = self.images[0].embedding.shape[0] if self.images else 0
         self.emb = (np.stack([im.embedding for im in self.images]).astype(np.float32)
                     if self.images else np.zeros((0, dim), np.float32))
-        self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else np.zeros((0, 2), np.float32),
-                                    im.descriptors if im.descriptors is not None
-                                    else np.zeros((0, 128), np.uint8)) for im in self.images]
+        no_kp, no_desc = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
+        self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else no_kp,
+                                    im.descriptors if im.descriptors is not None else no_desc)
+                      for im in self.images]
         self.cfg = cfg
         self._flann: Any = None
         self._desc_img: np.ndarray | None = None
@@ -129,6 +141,9 @@ class _Index:
                 import cv2
 
                 data = as_float(np.concatenate(parts))
+                # the k-d trees are randomised with OpenCV's thread-global RNG: reset it (0 = the
+                # fresh-process state) so that the index, hence every result, is reproducible
+                cv2.setRNGSeed(0)
                 self._flann = cv2.flann_Index(data, dict(algorithm=1, trees=self.cfg.flann_trees))
                 self._flann_data = data  # cv2 keeps a pointer: keep the array alive
                 self._desc_img = np.concatenate(owners)
@@ -286,21 +301,20 @@ class Catalog:
                 excluded[pos[iid]] = True
         sims = ix.emb @ np.asarray(embedding, np.float32).ravel() if n_img else np.zeros(0)
         sims = np.where(excluded, -np.inf, sims)
-        cos = np.full(n_ind, -np.inf)
-        np.maximum.at(cos, ix.labels, sims)
+        cos = np.maximum.reduceat(sims[ix.by_label], ix.starts) if n_img else np.zeros(0)
         vote = np.zeros(n_ind)
         img_vote = np.zeros(n_img)
         inliers = np.zeros(n_ind)
-        ref = np.full(n_ind, -1, np.int64)
-        for i, m in enumerate(ix.members):
-            ok = m[~excluded[m]]
-            if len(ok):
-                ref[i] = ok[np.argmax(sims[ok])]
+        ref = np.zeros(n_ind, np.int64)
+        best = np.flatnonzero(sims == cos[ix.labels])  # the image that gives each individual its cos
+        ref[ix.labels[best]] = best
         use_local = cfg.use_local and local is not None and len(local.descriptors) > 0
         if use_local and local is not None:
             self._vote(ix, local, excluded, vote, img_vote)
             self._verify(ix, local, excluded, sims, cos, vote, img_vote, inliers, ref)
-        order = np.argsort(-sims)[: cfg.species_neighbours]
+        k = min(cfg.species_neighbours, n_img)
+        order = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, np.int64)
+        order = order[np.argsort(-sims[order])]
         neighbours = [(ix.images[j].species, float(sims[j])) for j in order if np.isfinite(sims[j])]
         return Scores(ix.individuals, ix.species, cos, vote, inliers, ref, ix.image_ids, neighbours)
 
@@ -342,8 +356,8 @@ class Catalog:
                 ref: np.ndarray) -> None:
         cfg = self.config
         finite = np.isfinite(cos)
-        by_cos = [i for i in np.argsort(-cos)[: cfg.global_candidates] if finite[i]]
-        by_vote = [i for i in np.argsort(-vote)[: cfg.vote_candidates] if finite[i] and vote[i] > 0]
+        by_cos = [i for i in _top(cos, cfg.global_candidates) if finite[i]]
+        by_vote = [i for i in _top(vote, cfg.vote_candidates) if finite[i] and vote[i] > 0]
         cands = list(dict.fromkeys([*by_cos, *by_vote]))
         pairs: list[tuple[int, int]] = []
         for ind in cands:
@@ -356,7 +370,7 @@ class Catalog:
         if not pairs:
             return
         counts = verify(local, [ix.local[j] for _, j in pairs], ratio=cfg.ratio,
-                        max_keypoints=cfg.local.max_keypoints, threshold=cfg.ransac_threshold)
+                        max_keypoints=cfg.verify_keypoints, threshold=cfg.ransac_threshold)
         for (ind, j), c in zip(pairs, counts, strict=True):
             if c > inliers[ind]:
                 inliers[ind] = c
@@ -409,6 +423,15 @@ class Catalog:
             return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
         local = extract(image, self.config.local) if self.config.use_local else None
         return self.rank(self.score(embedding, local), top_k)
+
+
+def _top(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first (argpartition: O(n))."""
+    k = min(k, len(x))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    idx = np.argpartition(-x, k - 1)[:k]
+    return idx[np.argsort(-x[idx], kind="stable")]
 
 
 def make_thumbnail(image: Image.Image, side: int) -> bytes:

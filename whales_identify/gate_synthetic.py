@@ -153,15 +153,23 @@ _RENDERERS: dict[str, Callable[[random.Random], Image.Image]] = {
 }
 
 
+GENERATOR_VERSION = "1"  # bump when a renderer changes: cached features are keyed by it
+
+
+def render_negative(kind: str, seed: int, index: int) -> Image.Image:
+    """The `index`-th generated negative of `kind` for `seed`: deterministic, so it can be redrawn."""
+    return _RENDERERS[kind](random.Random(f"{seed}:{kind}:{index}"))
+
+
 def generate_negatives(n_per_kind: int, seed: int,
                        kinds: tuple[str, ...] = NEGATIVE_KINDS) -> list[tuple[str, str, Image.Image]]:
     """`n_per_kind` images of each kind as (key, kind, image); the key names seed and index."""
-    out = []
-    for kind in kinds:
-        rng = random.Random(f"{seed}:{kind}")
-        for i in range(n_per_kind):
-            out.append((f"generated/{kind}/s{seed}_{i}", kind, _RENDERERS[kind](rng)))
-    return out
+    return [(negative_key(kind, seed, i), kind, render_negative(kind, seed, i))
+            for kind in kinds for i in range(n_per_kind)]
+
+
+def negative_key(kind: str, seed: int, index: int) -> str:
+    return f"generated/{kind}/s{seed}_{index}"
 
 
 def perturb(image: Image.Image, name: str, rng: random.Random | None = None) -> Image.Image:

@@ -112,14 +112,15 @@ def ratio_matches(query: np.ndarray, gallery: np.ndarray, mask: np.ndarray, rati
     n, k, _ = gallery.shape
     if n == 0 or len(query) == 0 or k < 2:
         return np.zeros((n, len(query)), np.int64), np.zeros((n, len(query)), bool)
-    sims = np.einsum("qd,nkd->nqk", query, gallery, optimize=True)
-    sims[~np.broadcast_to(mask[:, None, :], sims.shape)] = -1.0
-    top2 = np.argpartition(-sims, 1, axis=2)[:, :, :2]
-    s2 = np.take_along_axis(sims, top2, axis=2)
-    first = np.argmax(s2, axis=2)
-    best_idx = np.take_along_axis(top2, first[..., None], axis=2)[..., 0]
-    best = np.max(s2, axis=2)
-    second = np.min(s2, axis=2)
+    # (Kq, N, K) in one BLAS call; reductions run over the contiguous last axis
+    sims = (query @ gallery.reshape(n * k, -1).T).reshape(len(query), n, k)
+    # RootSIFT vectors are non-negative, so real similarities are >= 0 and zero padding rows
+    # (similarity 0) never beat a real neighbour; `mask` needs no extra pass here.
+    best_idx = np.argmax(sims, axis=2)  # (Kq, N)
+    best = np.take_along_axis(sims, best_idx[..., None], axis=2)[..., 0]
+    np.put_along_axis(sims, best_idx[..., None], -2.0, axis=2)
+    second = sims.max(axis=2)
+    best_idx, best, second = best_idx.T, best.T, second.T  # (N, Kq)
     # unit vectors: squared distance = 2 - 2 cos
     d1 = np.sqrt(np.maximum(2.0 - 2.0 * best, 0.0))
     d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))

@@ -1,7 +1,201 @@
-"""`whales catalog ...` commands."""
+"""`whales catalog import|list|show|add|remove|stats|reindex`: each wraps one `Catalog` call."""
 
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="catalog commands.", no_args_is_help=True)
+from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_identify.errors import WhalesError
+
+app = typer.Typer(help="Manage the catalog of known individuals (reference photos).",
+                  no_args_is_help=True)
+
+DEFAULT_MODEL = "efficientnet_lite0.imagenet"
+Db = Annotated[str | None, typer.Option("--db", help="Database URL (default: $WHALES_DATABASE_URL or "
+                                        "sqlite:///data/whales.db).")]
+Model = Annotated[str | None, typer.Option("--model", help="Embedding model id (default: "
+                                           "$WHALES_EMBEDDING_MODEL or efficientnet_lite0.imagenet).")]
+ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _model_id(model: str | None) -> str:
+    return model or os.environ.get("WHALES_EMBEDDING_MODEL") or DEFAULT_MODEL
+
+
+def _open(db: str | None, model: str | None, load: bool = True) -> Any:
+    from integrations import open_store
+    from whales_identify.catalog import Catalog
+
+    catalog = Catalog(open_store(db), _model_id(model))
+    if load:
+        try:
+            catalog.load()
+        except WhalesError as exc:
+            fail(str(exc))
+    return catalog
+
+
+def _embedder(model_id: str, models_dir: Path | None) -> Any:
+    from whales_identify.embed import Embedder
+    from whales_identify.models import create_model
+
+    try:
+        return Embedder(create_model(model_id, models_dir=models_dir))
+    except WhalesError as exc:
+        fail(str(exc))
+
+
+def _progress(total: int, label: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="img", disable=not stderr_is_tty() and total < 50)
+
+
+def _read(path: Path) -> tuple[Any, Any]:
+    from whales_identify.images import load_image
+    from whales_identify.sighting import read_exif_sighting
+
+    data = path.read_bytes()
+    return load_image(data, max_pixels=100_000_000), read_exif_sighting(data)
+
+
+@app.command("import")
+def import_cmd(
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV (relpath, label, individual_id, species).")],
+    root: Annotated[Path, typer.Option("--root", help="Folder the relpaths are relative to.")],
+    source: Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")]
+    = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Import at most N photos.")] = None,
+    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+) -> None:
+    """Import labelled photos from a manifest (skips photos already in the catalog)."""
+    from whales_identify.data import read_manifest
+
+    catalog = _open(db, model)
+    known = {(im.individual_id, im.filename) for im in catalog.store.list_catalog_images()}
+    rows = [r for r in read_manifest(manifest) if r.is_cetacean and r.individual_id
+            and (not source or r.source in source) and (r.individual_id, r.relpath) not in known]
+    rows = rows[:limit] if limit else rows
+    embedder = _embedder(catalog.model_id, models_dir)
+    added = 0
+    with _progress(len(rows), "import") as bar:
+        for r in rows:
+            try:
+                image, sighting = _read(root / r.relpath)
+            except (OSError, WhalesError) as exc:
+                typer.echo(f"skipped {r.relpath}: {exc}", err=True)
+                bar.update(1)
+                continue
+            catalog.enroll([image], embedder([image]), r.individual_id, r.species or "unknown",
+                           sightings=[sighting], filenames=[r.relpath], source=r.source)
+            added += 1
+            bar.update(1)
+    typer.echo(f"imported {added} photo(s); catalog: {catalog.stats()['images']} photo(s) of "
+               f"{catalog.stats()['individuals']} individual(s)")
+
+
+@app.command("add")
+def add_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Photos of one individual.")],
+    individual: Annotated[str, typer.Option("--individual", help="Individual id.")],
+    species: Annotated[str, typer.Option("--species", help="Species (Happywhale-style name).")],
+    source: Annotated[str, typer.Option("--source", help="Where the photos come from.")] = "",
+    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+) -> None:
+    """Add photos of one individual (no retraining needed)."""
+    catalog = _open(db, model)
+    embedder = _embedder(catalog.model_id, models_dir)
+    loaded = [_read(f) for f in files]
+    images = [im for im, _ in loaded]
+    records = catalog.enroll(images, embedder(images), individual, species,
+                             sightings=[s for _, s in loaded], filenames=[f.name for f in files],
+                             source=source)
+    typer.echo(f"added {len(records)} photo(s) of {individual}")
+
+
+@app.command("remove")
+def remove_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")], db: Db = None,
+               model: Model = None) -> None:
+    """Remove an individual and all its photos."""
+    catalog = _open(db, model, load=False)
+    n = catalog.remove_individual(individual)
+    if n == 0:
+        fail(f"no individual {individual!r} in the catalog")
+    typer.echo(f"removed {n} photo(s) of {individual}")
+
+
+@app.command("list")
+def list_cmd(species: Annotated[str | None, typer.Option("--species", help="Only this species.")] = None,
+             db: Db = None, model: Model = None, json_out: JsonFlag = False) -> None:
+    """List individuals: id, species, photos, last seen."""
+    rows = [{"individual_id": s.individual_id, "species": s.species, "n_images": s.n_images,
+             "last_seen": s.last_seen} for s in _open(db, model).list_individuals(species)]
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['individual_id']}\t{r['species']}\t{r['n_images']}\t{r['last_seen'] or '-'}")
+
+
+@app.command("show")
+def show_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")], db: Db = None,
+             model: Model = None) -> None:
+    """Show one individual with its photos."""
+    catalog = _open(db, model)
+    summary = catalog.get_individual(individual)
+    if summary is None:
+        fail(f"no individual {individual!r} in the catalog")
+    images = [catalog.store.get_catalog_image(i) for i in summary.image_ids]
+    emit_json({"individual_id": summary.individual_id, "species": summary.species,
+               "n_images": summary.n_images, "last_seen": summary.last_seen,
+               "images": [{"image_id": im.image_id, "filename": im.filename, "source": im.source,
+                           "observed_at": im.sighting.observed_at, "latitude": im.sighting.latitude,
+                           "longitude": im.sighting.longitude, "location": im.sighting.location,
+                           "keypoints": 0 if im.descriptors is None else len(im.descriptors)}
+                          for im in images if im is not None]})
+
+
+@app.command("stats")
+def stats_cmd(db: Db = None, model: Model = None) -> None:
+    """Catalog size per species, embedding model, calibration state."""
+    emit_json(_open(db, model).stats())
+
+
+@app.command("reindex")
+def reindex_cmd(
+    root: Annotated[Path | None, typer.Option("--root", help="Re-embed from original files under this "
+                                              "folder where found (else from stored thumbnails).")] = None,
+    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+) -> None:
+    """Re-embed every catalog photo with the current model (after a model change)."""
+    from PIL import Image
+
+    from whales_identify.catalog import with_model
+
+    catalog = _open(db, model, load=False)
+    embedder = _embedder(catalog.model_id, models_dir)
+    images = catalog.store.list_catalog_images()
+    stale = [im for im in images if im.model_id != catalog.model_id]
+    missing = 0
+    with _progress(len(stale), "reindex") as bar:
+        for im in stale:
+            original = root / im.filename if root is not None and im.filename else None
+            if original is not None and original.is_file():
+                pil, _ = _read(original)
+            elif im.thumbnail:
+                pil = Image.open(io.BytesIO(im.thumbnail)).convert("RGB")
+            else:
+                missing += 1
+                bar.update(1)
+                continue
+            catalog.store.add_catalog_images([with_model(im, catalog.model_id, embedder([pil])[0])])
+            bar.update(1)
+    if missing:
+        fail(f"{missing} photo(s) have neither an original under --root nor a thumbnail")
+    typer.echo(f"re-embedded {len(stale) - missing} photo(s) with {catalog.model_id}")

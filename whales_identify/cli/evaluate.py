@@ -1,10 +1,81 @@
-"""`whales evaluate`."""
+"""`whales evaluate`: the leave-one-out re-identification harness (see `whales_identify.evaluate`)."""
 
 from __future__ import annotations
 
-from whales_identify.cli._common import fail
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_identify.errors import WhalesError
+
+DEFAULT_OUT = Path("reports") / "metrics_latest.json"
 
 
-def evaluate() -> None:
-    """Not implemented yet."""
-    fail("'whales evaluate' is not implemented yet", code=2)
+def evaluate(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV with individual ids.")],
+    root: Annotated[Path, typer.Option("--root", help="Folder the manifest's relpaths are relative to.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")] = None,
+    model: Annotated[str, typer.Option("--model", help="Embedding model id.")]
+    = "efficientnet_lite0.imagenet",
+    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")] = None,
+    sources: Annotated[list[str] | None, typer.Option("--sources", help="Only these sources "
+                                                      "(repeatable), e.g. noaa_right_whale_headcrops.")]
+    = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N queries per source, mode and "
+                                              "split.")]
+    = None,
+    calibration: Annotated[Path | None, typer.Option("--calibration", help="Calibration JSON (default: "
+                                                     "the packaged one).")] = None,
+    fit_calibration: Annotated[Path | None, typer.Option(
+        "--fit-calibration", help="Fit weights/threshold/probabilities on the calibration split and "
+        "write them here before reporting.")] = None,
+    no_local: Annotated[bool, typer.Option("--no-local", help="Global embedding only.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: "
+                                                   "<tmp>/whales_reid_cache).")] = None,
+    latest: Annotated[Path, typer.Option("--latest", help="Where the latest metrics are kept.")]
+    = DEFAULT_OUT,
+) -> None:
+    """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
+    from whales_identify.calibrate import load_calibration
+    from whales_identify.catalog import MatchConfig
+    from whales_identify.embed import Embedder
+    from whales_identify.evaluate import run_evaluation, write_json
+    from whales_identify.models import create_model
+
+    if not manifest.is_file():
+        fail(f"manifest not found: {manifest}")
+    try:
+        embedder = Embedder(create_model(model, models_dir=models_dir))
+        cal = load_calibration(calibration) if calibration else None
+        metrics = run_evaluation(
+            manifest, root, embedder, sources=sources, limit=limit,
+            config=MatchConfig(use_local=not no_local), calibration=cal, fit_out=fit_calibration,
+            cache_dir=cache_dir or Path(tempfile.gettempdir()) / "whales_reid_cache",
+            progress=_bar)
+    except (WhalesError, OSError) as exc:
+        fail(str(exc))
+    write_json(metrics, latest)
+    if json_out is not None:
+        write_json(metrics, json_out)
+    emit_json(_summary(metrics))
+
+
+def _bar(label: str, total: int) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="q" if label == "queries" else "img",
+               disable=not stderr_is_tty())
+    return bar.update
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    rep = metrics.get("report", {})
+    keys = ("n_queries", "top1", "top5", "map5", "species_accuracy", "open_set",
+            "seconds_per_query_total")
+    out = {k: rep.get(k) for k in keys}
+    out["per_source"] = {s: {k: m.get(k) for k in ("n_queries", "top1", "top5", "map5")}
+                         for s, m in rep.get("per_source", {}).items()}
+    return out

@@ -1,10 +1,71 @@
-"""`whales export`."""
+"""`whales export`: stored predictions as CSV, JSON lines or a Darwin Core Archive."""
 
 from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from whales_identify.cli._common import fail
 
 
-def export() -> None:
-    """Not implemented yet."""
-    fail("'whales export' is not implemented yet", code=2)
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    dwca = "dwca"
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--since {value!r} is not an ISO 8601 date or date-time", code=2)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def export(
+    format: Annotated[ExportFormat, typer.Option("--format", "-f",
+                                                 help="csv, jsonl or dwca.")] = ExportFormat.csv,
+    since: Annotated[str | None, typer.Option(help="Only predictions made at or after this ISO 8601 time "
+                                                   "(UTC when no zone is given).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL; default $WHALES_DATABASE_URL, "
+                                                        "else sqlite:///data/whales.db.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; csv and jsonl go to "
+                                                                        "stdout when omitted.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Public service URL; Darwin Core associatedMedia "
+                                                      "then links to each stored photo.")] = None,
+) -> None:
+    """Export stored predictions (CSV, JSON lines, or a Darwin Core Archive ZIP)."""
+    from integrations.base import open_store
+    from integrations.exports import iter_records, write_csv, write_dwca, write_jsonl
+
+    start = _parse_since(since)
+    if format is ExportFormat.dwca and output is None:
+        fail("--format dwca writes a ZIP file: give --output FILE.zip", code=2)
+    try:
+        store = open_store(db)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    try:
+        records = iter_records(store, since=start)
+        if format is ExportFormat.dwca:
+            assert output is not None
+            count = write_dwca(records, output, base_url=base_url)
+        else:
+            writer = write_csv if format is ExportFormat.csv else write_jsonl
+            if output is None:
+                count = writer(records, sys.stdout)
+                sys.stdout.flush()
+            else:
+                with open(output, "w", encoding="utf-8", newline="") as fh:
+                    count = writer(records, fh)
+    finally:
+        store.close()
+    if output is not None:
+        typer.echo(f"wrote {count} records to {output}", err=True)

@@ -1,7 +1,126 @@
-"""`whales gate ...` commands."""
+"""`whales gate calibrate|score`: train and calibrate the embedded gate, score photos."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="gate commands.", no_args_is_help=True)
+from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_identify.errors import WhalesError
+
+app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
+
+DEFAULT_CONFIG = Path("whales_be_service/configs/anti_fraud_threshold.yaml")
+DEFAULT_REPORT = Path("reports/gate_metrics.json")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder (default: "
+                                                "$WHALES_MODELS_DIR or ./models).")]
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    manifest: Annotated[Path, typer.Option(help="Labelled manifest CSV (cetaceans/manifest.csv layout).")],
+    root: Annotated[Path, typer.Option(help="Folder the manifest's relpaths are relative to.")],
+    model: Annotated[str, typer.Option(help="Feature model id.")] = "efficientnet_lite0.imagenet",
+    name: Annotated[str, typer.Option(help="Head name: models/gate/<name>.npz/.json.")] = "cetacean_lite0",
+    models_dir: ModelsDir = None,
+    config: Annotated[Path, typer.Option(help="Threshold yaml to write.")] = DEFAULT_CONFIG,
+    report: Annotated[Path, typer.Option(help="Metrics json to write.")] = DEFAULT_REPORT,
+    test_fraction: Annotated[float, typer.Option(min=0.1, max=0.9)] = 0.5,
+    threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy 2-core box).")] = 1,
+    write: Annotated[bool, typer.Option(help="Write head, yaml and report (else only print).")] = True,
+    json_out: JsonFlag = False,
+) -> None:
+    """Split (no image, individual or burst in both parts) -> train the head on the calibration part ->
+    pick the threshold there -> report TPR/TNR/ROC-AUC with 95% intervals on the test part."""
+    import torch
+
+    from whales_identify import gate_train as gt
+    from whales_identify.embed import Embedder
+    from whales_identify.models import create_model, resolve_models_dir
+
+    torch.set_num_threads(threads)
+    command = "whales gate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    try:
+        embedder = Embedder(create_model(model, models_dir))
+        head, rep = gt.calibrate(manifest, root, embedder, test_fraction=test_fraction,
+                                 progress=stderr_is_tty(), log=lambda m: typer.echo(m, err=True))
+        from PIL import Image
+
+        sample = [Image.open(root / i.key).convert("RGB") for i in gt.cap_per_source(
+            gt.manifest_items(manifest, root), 2)[:12] if i.path is not None]
+        rep["cost"] = gt.measure_cost(embedder, head, sample)
+    except WhalesError as exc:
+        fail(str(exc))
+    threshold = float(rep["threshold_choice"]["threshold"])
+    rep.update(command=command, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    head.meta = {"threshold": threshold, "borderline": rep["borderline"],
+                 "manifest_sha256": rep["manifest_sha256"], "created_by": command,
+                 "created_at": rep["created_at"], "training": rep["training"],
+                 "split": {k: rep["split"][k] for k in ("salt", "test_fraction", "unit")},
+                 "metrics": gt.summarise(rep)}
+    if write:
+        head.save(resolve_models_dir(models_dir), name)
+        rep["head"] = head.version
+        gt.write_gate_yaml(config, name, rep, command)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(rep, indent=2, default=str) + "\n")
+    if json_out:
+        emit_json(rep)
+        return
+    _print_table(rep)
+
+
+def _print_table(rep: dict) -> None:  # type: ignore[type-arg]
+    from rich.console import Console
+    from rich.table import Table
+
+    test = rep["test"]
+    table = Table("source", "metric", "rate", "95% CI (bootstrap)", "n (groups)", "ROC-AUC")
+    for src, e in test["per_source"].items():
+        auc = e["roc_auc_vs_other_class"]
+        table.add_row(src, e["metric"], f"{e['rate']:.4f}", f"{e['ci95'][0]:.3f}-{e['ci95'][1]:.3f}",
+                      f"{e['n']} ({e['n_groups']})", "-" if auc is None else f"{auc:.4f}")
+    console = Console(width=140)
+    console.print(table)
+    console.print(f"threshold {test['threshold']:.4f}  ROC-AUC {test['roc_auc']:.4f}  "
+                  f"TPR {test['tpr']['rate']:.4f}  TNR {test['tnr']['rate']:.4f}  "
+                  f"confusion {test['confusion']}")
+    for k, v in test["targets_met"].items():
+        console.print(f"  {'ok  ' if v else 'MISS'} {k}")
+
+
+@app.command("score")
+def score_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    backend: Annotated[str, typer.Option(help="embedded | clip | off")] = "embedded",
+    config: Annotated[Path | None, typer.Option(help="Threshold yaml.")] = None,
+    models_dir: ModelsDir = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Score photos with the gate: cetacean score, band, accepted or rejected."""
+    from whales_identify.gate import create_gate, load_gate_config
+    from whales_identify.images import load_image
+
+    try:
+        cfg_path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+        gate = create_gate(backend, models_dir=models_dir,
+                           config=load_gate_config(cfg_path, backend) if backend != "off" else None)
+        results = gate([load_image(p.read_bytes()) for p in images])
+    except (WhalesError, ValueError, OSError) as exc:
+        fail(str(exc))
+    rows = [{"path": str(p), "is_cetacean": r.is_cetacean, "cetacean_score": round(r.cetacean_score, 4),
+             "band": r.band, "backend": r.backend, "version": r.version}
+            for p, r in zip(images, results, strict=True)]
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        verdict = "cetacean" if r["is_cetacean"] else "REJECTED"
+        typer.echo(f"{r['path']}: {verdict} score={r['cetacean_score']:.4f} band={r['band']}")

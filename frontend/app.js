@@ -1,0 +1,81 @@
+// Entry point: tabs with hash routes (#identify, #batch, #catalog, #catalog/<id>) and the API key.
+import { apiKey } from "./api.js";
+import { initBatch } from "./batch.js";
+import { fillSpeciesSelect, initCatalog, showIndividual, showList } from "./catalog.js";
+import { $, $$ } from "./dom.js";
+import { initIdentify } from "./identify.js";
+import { loadSpecies } from "./species.js";
+
+const TABS = ["identify", "batch", "catalog"];
+
+function selectTab(name, { focus = false } = {}) {
+  for (const tab of $$('[role="tab"]')) {
+    const on = tab.dataset.tab === name;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    if (on && focus) tab.focus();
+    $(`#${tab.getAttribute("aria-controls")}`).hidden = !on;
+  }
+}
+
+function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  const [name, ...rest] = hash.split("/");
+  const tab = TABS.includes(name) ? name : "identify";
+  selectTab(tab);
+  if (tab === "catalog") {
+    const id = rest.join("/");
+    if (id) showIndividual(id);
+    else showList();
+  }
+}
+
+/** Navigate to a hash route now (pushState fires no hashchange, so route() runs synchronously). */
+function go(hash) {
+  if (location.hash !== hash) history.pushState(null, "", hash);
+  route();
+}
+
+function initTabs() {
+  const tabs = $$('[role="tab"]');
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => go(`#${tab.dataset.tab}`));
+    tab.addEventListener("keydown", (event) => {
+      const i = tabs.indexOf(tab);
+      const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
+      if (next === undefined) return;
+      event.preventDefault();
+      const t = tabs[(next + tabs.length) % tabs.length];
+      go(`#${t.dataset.tab}`);
+      t.focus();
+    });
+  }
+  window.addEventListener("hashchange", route);
+  window.addEventListener("popstate", route);
+}
+
+function initKey() {
+  const input = $("#api-key");
+  const status = $("#key-status");
+  const show = () => { status.textContent = apiKey.get() ? "Key saved for this browser tab." : "Kept for this browser tab only."; };
+  input.value = apiKey.get();
+  show();
+  $("#key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apiKey.set(input.value.trim());
+    show();
+  });
+  $("#key-clear").addEventListener("click", () => {
+    apiKey.set("");
+    input.value = "";
+    show();
+  });
+}
+
+initKey();
+initTabs();
+initIdentify();
+initBatch();
+initCatalog();
+route();
+loadSpecies().then(() => fillSpeciesSelect());

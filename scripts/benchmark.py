@@ -1,0 +1,609 @@
+"""Benchmark: the reference-equivalent pipeline against ours, as computed and as served over HTTP.
+
+A benchmark, not a timed test: run it by hand (`make bench`) on an otherwise idle machine.
+
+    python scripts/benchmark.py [--data ../shared/data/cetaceans] [--out reports/benchmark.json]
+
+(a) Reference-equivalent: open_clip ViT-B-32 zero-shot gate + timm efficientnet_b4 at 512x512, eager
+    fp32, one image at a time (random weights: the cost does not depend on them).
+(b) Ours: the library's Embedder + gate on the shared features (compute only, like for like with (a),
+    interleaved image by image so that a change in machine load hits both), then the real service
+    started as a subprocess: start-to-ready, p50/p95/p99 of /v1/predict at concurrency 1 against a
+    catalog of >= 2,000 photos, throughput at concurrency 1/4/16, batch ZIP images/s, peak RSS.
+Levers (threads, channels_last, batch size) are measured on our embedding model and reported beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import gc
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"throughput_ratio_min": 10.0, "p95_s_max": 0.5, "catalog_photos_min": 2000,
+           "peak_rss_mb_max": 1024.0, "ready_s_max": 15.0}
+CLIP_PROMPTS = ["a photo of a whale", "a photo of a dolphin", "a photo of the sea", "a photo of a shark"]
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    return {"n": int(a.size), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
+            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99))}
+
+
+def _timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def select_photos(data: Path, n_queries: int, seed: int = 0) -> tuple[list[dict], list[dict], list[str]]:
+    """Query photos kept out of the catalog (one per individual, or without an id), balanced across
+    sources; the catalog is every other identified cetacean photo. Returns (queries, catalog, columns)."""
+    with open(data / "manifest.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows, columns = list(reader), list(reader.fieldnames or [])
+    cet = [r for r in rows if r["label"] == "cetacean"]
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for r in cet:
+        if r["individual_id"].strip():
+            by_id[r["individual_id"]].append(r)
+    rng = random.Random(seed)
+    pool: dict[str, list[dict]] = defaultdict(list)
+    for photos in by_id.values():
+        if len(photos) >= 2:
+            held = rng.choice(photos)
+            pool[held["relpath"].split("/")[1]].append(held)
+    for r in cet:
+        if not r["individual_id"].strip():
+            pool[r["relpath"].split("/")[1]].append(r)
+    for photos in pool.values():
+        rng.shuffle(photos)
+    queries: list[dict] = []
+    while len(queries) < n_queries and any(pool.values()):
+        for source in sorted(pool):
+            if pool[source] and len(queries) < n_queries:
+                queries.append(pool[source].pop())
+    held_out = {q["relpath"] for q in queries}
+    catalog = [r for r in cet if r["individual_id"].strip() and r["relpath"] not in held_out]
+    return queries, catalog, columns
+
+
+def load_photos(data: Path, rows: list[dict], max_side: int) -> list:
+    from whales_identify.images import load_image
+
+    images = []
+    for r in rows:
+        im = load_image((data / r["relpath"]).read_bytes())
+        im.thumbnail((max_side, max_side))  # the service downscales to analysis_max_side too
+        images.append(im)
+    return images
+
+
+class Reference:
+    """open_clip ViT-B-32 zero-shot gate + timm efficientnet_b4 at 512x512, eager fp32."""
+
+    def __init__(self) -> None:
+        import open_clip
+        import timm
+        from torchvision import transforms as T
+
+        self.clip, _, self.clip_tf = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
+        self.clip.eval()
+        with torch.inference_mode():
+            text = self.clip.encode_text(open_clip.get_tokenizer("ViT-B-32")(CLIP_PROMPTS))
+            self.text = text / text.norm(dim=-1, keepdim=True)
+        self.b4 = timm.create_model("efficientnet_b4", pretrained=False, num_classes=0).eval()
+        self.b4_tf = T.Compose([T.Resize((512, 512)), T.ToTensor(),
+                                T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+
+    def forward(self, x_clip: torch.Tensor, x_b4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            f = self.clip.encode_image(x_clip)
+            gate = (100.0 * (f / f.norm(dim=-1, keepdim=True)) @ self.text.T).softmax(dim=-1)
+            return gate, self.b4(x_b4)
+
+    def __call__(self, image) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+        return self.forward(self.clip_tf(image).unsqueeze(0), self.b4_tf(image).unsqueeze(0))
+
+
+def build_ours(settings):  # type: ignore[no-untyped-def]
+    """The embedder and gate as the service builds them (same settings, same library calls)."""
+    from whales_identify.embed import Embedder
+    from whales_identify.gate import create_gate
+    from whales_identify.models import create_model
+
+    embedder = Embedder(create_model(settings.embedding_model, settings.models_dir),
+                        batch_size=settings.batch_size)
+    gate = create_gate(settings.gate, embedder=embedder, models_dir=settings.models_dir,
+                       threshold=settings.gate_threshold)
+    return embedder, gate
+
+
+def run_ours(embedder, gate, images: list) -> None:  # type: ignore[no-untyped-def]
+    features = embedder.features(images)
+    shared = getattr(gate, "feature_model_id", None) == embedder.model_id
+    gate(images, features=features if shared else None)
+
+
+def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ignore[no-untyped-def]
+    """(a) and ours, one image at a time, interleaved; then the levers on our embedding model."""
+    ref, (embedder, gate) = Reference(), build_ours(settings)
+    x_clip, x_b4 = ref.clip_tf(images[0]).unsqueeze(0), ref.b4_tf(images[0]).unsqueeze(0)
+    for im in images[:warmup]:
+        ref(im), run_ours(embedder, gate, [im])
+    ref_t, ours_t, clip_t, b4_t = [], [], [], []
+    for im in images:
+        ref_t.append(_timed(ref, im))
+        ours_t.append(_timed(run_ours, embedder, gate, [im]))
+    with torch.inference_mode():
+        for _ in range(3):
+            clip_t.append(_timed(ref.clip.encode_image, x_clip))
+            b4_t.append(_timed(ref.b4, x_b4))
+    r, o = _pct(ref_t), _pct(ours_t)
+    result = {
+        "reference": {"pipeline": "open_clip ViT-B-32 (pretrained=None) zero-shot gate + timm "
+                                  "efficientnet_b4 (num_classes=0) at 512x512, eager fp32, batch 1",
+                      "per_image_s": r, "images_per_s": 1.0 / r["mean"],
+                      "clip_forward_s": float(np.median(clip_t)), "b4_forward_s": float(np.median(b4_t))},
+        "ours_compute": {"pipeline": f"{embedder.model_id} features shared by the {gate.backend} gate "
+                                     f"(inference_mode), batch 1, preprocessing included",
+                         "gate_backend": gate.backend, "gate_version": getattr(gate, "version", None),
+                         "per_image_s": o, "images_per_s": 1.0 / o["mean"]},
+        # each image's reference time over ours: robust to load that changes during the run
+        "paired_ratio_median": float(np.median(np.asarray(ref_t) / np.asarray(ours_t))),
+    }
+    del ref
+    gc.collect()
+    result["levers"] = bench_levers(embedder, gate, images)
+    return result
+
+
+def bench_levers(embedder, gate, images: list, reps: int = 12) -> dict:  # type: ignore[no-untyped-def]
+    """Forward-only images/s of our embedding model under cheap settings (variants timed in turns, so
+    a change in machine load hits all of them), batched gate+embedding, and thread settings."""
+    from whales_identify.transforms import to_batch
+
+    model, x1 = embedder.model, to_batch(images[:1], embedder.cfg)
+    variants = {"batch1_eager_fp32": lambda: model(x1)}
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x1_cl = x1.contiguous(memory_format=torch.channels_last)
+    variants["batch1_channels_last"] = lambda: cl_model(x1_cl)
+    ort_info, ort_run = onnx_runtime_variant(model, images, embedder.cfg)
+    if ort_run is not None:
+        variants["batch1_onnxruntime_fp32"] = lambda: ort_run(x1.numpy())
+    times: dict[str, list[float]] = defaultdict(list)
+    with torch.inference_mode():
+        for fn in variants.values():
+            fn()
+        for _ in range(reps):
+            for name, fn in variants.items():
+                times[name].append(_timed(fn))
+        out: dict = {f"{k}_images_per_s": 1.0 / float(np.median(v)) for k, v in times.items()}
+        for bs in (4, 16):
+            xb = to_batch([images[i % len(images)] for i in range(bs)], embedder.cfg)
+            model(xb)
+            t = float(np.median([_timed(model, xb) for _ in range(3)]))
+            out[f"batch{bs}_eager_fp32_images_per_s"] = bs / t
+    batch = [images[i % len(images)] for i in range(16)]
+    run_ours(embedder, gate, batch)
+    t = float(np.median([_timed(run_ours, embedder, gate, batch) for _ in range(3)]))
+    out["gate_embedding_batch16_preprocessing_included_images_per_s"] = 16 / t
+    out["onnxruntime"] = ort_info
+    out["threads"] = {policy: thread_probe(embedder.model_id, policy) for policy in ("default", "PASSIVE")}
+    return out
+
+
+def onnx_runtime_variant(model, images: list, cfg):  # type: ignore[no-untyped-def]
+    """Our embedding model exported to ONNX and run by ONNX Runtime (optional: needs `onnx` and
+    `onnxruntime`); its features are compared with PyTorch's on the benchmark photos."""
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+        import onnxruntime as ort
+    except ImportError as exc:
+        return {"available": False, "reason": f"not installed: {exc.name}"}, None
+    from whales_identify.transforms import to_batch
+
+    path = Path(tempfile.mkdtemp(prefix="whales-onnx-")) / "embedder.onnx"
+    x = to_batch(images, cfg)
+    torch.onnx.export(model, (x[:1],), str(path), dynamo=False, input_names=["x"], output_names=["f"],
+                      dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    got = session.run(None, {"x": x.numpy()})[0]
+    cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    info = {"available": True, "version": ort.__version__, "images_compared": len(images),
+            "max_abs_feature_diff": float(np.abs(ref - got).max()), "min_cosine_to_torch": float(cos.min()),
+            "note": "fp32 ONNX Runtime gives the same features (to float rounding), so every "
+                    "evaluation result holds unchanged; int8 was not tried"}
+    return info, lambda arr: session.run(None, {"x": arr})
+
+
+_THREAD_PROBE = """
+import sys, time, numpy as np, torch
+from whales_identify.models import create_model
+m, x, out = create_model(sys.argv[1]), torch.randn(1, 3, 224, 224), {}
+with torch.inference_mode():
+    for th in (1, 2):
+        torch.set_num_threads(th); m(x)
+    ts = {1: [], 2: []}
+    for _ in range(10):
+        for th in (1, 2):
+            torch.set_num_threads(th); t = time.perf_counter(); m(x); ts[th].append(time.perf_counter() - t)
+print(1 / np.median(ts[1]), 1 / np.median(ts[2]))
+"""
+
+
+def thread_probe(model_id: str, wait_policy: str) -> dict:
+    """Batch-1 images/s at 1 and 2 torch threads in a fresh process with OMP_WAIT_POLICY set (it is
+    read once, at start). Spinning OpenMP threads collapse when other processes share the cores."""
+    env = {**os.environ}
+    if wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = wait_policy
+    proc = subprocess.run([sys.executable, "-c", _THREAD_PROBE, model_id], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    try:
+        one, two = (float(v) for v in proc.stdout.split()[-2:])
+    except ValueError:
+        return {"error": proc.stderr[-500:]}
+    return {"threads1_images_per_s": one, "threads2_images_per_s": two}
+
+
+# --- the service over HTTP -------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _vm(pid: int, key: str) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0  # kB -> MiB
+    except OSError:
+        return None
+    return None
+
+
+def _upload_field(openapi: dict, path: str, prefer: str = "file") -> str:
+    """The multipart field that carries the file(s) of `path`, read from the OpenAPI schema."""
+    try:
+        content = openapi["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+        schema = content["schema"]
+        if "$ref" in schema:
+            schema = openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        names = [str(name) for name, prop in schema.get("properties", {}).items()
+                 if "binary" in json.dumps(prop) or "octet-stream" in json.dumps(prop)]
+        if names:
+            return prefer if prefer in names else names[0]
+    except (KeyError, IndexError):
+        pass
+    return prefer
+
+
+def _stage_totals(text: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of whales_inference_stage_seconds per stage, from the /metrics text."""
+    sums, counts = {}, {}
+    pattern = r'^whales_inference_stage_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)$'
+    for m in re.finditer(pattern, text, re.M):
+        (sums if m.group(1) == "sum" else counts)[m.group(2)] = float(m.group(3))
+    return {k: (sums[k], counts.get(k, 0.0)) for k in sums}
+
+
+def import_floor_mb() -> dict[str, float | None]:
+    """RSS of a fresh interpreter after `import torch`, and after importing the app (no model)."""
+    out: dict[str, float | None] = {}
+    for name, code in (("import_torch", "import torch"), ("import_app", "import whales_be_service.main")):
+        probe = (f"{code}\nfor ln in open('/proc/self/status'):\n"
+                 f"    ln.startswith(('VmRSS', 'RssAnon')) and print(ln.split()[1])")
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+        values = proc.stdout.split()
+        out[f"{name}_rss_mb"] = int(values[0]) / 1024 if len(values) == 2 else None
+        out[f"{name}_anon_mb"] = int(values[1]) / 1024 if len(values) == 2 else None
+    return out
+
+
+def sqlite_copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database, write-ahead log included."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def import_catalog(data: Path, rows: list[dict], columns: list[str], model_id: str, cache: Path) -> dict:
+    """`whales catalog import` of `rows` into a SQLite file kept under `cache` (keyed by the rows and
+    the model) so that later runs reuse it: importing ~2,000 photos takes minutes on 2 cores."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    key = hashlib.sha256((model_id + "\n" + text.getvalue()).encode()).hexdigest()[:16]
+    db, meta = cache / f"catalog-{key}.db", cache / f"catalog-{key}.json"
+    if db.is_file() and meta.is_file():
+        return {**json.loads(meta.read_text()), "db": str(db), "reused_from_cache": True}
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest = cache / f"catalog-{key}.csv"
+    manifest.write_text(text.getvalue(), encoding="utf-8")
+    partial = db.with_suffix(".partial.db")
+    partial.unlink(missing_ok=True)
+    # `whales catalog import ...` from the project root, one torch thread: a setup step, made as
+    # fast as this shared machine allows (see levers.threads)
+    cmd = [sys.executable, "-c", "from whales_identify.cli import app; app()", "catalog", "import",
+           str(manifest), "--root", str(data), "--db", f"sqlite:///{partial}", "--model", model_id]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seconds = time.perf_counter() - t0
+    info = {"command": "whales catalog import <manifest> --root <data> --db <sqlite> (OMP_NUM_THREADS=1)",
+            "photos": len(rows), "seconds": seconds, "photos_per_s": len(rows) / seconds,
+            "returncode": proc.returncode, "output": proc.stdout.strip().splitlines()[-1:]}
+    if proc.returncode != 0:
+        info["error"] = (proc.stderr or proc.stdout)[-1500:]
+        return info
+    sqlite_copy(partial, db)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{partial}{suffix}").unlink(missing_ok=True)
+    meta.write_text(json.dumps(info, indent=2))
+    return {**info, "db": str(db), "reused_from_cache": False}
+
+
+class Server:
+    """uvicorn serving whales_be_service.main:app on a free loopback port, as `make run` does."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "whales_be_service.main:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, client, timeout_s: float = 180.0) -> float | None:  # type: ignore[no-untyped-def]
+        while time.perf_counter() - self.t0 < timeout_s and self.proc.poll() is None:
+            try:
+                if client.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return time.perf_counter() - self.t0
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.05)
+        return None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _post(client, url: str, field: str, name: str, payload: bytes, retries: int = 400):  # type: ignore[no-untyped-def]
+    """POST one upload; a 503 (queue full, by design) is retried after a short pause and counted."""
+    refused = 0
+    for _ in range(retries):
+        r = client.post(url, files={field: (name, payload)}, timeout=120)
+        if r.status_code != 503:
+            return r, refused
+        refused += 1
+        time.sleep(0.25)
+    return r, refused
+
+
+def bench_http(data: Path, queries: list[dict], catalog_info: dict, env: dict[str, str], tmp: Path,
+               n_latency: int, zip_images: int) -> dict:
+    import httpx
+
+    payloads = [((data / q["relpath"]).name, (data / q["relpath"]).read_bytes()) for q in queries]
+    server = Server(env, tmp / "server.log")
+    out: dict = {"catalog": catalog_info, "env": {k: v for k, v in env.items() if "DATABASE" not in k}}
+    try:
+        with httpx.Client() as client:
+            ready = server.wait_ready(client)
+            out["start_to_ready_s"] = ready
+            if ready is None:
+                out["error"] = "the service did not become ready: " + (tmp / "server.log").read_text()[-2000:]
+                return out
+            out["ready_body"] = client.get(server.url + "/ready").json()
+            out["served_catalog"] = client.get(server.url + "/v1/models").json().get("catalog")
+            out["rss_after_ready_mb"] = _vm(server.proc.pid, "VmRSS")
+            openapi = client.get(server.url + "/openapi.json").json()
+            single = _upload_field(openapi, "/v1/predict")
+            batch = _upload_field(openapi, "/v1/predict-batch", prefer="archive")
+            url = server.url + "/v1/predict"
+            _post(client, url, single, *payloads[0])  # warm-up
+            lat, statuses, outcomes = [], defaultdict(int), defaultdict(int)
+            before = _stage_totals(client.get(server.url + "/metrics").text)
+            for i in range(n_latency):
+                name, body = payloads[i % len(payloads)]
+                t0 = time.perf_counter()
+                r, _ = _post(client, url, single, name, body)
+                lat.append(time.perf_counter() - t0)
+                statuses[r.status_code] += 1
+                if r.status_code == 200:
+                    js = r.json()
+                    outcomes["rejected" if js["rejected"] else
+                             "new_individual" if js["is_new_individual"] else "matched"] += 1
+            after = _stage_totals(client.get(server.url + "/metrics").text)
+            out["latency_c1_s"] = _pct(lat)
+            out["latency_c1_statuses"] = dict(statuses)
+            out["latency_c1_outcomes"] = dict(outcomes)
+            out["server_stage_mean_s"] = {
+                k: (after[k][0] - before.get(k, (0, 0))[0]) / (after[k][1] - before.get(k, (0, 0))[1])
+                for k in after if after[k][1] > before.get(k, (0, 0))[1]}
+        out["throughput"] = {str(c): _throughput(server.url + "/v1/predict", single, payloads, c)
+                             for c in (1, 4, 16)}
+        out["batch_zip"] = _batch(server.url + "/v1/predict-batch", batch, payloads, zip_images)
+        out["peak_rss_mb"] = _vm(server.proc.pid, "VmHWM")
+        out["rss_at_end_mb"] = {k: _vm(server.proc.pid, k) for k in ("VmRSS", "RssAnon", "RssFile")}
+    finally:
+        server.stop()
+    return out
+
+
+def _throughput(url: str, field: str, payloads: list, concurrency: int) -> dict:
+    import httpx
+
+    n = max(32, 2 * concurrency)
+    refused = [0]
+
+    def work(i: int) -> int:
+        r, ref = _post(client, url, field, *payloads[i % len(payloads)])
+        refused[0] += ref
+        return r.status_code
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(limits=limits) as client, ThreadPoolExecutor(concurrency) as pool:
+        t0 = time.perf_counter()
+        codes = list(pool.map(work, range(n)))
+        seconds = time.perf_counter() - t0
+    ok = sum(c == 200 for c in codes)
+    return {"requests": n, "ok": ok, "seconds": seconds, "requests_per_s": ok / seconds,
+            "refused_503_then_retried": refused[0]}
+
+
+def _batch(url: str, field: str, payloads: list, n: int) -> dict:
+    import httpx
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(n):
+            name, body = payloads[i % len(payloads)]
+            zf.writestr(f"{i:03d}_{name}", body)
+    with httpx.Client() as client:
+        t0 = time.perf_counter()
+        r = client.post(url, files={field: ("batch.zip", buf.getvalue(), "application/zip")}, timeout=600)
+        seconds = time.perf_counter() - t0
+    summary = r.json().get("summary") if r.status_code == 200 else r.text[:500]
+    return {"images": n, "status": r.status_code, "seconds": seconds, "images_per_s": n / seconds,
+            "zip_mb": len(buf.getvalue()) / 2**20, "server_summary": summary}
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "platform": platform.platform(), "loadavg_at_start": list(os.getloadavg())}
+
+
+def summarize(report: dict) -> dict:
+    ref = report["compute"]["reference"]["images_per_s"]
+    ours = report["compute"]["ours_compute"]["images_per_s"]
+    http = report.get("http", {})
+    thr = {c: v["requests_per_s"] for c, v in http.get("throughput", {}).items()}
+    p95 = http.get("latency_c1_s", {}).get("p95")
+    photos = (http.get("served_catalog") or {}).get("images", 0)
+    return {
+        "throughput_ratio": ours / ref,
+        "throughput_ratio_batched": report["compute"]["levers"][
+            "gate_embedding_batch16_preprocessing_included_images_per_s"] / ref,
+        "throughput_ratio_http": (max(thr.values()) / ref) if thr else None,
+        "targets": {
+            "throughput_ratio>=10": ours / ref >= TARGETS["throughput_ratio_min"],
+            "p95_predict_http<=0.5s_with_catalog>=2000": (p95 is not None and p95 <= TARGETS["p95_s_max"]
+                                                          and photos >= TARGETS["catalog_photos_min"]),
+            "peak_rss<=1GB": (http.get("peak_rss_mb") or 1e9) <= TARGETS["peak_rss_mb_max"],
+            "ready<=15s": (http.get("start_to_ready_s") or 1e9) <= TARGETS["ready_s_max"],
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "cetaceans")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmark.json")
+    ap.add_argument("--n-compute", type=int, default=12, help="images timed for (a) and ours")
+    ap.add_argument("--n-latency", type=int, default=50, help="sequential /v1/predict requests")
+    ap.add_argument("--queries", type=int, default=50, help="query photos held out of the catalog")
+    ap.add_argument("--zip-images", type=int, default=32)
+    ap.add_argument("--catalog-max", type=int, default=None, help="fewer catalog photos (debugging)")
+    ap.add_argument("--catalog-cache", type=Path, default=ROOT / "data" / "benchmark",
+                    help="where the imported catalog is kept between runs")
+    ap.add_argument("--catalog-only", action="store_true", help="only build the catalog cache")
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args()
+
+    from whales_be_service.settings import Settings
+
+    settings = Settings()
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    queries, catalog_rows, columns = select_photos(args.data, args.queries)
+    catalog_rows = catalog_rows[:args.catalog_max]
+    catalog_info = None
+    if not args.skip_http:  # setup first: the catalog (reused from the cache when it is there)
+        catalog_info = import_catalog(args.data, catalog_rows, columns, settings.embedding_model,
+                                      args.catalog_cache)
+        if args.catalog_only or catalog_info["returncode"] != 0:
+            print(json.dumps(catalog_info, indent=2))
+            if args.catalog_only:
+                return
+    images = load_photos(args.data, queries[:args.n_compute], settings.analysis_max_side)
+    report: dict = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+                    "machine": machine_info(), "gpu": None,
+                    "gpu_note": "no GPU was lent to the session that produced this run; the GPU "
+                                "measurement (batched, half precision) was not made",
+                    "targets_definition": TARGETS,
+                    "environment": {k: v for k, v in sorted(os.environ.items())
+                                    if k.startswith(("WHALES_", "OMP_", "MKL_"))}}
+    t0 = time.perf_counter()
+    report["compute"] = bench_compute(images, settings)
+    report["compute"]["seconds"] = time.perf_counter() - t0
+    gc.collect()
+    if catalog_info is not None:
+        with tempfile.TemporaryDirectory(prefix="whales-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            if catalog_info["returncode"] == 0:  # a copy: the run stores its predictions there
+                sqlite_copy(Path(catalog_info["db"]), tmp / "bench.db")
+            db = f"sqlite:///{tmp / 'bench.db'}"
+            env = {"WHALES_DATABASE_URL": db, "WHALES_RATE_LIMIT_ENABLED": "false"}
+            report["http"] = bench_http(args.data, queries, catalog_info, env, tmp, args.n_latency,
+                                        args.zip_images)
+            report["http"]["memory_floor"] = import_floor_mb()
+            report["http"]["queries"] = {"n": len(queries), "by_source": dict(
+                sorted({s: sum(q["relpath"].split("/")[1] == s for q in queries)
+                        for s in {q["relpath"].split("/")[1] for q in queries}}.items()))}
+    report["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    report = {**summarize(report), **report}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("throughput_ratio", "throughput_ratio_batched",
+                                             "throughput_ratio_http", "targets")}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

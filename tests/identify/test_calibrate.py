@@ -1,0 +1,64 @@
+"""Calibration maps, JSON round trip and fusion arithmetic (hand-written numbers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from whales_identify.calibrate import (
+    Calibration,
+    FusionWeights,
+    ProbabilityMap,
+    expected_calibration_error,
+    fit_isotonic,
+    fit_platt,
+    load_calibration,
+    save_calibration,
+)
+
+
+def test_fusion_is_the_documented_formula():
+    w = FusionWeights(1.0, 0.5, 2.0)
+    got = w.fuse(np.array([0.5]), np.array([math.e - 1]), np.array([0.0]))
+    assert np.allclose(got, [0.5 + 0.5 * 1.0 + 0.0])
+
+
+def test_isotonic_is_monotone_and_bounded():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    correct = np.array([0, 0, 1, 0, 1, 1])
+    pm = fit_isotonic(scores, correct)
+    p = pm(np.linspace(-1, 2, 50))
+    assert np.all(np.diff(p) >= -1e-12)
+    assert p.min() >= 0 and p.max() <= 1
+    assert pm(0.0) == 0.0 and pm(1.0) == 1.0
+
+
+def test_platt_orders_scores_and_handles_one_class():
+    pm = fit_platt(np.array([0.0, 0.1, 0.9, 1.0]), np.array([0, 0, 1, 1]))
+    assert pm(1.0) > 0.5 > pm(0.0)
+    flat = fit_platt(np.array([0.1, 0.2]), np.array([1, 1]))
+    assert abs(float(flat(-5.0)) - float(flat(5.0))) < 1e-9
+
+
+def test_ece_of_perfect_and_of_overconfident():
+    assert expected_calibration_error(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
+    assert abs(expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0])) - 0.9) < 1e-9
+
+
+def test_json_round_trip(tmp_path):
+    cal = Calibration(model_id="m.x", weights=FusionWeights(1.0, 0.1, 0.4), new_individual_threshold=1.5,
+                      probability=ProbabilityMap("isotonic", (0.0, 1.0), (0.1, 0.9)),
+                      provenance={"manifest_sha256": "abc"}, fitted=True)
+    path = tmp_path / "cal.json"
+    save_calibration(cal, path)
+    assert "pickle" not in path.read_text()
+    assert load_calibration(path) == cal
+    unfitted = Calibration()
+    save_calibration(unfitted, path)
+    assert load_calibration(path).new_individual_threshold == -math.inf
+
+
+def test_packaged_default_loads():
+    cal = load_calibration()
+    assert isinstance(cal, Calibration)

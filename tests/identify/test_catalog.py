@@ -1,0 +1,153 @@
+"""Catalog: enrol / identify / remove round trip, model-mismatch refusal, open-set decisions."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from whales_identify.calibrate import Calibration, FusionWeights, ProbabilityMap
+from whales_identify.catalog import Catalog, MatchConfig
+from whales_identify.errors import CatalogModelMismatchError
+from whales_identify.store import CatalogImage, InMemoryStore, Sighting
+
+MODEL = "efficientnet_lite0.imagenet"
+
+
+def _texture(seed: int, size: int = 160) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _unit(seed: int, dim: int = 16) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _cal(threshold: float = -np.inf) -> Calibration:
+    return Calibration(model_id=MODEL, weights=FusionWeights(1.0, 0.0, 0.5),
+                       new_individual_threshold=threshold,
+                       probability=ProbabilityMap("isotonic", (0.0, 2.0), (0.0, 1.0)), fitted=True)
+
+
+def _catalog(threshold: float = -np.inf, **cfg) -> Catalog:
+    cat = Catalog(InMemoryStore(), MODEL, config=MatchConfig(**cfg), calibration=_cal(threshold))
+    for k, name in enumerate(["whale_a", "whale_b", "whale_c"]):
+        ims = [_texture(10 * k + j).rotate(5 * j) for j in range(2)]
+        embs = np.stack([_unit(k) + 0.05 * _unit(100 + j) for j in range(2)])
+        embs /= np.linalg.norm(embs, axis=1, keepdims=True)
+        cat.enroll(ims, embs, name, "humpback_whale" if k < 2 else "blue_whale",
+                   sightings=[Sighting(location="fjord")] * 2, filenames=["x.jpg", "y.jpg"])
+    return cat
+
+
+def test_empty_catalog_answers_new_and_unknown():
+    cat = Catalog(InMemoryStore(), MODEL, calibration=_cal())
+    res = cat.load().identify(_texture(0), _unit(0), top_k=5)
+    assert res.candidates == [] and res.is_new_individual and res.species == "unknown"
+    assert res.individual_id is None and res.probability == 0.0
+
+
+def test_enroll_identify_remove_round_trip():
+    cat = _catalog()
+    assert len(cat) == 6
+    res = cat.identify(_texture(10).rotate(3), _unit(1), top_k=5)  # whale_b's pattern and embedding
+    assert res.candidates[0].individual_id == "whale_b"
+    assert res.individual_id == "whale_b" and not res.is_new_individual
+    assert res.species == "humpback_whale"
+    assert [c.score for c in res.candidates] == sorted((c.score for c in res.candidates), reverse=True)
+    assert len({c.individual_id for c in res.candidates}) == len(res.candidates) == 3
+    ref = cat.store.get_catalog_image(res.candidates[0].reference_image_id)
+    assert ref is not None and ref.individual_id == "whale_b" and ref.thumbnail[:2] == b"\xff\xd8"
+    assert ref.descriptors is not None and ref.descriptors.dtype == np.uint8
+    assert cat.remove_individual("whale_b") == 2
+    assert cat.get_individual("whale_b") is None
+    res = cat.identify(_texture(10), _unit(1), top_k=5)
+    assert "whale_b" not in {c.individual_id for c in res.candidates}
+
+
+def test_local_features_rescue_a_weak_global_score():
+    cat = _catalog()
+    # an embedding that points at whale_c, but the photo is whale_a's: geometry must win
+    res = cat.identify(_texture(0).rotate(8), _unit(2) * 0.3 + _unit(0) * 0.1, top_k=3)
+    assert res.candidates[0].individual_id == "whale_a"
+
+
+def test_global_only_ranks_by_best_cosine_per_individual():
+    cat = _catalog(use_local=False)
+    scores = cat.score(_unit(2), None)
+    best = {ind: c for ind, c in zip(scores.individual_ids, scores.cos, strict=True)}
+    assert max(best, key=best.get) == "whale_c"
+    assert scores.inliers.sum() == 0 and scores.vote.sum() == 0
+
+
+def test_exclude_removes_images_from_the_gallery():
+    cat = _catalog(use_local=False)
+    ids = cat.get_individual("whale_c").image_ids
+    scores = cat.score(_unit(2), None, exclude=ids)
+    assert not np.isfinite(scores.cos[scores.individual_ids.index("whale_c")])
+
+
+def test_open_set_threshold_decides_new_individual():
+    cat = _catalog(threshold=10.0)  # no fused score reaches 10
+    res = cat.identify(_texture(0), _unit(0), top_k=2)
+    assert res.is_new_individual and res.individual_id is None and len(res.candidates) == 2
+
+
+def test_probability_is_calibrated_map_of_score():
+    cat = _catalog()
+    res = cat.identify(_texture(0), _unit(0), top_k=3)
+    for c in res.candidates:
+        assert 0.0 <= c.probability <= 1.0
+        assert abs(c.probability - min(max(c.score / 2.0, 0.0), 1.0)) < 1e-9
+    assert res.probability == res.candidates[0].probability
+
+
+def test_list_show_stats():
+    cat = _catalog()
+    rows = cat.list_individuals()
+    assert [r.individual_id for r in rows] == ["whale_a", "whale_b", "whale_c"]
+    assert [r.individual_id for r in cat.list_individuals(species="blue_whale")] == ["whale_c"]
+    assert cat.get_individual("whale_a").n_images == 2
+    stats = cat.stats()
+    assert stats["images"] == 6 and stats["individuals"] == 3 and stats["model_id"] == MODEL
+    assert stats["species"] == {"blue_whale": 1, "humpback_whale": 2}
+
+
+def test_load_refuses_embeddings_of_another_model():
+    store = InMemoryStore()
+    store.add_catalog_images([CatalogImage(image_id="i1", individual_id="a", species="s",
+                                           model_id="other.model", embedding=_unit(0))])
+    with pytest.raises(CatalogModelMismatchError, match="whales catalog reindex"):
+        Catalog(store, MODEL).load()
+    with pytest.raises(CatalogModelMismatchError):
+        Catalog(InMemoryStore(), MODEL).add_images(store.list_catalog_images())
+
+
+def test_load_reads_the_store():
+    cat = _catalog()
+    again = Catalog(cat.store, MODEL, calibration=_cal()).load()
+    assert len(again) == 6
+    assert again.identify(_texture(20), _unit(2), 1).candidates[0].individual_id == "whale_c"
+
+
+def test_concurrent_enroll_and_identify():
+    cat = _catalog(use_local=False)
+    errors: list[Exception] = []
+
+    def enroll(k: int) -> None:
+        try:
+            cat.enroll([_texture(500 + k)], _unit(500 + k)[None], f"w{k}", "humpback_whale")
+            cat.identify(_texture(0), _unit(0), 3)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enroll, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cat) == 14

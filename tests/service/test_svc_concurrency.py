@@ -1,0 +1,55 @@
+"""The bounded pool: a full queue answers 503 with Retry-After at once; /health stays fast."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi.testclient import TestClient
+from svc_fakes import FakeCatalog, FakeEmbedder, FakeGate, fake_settings, wait_ready
+from svc_helpers import image_bytes
+
+from whales_be_service.main import create_app
+from whales_identify.store import InMemoryStore
+
+
+class SlowEmbedder(FakeEmbedder):
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def features(self, images):
+        self.gate.wait(10)
+        return super().features(images)
+
+
+def test_full_queue_is_503_and_health_stays_fast():
+    embedder = SlowEmbedder()
+    embedder.gate.set()  # let the warm-up through
+    app = create_app(fake_settings(inference_workers=1, queue_size=1, retry_after_s=7), store=InMemoryStore(),
+                     embedder=embedder, gate=FakeGate(), catalog_factory=FakeCatalog)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        embedder.gate.clear()
+        data = image_bytes((30, 60, 120))
+
+        def post():
+            return client.post("/v1/predict", files={"file": ("a.jpg", data, "image/jpeg")})
+
+        with ThreadPoolExecutor(4) as ex:
+            futures = [ex.submit(post) for _ in range(2)]
+            deadline = time.monotonic() + 5
+            while app.state.whales.pool.pending < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert app.state.whales.pool.pending == 2  # one running, one queued
+            refused = post()
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "7"
+            assert refused.json()["error"]["code"] == "overloaded"
+            t0 = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            assert time.perf_counter() - t0 < 0.5
+            assert "whales_inference_queue_depth 2.0" in client.get("/metrics").text
+            embedder.gate.set()
+            assert [f.result().status_code for f in futures] == [200, 200]
+        assert app.state.whales.pool.pending == 0

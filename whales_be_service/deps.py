@@ -1,0 +1,100 @@
+"""`Annotated` dependencies: routes read the state the lifespan built, never globals."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from whales_be_service.errors import ServiceError
+from whales_be_service.ratelimit import RateLimiter
+from whales_be_service.settings import Settings
+from whales_be_service.state import ServiceState
+
+
+async def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.whales
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_ready_state(state: StateDep) -> ServiceState:
+    """The state, or a 503 naming the component that is not up."""
+    state.require_ready()
+    return state
+
+
+ReadyStateDep = Annotated[ServiceState, Depends(get_ready_state)]
+
+
+async def get_identifier(state: ReadyStateDep) -> Any:
+    return state.identifier
+
+
+IdentifierDep = Annotated[Any, Depends(get_identifier)]
+
+
+def _component(state: ServiceState, name: str) -> Any:
+    value = getattr(state, name)
+    if value is None or state.components.get(name) != "ok":
+        raise state.not_ready_error()
+    return value
+
+
+async def get_store(state: StateDep) -> Any:
+    """The configured store (sink and catalog database), or 503 while it is not up."""
+    return _component(state, "store")
+
+
+StoreDep = Annotated[Any, Depends(get_store)]
+
+
+async def get_catalog(state: StateDep) -> Any:
+    return _component(state, "catalog")
+
+
+CatalogDep = Annotated[Any, Depends(get_catalog)]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="Required by write endpoints; keys come from WHALES_API_KEYS.")
+
+
+async def require_api_key(settings: SettingsDep,
+                    api_key: Annotated[str | None, Security(api_key_header)] = None) -> str:
+    """401 without `X-API-Key`, 403 with a key that is not configured."""
+    if not api_key:
+        raise ServiceError(401, "unauthorized", "this endpoint needs an API key in the X-API-Key header",
+                           headers={"WWW-Authenticate": "APIKey"})
+    if not settings.api_keys:
+        raise ServiceError(403, "forbidden", "write endpoints are disabled: the server has no API keys "
+                                             "configured (set WHALES_API_KEYS)")
+    if not any(hmac.compare_digest(api_key.encode(), k.encode()) for k in settings.api_keys):
+        raise ServiceError(403, "forbidden", "the API key is not valid")
+    return api_key
+
+
+ApiKeyDep = Annotated[str, Depends(require_api_key)]
+
+
+async def get_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+
+
+async def rate_limit(request: Request, limiter: LimiterDep) -> None:
+    """Charge one hit per request (batches charge their extra images themselves)."""
+    limiter.hit(request, 1)

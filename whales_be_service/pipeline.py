@@ -1,0 +1,248 @@
+"""The service's use of the library: decode -> identify (batched) -> store -> response payload.
+
+Everything here is synchronous and CPU-bound; routes call it through the `InferencePool`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from whales_be_service import metrics
+from whales_be_service.errors import ServiceError
+from whales_be_service.state import ServiceState, refresh_catalog_metrics
+from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
+from whales_identify.results import Prediction
+from whales_identify.store import PredictionRecord, Sighting
+
+log = logging.getLogger("whales_be_service")
+
+MASK_UNAVAILABLE = ("mask unavailable: background removal needs the optional `rembg` package and its "
+                    "model file, which are not installed on this server")
+
+
+def new_prediction_id() -> str:
+    return uuid.uuid4().hex
+
+
+def exif_sighting(data: bytes) -> Sighting:
+    """EXIF time and GPS position, when the sighting module is present and the photo has them."""
+    try:
+        from whales_identify.sighting import read_exif_sighting
+    except ImportError:
+        return Sighting()
+    try:
+        found = read_exif_sighting(data)
+    except Exception:  # EXIF is a bonus; a broken block never loses the photo
+        log.debug("unreadable EXIF sighting", exc_info=True)
+        return Sighting()
+    return found if isinstance(found, Sighting) else Sighting()
+
+
+def merge_sighting(exif: Sighting, given: Sighting | None) -> Sighting:
+    """Fields the uploader gave win over EXIF."""
+    if given is None:
+        return exif
+    updates = {k: v for k, v in given.__dict__.items() if v is not None}
+    return replace(exif, **updates)
+
+
+def normalise_species(name: str | None) -> str | None:
+    """`"Humpback Whale"` and `"humpback-whale"` become `humpback_whale` (library rule when present)."""
+    if name is None or not name.strip():
+        return None
+    try:
+        from whales_identify.species import normalise_species_key
+    except ImportError:
+        return "_".join(name.strip().lower().replace("-", " ").split())
+    return str(normalise_species_key(name))
+
+
+def species_names(species: str) -> tuple[str | None, str | None]:
+    if not species or species == "unknown":
+        return None, None
+    try:
+        from whales_identify.species import species_info
+
+        info = species_info(species)
+        return getattr(info, "common_name", None), getattr(info, "scientific_name", None)
+    except Exception:
+        return None, None
+
+
+def outcome(pred: Prediction) -> str:
+    if pred.rejected:
+        return "rejected"
+    if pred.is_new_individual:
+        return "new_individual"
+    return "known" if pred.individual_id else "unmatched"
+
+
+def payload(pred: Prediction, item: Decoded, prediction_id: str, mask: bool,
+            sighting: Sighting) -> dict[str, Any]:
+    """The JSON answer for one photo (see `schemas.PredictionOut`)."""
+    scale = item.scale
+    bbox = [round(v * scale) for v in pred.bbox]
+    bbox[2] = min(bbox[2], item.original_size[0])
+    bbox[3] = min(bbox[3], item.original_size[1])
+    warnings = list(pred.warnings)
+    if mask:
+        warnings.append(MASK_UNAVAILABLE)
+    common, scientific = species_names(pred.species)
+    return {
+        "image_ind": item.name,
+        "prediction_id": prediction_id,
+        "rejected": pred.rejected,
+        "rejection_reason": pred.rejection_reason,
+        "is_cetacean": pred.is_cetacean,
+        "cetacean_score": float(pred.cetacean_score),
+        "gate_backend": pred.gate_backend,
+        "species": pred.species or "unknown",
+        "species_score": float(pred.species_score),
+        "species_common_name": common,
+        "species_scientific_name": scientific,
+        "individual_id": pred.individual_id,
+        "is_new_individual": pred.is_new_individual,
+        "probability": None if pred.probability is None else float(pred.probability),
+        "candidates": [
+            {"individual_id": c.individual_id, "species": c.species, "score": float(c.score),
+             "probability": float(c.probability), "reference_image_id": c.reference_image_id}
+            for c in pred.candidates
+        ],
+        "bbox": bbox,
+        "mask": None,
+        "model_version": pred.model_version,
+        "warnings": warnings,
+        "sighting": sighting_json(sighting),
+        "class_animal": pred.individual_id or "",
+        "id_animal": pred.species if pred.species and not pred.rejected else "unknown",
+    }
+
+
+def sighting_json(s: Sighting) -> dict[str, Any]:
+    return {"observed_at": s.observed_at.isoformat() if s.observed_at else None,
+            "latitude": s.latitude, "longitude": s.longitude, "location": s.location,
+            "observer": s.observer}
+
+
+def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, prediction_id: str,
+                     sighting: Sighting) -> None:
+    record = PredictionRecord(
+        prediction_id=prediction_id, image_sha256=item.sha256, filename=item.name,
+        rejected=pred.rejected, rejection_reason=pred.rejection_reason,
+        cetacean_score=float(pred.cetacean_score), gate_backend=pred.gate_backend,
+        gate_version=pred.gate_version, species=pred.species, individual_id=pred.individual_id,
+        is_new_individual=pred.is_new_individual,
+        probability=None if pred.probability is None else float(pred.probability),
+        candidates=[dict(c.__dict__) for c in pred.candidates], model_version=pred.model_version,
+        sighting=sighting)
+    jpeg = encode_jpeg(item.image) if state.settings.store_query_images else None
+    try:
+        state.store.save_prediction(record, image_jpeg=jpeg)
+    except Exception as exc:
+        log.exception("could not store prediction %s", prediction_id)
+        raise ServiceError(503, "store_unavailable", f"the prediction could not be stored: {exc}",
+                           {"prediction_id": prediction_id}) from exc
+
+
+def identify(state: ServiceState, items: Sequence[Decoded], top_k: int) -> list[Prediction]:
+    assert state.identifier is not None
+    preds: list[Prediction] = state.identifier([it.image for it in items], top_k=top_k)
+    return preds
+
+
+def predict_one(state: ServiceState, name: str, data: bytes, top_k: int, mask: bool,
+                given: Sighting | None) -> dict[str, Any]:
+    """Decode, identify, store and describe one uploaded photo."""
+    t0 = time.perf_counter()
+    try:
+        item = decode(name, data, state.settings)
+    except Exception:
+        metrics.record_prediction("failed", {"decode": time.perf_counter() - t0})
+        raise
+    t_decode = time.perf_counter() - t0
+    pred = identify(state, [item], top_k)[0]
+    prediction_id = new_prediction_id()
+    sighting = merge_sighting(exif_sighting(data), given)
+    store_prediction(state, pred, item, prediction_id, sighting)
+    metrics.record_prediction(outcome(pred), {"decode": t_decode, **pred.timings})
+    return payload(pred, item, prediction_id, mask, sighting)
+
+
+def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int) -> dict[str, Any]:
+    """Run a planned batch in chunks of `batch_size`; every item ends in `results` or `errors`."""
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    skipped = 0
+    pending: list[tuple[Decoded, float]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        preds = identify(state, [d for d, _ in pending], top_k)
+        for (item, t_decode), pred in zip(pending, preds, strict=True):
+            prediction_id = new_prediction_id()
+            sighting = exif_sighting(item.data)
+            store_prediction(state, pred, item, prediction_id, sighting)
+            metrics.record_prediction(outcome(pred), {"decode": t_decode, **pred.timings})
+            results.append(payload(pred, item, prediction_id, False, sighting))
+        pending.clear()
+
+    for entry in plan.items:
+        if entry.read is None:
+            skipped += entry.skipped
+            errors.append({"image_ind": entry.name, "code": entry.error_code,
+                           "message": entry.error_message})
+            continue
+        t0 = time.perf_counter()
+        try:
+            pending.append((decode(entry.name, entry.read(), state.settings), time.perf_counter() - t0))
+        except Exception as exc:
+            code, message = describe_error(exc)
+            metrics.record_prediction("failed", {"decode": time.perf_counter() - t0})
+            errors.append({"image_ind": entry.name, "code": code, "message": message})
+        if len(pending) >= state.settings.batch_size:
+            flush()
+    flush()
+    accepted = sum(1 for r in results if not r["rejected"])
+    summary = {"images": len(plan.items) - skipped, "accepted": accepted,
+               "rejected": len(results) - accepted, "failed": len(errors) - skipped,
+               "skipped": skipped, "seconds": round(time.perf_counter() - started, 3)}
+    return {"results": results, "errors": errors, "summary": summary}
+
+
+def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, species: str,
+           sightings: Sequence[Sighting], source: str, check_gate: bool = True
+           ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Embed and enrol photos of one individual; photos the gate rejects are refused, not enrolled.
+
+    Returns (enrolled CatalogImages, refused [{image_ind, code, message}]).
+    """
+    if not items:
+        return [], []
+    features = state.embedder.features([it.image for it in items])
+    from whales_identify.embed import l2_normalize
+
+    keep = list(range(len(items)))
+    refused: list[dict[str, Any]] = []
+    if check_gate and state.gate is not None:
+        shared = getattr(state.gate, "feature_model_id", None) == state.embedder.model_id
+        verdicts = state.gate([it.image for it in items], features=features if shared else None)
+        keep = [i for i, g in enumerate(verdicts) if g.is_cetacean]
+        refused = [{"image_ind": items[i].name, "code": "not_a_marine_mammal",
+                    "message": f"the gate scored {verdicts[i].cetacean_score:.2f}: no whale or dolphin found"}
+                   for i, g in enumerate(verdicts) if not g.is_cetacean]
+    if not keep:
+        return [], refused
+    embeddings = l2_normalize(features[keep])
+    with state.write_lock:
+        added = state.catalog.enroll([items[i].image for i in keep], embeddings, individual_id, species,
+                                     sightings=[sightings[i] for i in keep],
+                                     filenames=[items[i].name for i in keep], source=source)
+    refresh_catalog_metrics(state)
+    return list(added or []), refused

@@ -1,0 +1,78 @@
+"""Per-client rate limiting with slowapi (limits storage), counting a batch per image.
+
+The client is the peer address; `X-Forwarded-For` is believed only when the peer is one of the
+configured trusted proxies, and then the right-most untrusted hop is the client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+
+from limits import parse
+from slowapi import Limiter
+from starlette.requests import Request
+
+from whales_be_service.errors import ServiceError
+from whales_be_service.settings import Settings
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_networks(values: list[str]) -> list[Network]:
+    return [ipaddress.ip_network(v, strict=False) for v in values]
+
+
+def _is_trusted(host: str, networks: list[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip())
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def client_address(request: Request, trusted: list[Network]) -> str:
+    """The address a limit applies to (see module docstring)."""
+    peer = request.client.host if request.client else "unknown"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+class RateLimiter:
+    """`hit(request, cost)` charges the client; over the limit it raises a 429 `ServiceError`."""
+
+    namespace = "whales"
+
+    def __init__(self, settings: Settings):
+        self.enabled = settings.rate_limit_enabled
+        self.item = parse(settings.rate_limit)
+        self.trusted = _parse_networks(settings.trusted_proxies)
+        self.slowapi = Limiter(key_func=lambda request: client_address(request, self.trusted),
+                               storage_uri=settings.rate_limit_storage, headers_enabled=True,
+                               enabled=settings.rate_limit_enabled)
+
+    def hit(self, request: Request, cost: int = 1) -> None:
+        if not self.enabled or cost <= 0:
+            return
+        key = client_address(request, self.trusted)
+        strategy = self.slowapi.limiter
+        allowed = strategy.hit(self.item, self.namespace, key, cost=cost)
+        stats = strategy.get_window_stats(self.item, self.namespace, key)
+        reset_in = max(1, math.ceil(stats.reset_time - time.time()))
+        headers = {"X-RateLimit-Limit": str(self.item.amount),
+                   "X-RateLimit-Remaining": str(max(0, stats.remaining)),
+                   "X-RateLimit-Reset": str(int(stats.reset_time))}
+        request.state.rate_limit_headers = headers
+        if not allowed:
+            raise ServiceError(429, "rate_limited",
+                               f"rate limit of {self.item} exceeded (this request costs {cost}); "
+                               f"retry in {reset_in} s",
+                               {"limit": str(self.item), "cost": cost, "retry_after_s": reset_in},
+                               {**headers, "Retry-After": str(reset_in)})

@@ -1,0 +1,174 @@
+"""The catalog of known individuals: browse, enrol photos, delete, thumbnails."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+
+from whales_be_service.deps import ApiKeyDep, CatalogDep, ReadyStateDep, StoreDep
+from whales_be_service.errors import ServiceError, too_large
+from whales_be_service.pipeline import enroll, exif_sighting, normalise_species, sighting_json
+from whales_be_service.routes.predict import ERRORS, upload_name
+from whales_be_service.schemas import (
+    INDIVIDUAL_ID_PATTERN,
+    CatalogImageOut,
+    DeleteOut,
+    EnrolOut,
+    ErrorResponse,
+    IndividualDetail,
+    IndividualOut,
+    IndividualPage,
+    SpeciesOut,
+)
+from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
+
+router = APIRouter(tags=["catalog"])
+
+IndividualId = Annotated[str, Path(pattern=INDIVIDUAL_ID_PATTERN, description="Individual id.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Not found."}}
+
+
+def _field(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def individual_out(summary: Any) -> IndividualOut:
+    """An `IndividualSummary` (whatever its exact attributes) as the API's shape."""
+    image_ids = _field(summary, "image_ids", default=[]) or []
+    n_images = _field(summary, "n_images", "image_count", "num_images", default=len(image_ids))
+    thumb = _field(summary, "thumbnail_image_id", "representative_image_id", "reference_image_id",
+                   default=image_ids[0] if image_ids else None)
+    return IndividualOut(individual_id=str(_field(summary, "individual_id", default="")),
+                         species=str(_field(summary, "species", default="unknown")), n_images=int(n_images),
+                         last_seen=_field(summary, "last_seen"),
+                         thumbnail_url=f"/v1/images/{thumb}/thumbnail" if thumb else None)
+
+
+def image_out(image: Any) -> CatalogImageOut:
+    return CatalogImageOut(image_id=image.image_id, individual_id=image.individual_id, species=image.species,
+                           filename=image.filename, source=image.source, created_at=image.created_at,
+                           thumbnail_url=f"/v1/images/{image.image_id}/thumbnail",
+                           sighting=sighting_json(image.sighting))
+
+
+@router.get("/v1/species", response_model=list[SpeciesOut])
+async def list_species() -> list[SpeciesOut]:
+    """Species keys with their common and scientific names."""
+    from whales_identify.species import list_species as all_species
+
+    return [SpeciesOut(key=s.key, common_name=s.common_name, scientific_name=s.scientific_name,
+                       taxon_rank=s.taxon_rank) for s in all_species()]
+
+
+@router.get("/v1/individuals", response_model=IndividualPage)
+def list_individuals(
+    catalog: CatalogDep,
+    species: Annotated[str | None, Query(max_length=64, description="Only this species.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> IndividualPage:
+    """Known individuals, paged, optionally of one species."""
+    summaries = sorted(catalog.list_individuals(species=species) or [],
+                       key=lambda s: str(_field(s, "individual_id", default="")))
+    items = [individual_out(s) for s in summaries[offset:offset + limit]]
+    return IndividualPage(items=items, total=len(summaries), limit=limit, offset=offset)
+
+
+@router.get("/v1/individuals/{individual_id}", response_model=IndividualDetail, responses=NOT_FOUND)
+def get_individual(individual_id: IndividualId, catalog: CatalogDep,
+                         store: StoreDep) -> IndividualDetail:
+    """One individual with its reference photos."""
+    summary = catalog.get_individual(individual_id)
+    if summary is None:
+        raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
+    images = [im for im in store.list_catalog_images(model_id=catalog.model_id)
+              if im.individual_id == individual_id]
+    images.sort(key=lambda im: (im.created_at, im.image_id))
+    base = individual_out(summary)
+    return IndividualDetail(**base.model_dump(), images=[image_out(im) for im in images])
+
+
+def _decode_all(state: Any, files: Sequence[tuple[str, Any]]) -> tuple[list[Decoded], list[dict[str, Any]]]:
+    decoded: list[Decoded] = []
+    refused: list[dict[str, Any]] = []
+    for name, fh in files:
+        try:
+            fh.seek(0)
+            decoded.append(decode(name, read_limited(fh, state.settings.max_upload_bytes, "the file"),
+                                  state.settings))
+        except Exception as exc:
+            code, message = describe_error(exc)
+            refused.append({"image_ind": name, "code": code, "message": message})
+    return decoded, refused
+
+
+@router.post("/v1/individuals/{individual_id}/images", response_model=EnrolOut,
+             responses={**ERRORS, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                        409: {"model": ErrorResponse}})
+async def enrol_images(
+    individual_id: IndividualId,
+    state: ReadyStateDep,
+    _key: ApiKeyDep,
+    files: Annotated[list[UploadFile], File(description="One or more photos of this individual.")],
+    species: Annotated[str | None, Form(max_length=64, description="Species key, e.g. humpback_whale "
+                                                                   "(any case, spaces or hyphens).")] = None,
+) -> EnrolOut:
+    """Enrol photos of an individual (created if new); says what was enrolled and what was refused."""
+    if len(files) > state.settings.max_batch_images:
+        raise too_large(f"{len(files)} files; the limit is {state.settings.max_batch_images}")
+    species = normalise_species(species)
+    existing = state.catalog.get_individual(individual_id)
+    known_species = _field(existing, "species") if existing is not None else None
+    if species and known_species and known_species != "unknown" and species != known_species:
+        raise ServiceError(409, "conflict", f"individual {individual_id!r} is recorded as {known_species!r}, "
+                                            f"not {species!r}")
+    final_species = species or known_species or "unknown"
+    parts = [(upload_name(f, f"file_{i}"), f.file) for i, f in enumerate(files)]
+
+    def job() -> EnrolOut:
+        decoded, refused = _decode_all(state, parts)
+        sightings = [exif_sighting(d.data) for d in decoded]
+        added, gate_refused = enroll(state, decoded, individual_id, final_species, sightings, source="api")
+        ids = [str(getattr(im, "image_id", "")) for im in added]
+        names = [getattr(im, "filename", "") for im in added]
+        return EnrolOut(individual_id=individual_id, created=existing is None and bool(added),
+                        species=final_species,
+                        enrolled=[{"image_ind": n, "image_id": i} for n, i in zip(names, ids, strict=True)],
+                        refused=refused + gate_refused)
+
+    return await state.pool.run(job)
+
+
+@router.delete("/v1/individuals/{individual_id}", response_model=DeleteOut,
+               responses={**NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
+async def delete_individual(individual_id: IndividualId, state: ReadyStateDep, _key: ApiKeyDep) -> DeleteOut:
+    """Remove an individual and all its reference photos."""
+    def job() -> int:
+        with state.write_lock:
+            return int(state.catalog.remove_individual(individual_id))
+
+    removed = await state.pool.run(job)
+    if removed == 0:
+        raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
+    from whales_be_service.state import refresh_catalog_metrics
+
+    refresh_catalog_metrics(state)
+    return DeleteOut(individual_id=individual_id, removed_images=removed)
+
+
+@router.get("/v1/images/{image_id}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."}, **NOT_FOUND})
+def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep) -> Response:
+    """The JPEG thumbnail of a catalog photo."""
+    image = store.get_catalog_image(image_id)
+    if image is None or not image.thumbnail:
+        raise ServiceError(404, "not_found", f"no thumbnail for image {image_id!r}")
+    return Response(image.thumbnail, media_type="image/jpeg",
+                    headers={"Cache-Control": "public, max-age=86400"})

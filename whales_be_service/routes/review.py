@@ -1,0 +1,96 @@
+"""`POST /v1/predictions/{id}/review`: a person confirms or corrects a prediction; the photo is
+enrolled accordingly (re-embedded), so the catalog learns from reviewed answers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from whales_be_service.deps import ApiKeyDep, ReadyStateDep
+from whales_be_service.errors import ServiceError
+from whales_be_service.pipeline import enroll, normalise_species
+from whales_be_service.schemas import ErrorResponse, ReviewIn, ReviewOut
+from whales_be_service.uploads import decode
+
+router = APIRouter(tags=["review"])
+
+STATES = {"confirm": "confirmed", "new_individual": "new_individual", "not_cetacean": "not_cetacean"}
+
+
+def _top1(record: Any) -> str | None:
+    if record.individual_id:
+        return str(record.individual_id)
+    if record.candidates:
+        return str(record.candidates[0].get("individual_id") or "") or None
+    return None
+
+
+def _resolve_target(state: Any, record: Any, body: ReviewIn) -> tuple[str, str]:
+    """(individual_id, species) the photo is enrolled under."""
+    catalog = state.catalog
+    if body.decision == "confirm":
+        individual_id = body.individual_id or _top1(record)
+        if not individual_id:
+            raise ServiceError(422, "validation_error", "this prediction has no top-1 candidate; give "
+                                                        "`individual_id` to confirm it as a known individual")
+        existing = catalog.get_individual(individual_id)
+        if existing is None:
+            raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog; "
+                                                 f"use decision=new_individual to create it")
+        species = getattr(existing, "species", None) or record.species or "unknown"
+        return individual_id, species
+    individual_id = body.individual_id or f"new_{uuid.uuid4().hex[:8]}"
+    if catalog.get_individual(individual_id) is not None:
+        raise ServiceError(409, "conflict", f"individual {individual_id!r} already exists; "
+                                            f"use decision=confirm to add this photo to it")
+    predicted = record.species if record.species and not record.rejected else None
+    species = normalise_species(body.species) or predicted or "unknown"
+    return individual_id, species
+
+
+@router.post("/v1/predictions/{prediction_id}/review", response_model=ReviewOut,
+             responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)})
+async def review_prediction(
+    prediction_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    body: ReviewIn,
+    state: ReadyStateDep,
+    _key: ApiKeyDep,
+) -> ReviewOut:
+    """Record a reviewer's decision; `confirm` and `new_individual` enrol the photo."""
+    # database look-ups, re-embedding and the catalog write all run off the event loop
+    return await state.pool.run(apply_review, state, prediction_id, body)
+
+
+def apply_review(state: Any, prediction_id: str, body: ReviewIn) -> ReviewOut:
+    with state.review_lock:  # two reviewers of one prediction must not both enrol it
+        return _apply_review(state, prediction_id, body)
+
+
+def _apply_review(state: Any, prediction_id: str, body: ReviewIn) -> ReviewOut:
+    store = state.store
+    record = store.get_prediction(prediction_id)
+    if record is None:
+        raise ServiceError(404, "not_found", f"no prediction {prediction_id!r}")
+    if record.review_state != "unreviewed":
+        raise ServiceError(409, "conflict", f"prediction {prediction_id!r} was already reviewed "
+                                            f"({record.review_state})")
+    decision: dict[str, Any] = {"decision": body.decision}
+    if body.decision == "not_cetacean":
+        saved = store.save_review(prediction_id, STATES[body.decision], decision)
+        return ReviewOut(prediction_id=prediction_id, review_state=saved.review_state, individual_id=None,
+                         enrolled_image_ids=[])
+    individual_id, species = _resolve_target(state, record, body)
+    photo = store.get_prediction_image(prediction_id)
+    if not photo:
+        raise ServiceError(409, "conflict", "the photo of this prediction was not stored "
+                                            "(WHALES_STORE_QUERY_IMAGES=false); it cannot be enrolled")
+    item = decode(record.filename or prediction_id, photo, state.settings)
+    added, _ = enroll(state, [item], individual_id, species, [record.sighting],
+                      source=f"review:{prediction_id}", check_gate=False)
+    enrolled = [str(getattr(im, "image_id", "")) for im in added]
+    decision.update(individual_id=individual_id, species=species, enrolled_image_ids=enrolled)
+    saved = store.save_review(prediction_id, STATES[body.decision], decision)
+    return ReviewOut(prediction_id=prediction_id, review_state=saved.review_state,
+                     individual_id=individual_id, enrolled_image_ids=enrolled)

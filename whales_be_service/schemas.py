@@ -1,0 +1,218 @@
+"""Request and response models; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+INDIVIDUAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `invalid_image`.")
+    message: str = Field(description="What went wrong, in English, with the fix when there is one.")
+    details: Any = Field(None, description="Structured context (limits, failing fields, components).")
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"error": {
+        "code": "invalid_image", "message": "cannot decode the image: image file is truncated",
+        "details": None}}})
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    uptime_s: float
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    components: dict[str, str] = Field(description="Each component and `ok`.")
+
+
+class ModelEntry(BaseModel):
+    role: Literal["embedding", "gate"]
+    model_id: str
+    version: str
+    backend: str
+    sha256: str | None = None
+    threshold: float | None = Field(None, description="The gate's decision threshold.")
+    loaded: bool
+
+
+class ModelsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"models": [
+        {"role": "embedding", "model_id": "efficientnet_lite0.imagenet",
+         "version": "efficientnet_lite0.imagenet",
+         "backend": "torch", "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+         "loaded": True},
+        {"role": "gate", "model_id": "gate.embedded", "version": "efficientnet_lite0.imagenet+head:1a2b3c",
+         "backend": "embedded", "sha256": None, "loaded": True}],
+        "catalog": {"model_id": "efficientnet_lite0.imagenet", "images": 120, "individuals": 40}}})
+    models: list[ModelEntry]
+    catalog: dict[str, Any] = Field(description="Catalog statistics (size, embedding model).")
+
+
+class CandidateOut(BaseModel):
+    individual_id: str
+    species: str
+    score: float = Field(description="Fused similarity; higher is better, not a probability.")
+    probability: float = Field(description="Calibrated probability that this is the right individual.")
+    reference_image_id: str = Field(description="Catalog photo that matched best (see thumbnail).")
+
+
+class SightingOut(BaseModel):
+    observed_at: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    location: str | None = None
+    observer: str | None = None
+
+
+_PREDICTION_EXAMPLE = {
+    "image_ind": "fluke_0412.jpg", "prediction_id": "5f0c2b8e9a7d4c1e8b3a2f6d7e9c0a1b",
+    "rejected": False, "rejection_reason": None, "is_cetacean": True, "cetacean_score": 0.97,
+    "gate_backend": "embedded", "species": "humpback_whale", "species_score": 0.88,
+    "species_common_name": "Humpback whale", "species_scientific_name": "Megaptera novaeangliae",
+    "individual_id": "hw_0042", "is_new_individual": False, "probability": 0.91,
+    "candidates": [{"individual_id": "hw_0042", "species": "humpback_whale", "score": 0.83,
+                    "probability": 0.91, "reference_image_id": "img_7c1d"}],
+    "bbox": [0, 0, 1024, 683], "mask": None, "model_version": "efficientnet_lite0.imagenet",
+    "warnings": [], "sighting": {"observed_at": "2024-07-02T10:15:00+00:00", "latitude": 64.1,
+                                 "longitude": -21.9, "location": "Faxaflói", "observer": None},
+    "class_animal": "hw_0042", "id_animal": "humpback_whale"}
+
+
+class PredictionOut(BaseModel):
+    """The answer for one photo. A rejection (no whale or dolphin) is a normal HTTP 200 answer."""
+
+    model_config = ConfigDict(json_schema_extra={"example": _PREDICTION_EXAMPLE})
+    image_ind: str = Field(description="The uploaded file name (or ZIP entry name).")
+    prediction_id: str = Field(description="Id under which the prediction is stored; use it to review.")
+    rejected: bool
+    rejection_reason: str | None = Field(description="`not_a_marine_mammal` when rejected.")
+    is_cetacean: bool
+    cetacean_score: float
+    gate_backend: str = Field(description="`embedded`, `clip` or `off`.")
+    species: str = Field(description="Species key, `unknown` when unsure or rejected.")
+    species_score: float
+    species_common_name: str | None = None
+    species_scientific_name: str | None = None
+    individual_id: str | None
+    is_new_individual: bool | None
+    probability: float | None
+    candidates: list[CandidateOut]
+    bbox: list[int] = Field(description="[x1, y1, x2, y2] in the uploaded image's pixels.",
+                            min_length=4, max_length=4)
+    mask: str | None = Field(description="Base64 PNG mask; null when background removal is unavailable.")
+    model_version: str
+    warnings: list[str]
+    sighting: SightingOut
+    class_animal: str = Field(description="Reference-API alias of `individual_id` (\"\" when none).")
+    id_animal: str = Field(description="Reference-API alias of `species` (\"unknown\" when none).")
+
+
+class BatchError(BaseModel):
+    image_ind: str
+    code: str
+    message: str
+
+
+class BatchSummary(BaseModel):
+    images: int = Field(description="Images considered (skipped entries excluded).")
+    accepted: int
+    rejected: int
+    failed: int
+    skipped: int = Field(description="Directories, __MACOSX and hidden entries (listed in `errors`).")
+    seconds: float
+
+
+class BatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "results": [_PREDICTION_EXAMPLE],
+        "errors": [{"image_ind": "notes.txt", "code": "unsupported_media_type",
+                    "message": "the file is not an image in a supported format"},
+                   {"image_ind": "__MACOSX/._fluke.jpg", "code": "skipped",
+                    "message": "skipped: macOS metadata (__MACOSX)"}],
+        "summary": {"images": 2, "accepted": 1, "rejected": 0, "failed": 1, "skipped": 1,
+                    "seconds": 1.42}}})
+    results: list[PredictionOut]
+    errors: list[BatchError]
+    summary: BatchSummary
+
+
+class CatalogImageOut(BaseModel):
+    image_id: str
+    individual_id: str
+    species: str
+    filename: str
+    source: str
+    created_at: datetime | None = None
+    thumbnail_url: str
+    sighting: SightingOut
+
+
+class IndividualOut(BaseModel):
+    individual_id: str
+    species: str
+    n_images: int
+    last_seen: datetime | None = None
+    thumbnail_url: str | None = None
+
+
+class SpeciesOut(BaseModel):
+    key: str
+    common_name: str
+    scientific_name: str
+    taxon_rank: str
+
+
+class IndividualDetail(IndividualOut):
+    images: list[CatalogImageOut]
+
+
+class IndividualPage(BaseModel):
+    items: list[IndividualOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EnrolOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "individual_id": "hw_0042", "created": False, "species": "humpback_whale",
+        "enrolled": [{"image_ind": "fluke_0412.jpg", "image_id": "img_7c1d"}],
+        "refused": [{"image_ind": "beach.jpg", "code": "not_a_marine_mammal",
+                     "message": "the gate scored 0.03: no whale or dolphin found"}]}})
+    individual_id: str
+    created: bool = Field(description="True when the individual did not exist before.")
+    species: str
+    enrolled: list[dict[str, str]]
+    refused: list[BatchError]
+
+
+class DeleteOut(BaseModel):
+    individual_id: str
+    removed_images: int
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"decision": "confirm"}, {"decision": "confirm", "individual_id": "hw_0042"},
+        {"decision": "new_individual", "individual_id": "hw_0100", "species": "humpback_whale"},
+        {"decision": "not_cetacean"}]})
+    decision: Literal["confirm", "new_individual", "not_cetacean"]
+    individual_id: str | None = Field(None, pattern=INDIVIDUAL_ID_PATTERN,
+                                      description="Confirm: defaults to the top-1 candidate. New "
+                                                  "individual: defaults to a generated `new_<8 hex>`.")
+    species: str | None = Field(None, max_length=64, description="Species of a new individual.")
+
+
+class ReviewOut(BaseModel):
+    prediction_id: str
+    review_state: str
+    individual_id: str | None
+    enrolled_image_ids: list[str]

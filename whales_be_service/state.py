@@ -1,0 +1,201 @@
+"""The service's runtime state, built once by the lifespan (in a background thread) and read by
+dependencies. Each component reports `pending`, `ok`, or the error that stopped it and the fix."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from whales_be_service import metrics
+from whales_be_service.errors import ServiceError
+from whales_be_service.inference import InferencePool
+from whales_be_service.settings import Settings
+
+log = logging.getLogger("whales_be_service")
+
+COMPONENTS = ("store", "embedder", "gate", "catalog", "identifier", "warmup")
+MEMORY_URL = "memory://"
+
+
+@dataclass
+class Overrides:
+    """Prebuilt components injected by tests (`create_app(settings, store=..., gate=...)`)."""
+
+    store: Any = None
+    embedder: Any = None
+    gate: Any = None
+    catalog_factory: Callable[[Any, str], Any] | None = None
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    pool: InferencePool
+    store: Any = None
+    embedder: Any = None
+    gate: Any = None
+    catalog: Any = None
+    identifier: Any = None
+    components: dict[str, str] = field(default_factory=lambda: {c: "pending" for c in COMPONENTS})
+    started_at: float = field(default_factory=time.time)
+    write_lock: threading.Lock = field(default_factory=threading.Lock)  # catalog writes
+    review_lock: threading.Lock = field(default_factory=threading.Lock)  # check-then-enrol of a review
+
+    @property
+    def ready(self) -> bool:
+        return all(v == "ok" for v in self.components.values())
+
+    def not_ready_error(self) -> ServiceError:
+        broken = {k: v for k, v in self.components.items() if v != "ok"}
+        pending = all(v == "pending" for v in broken.values())
+        message = ("the service is starting: models are loading" if pending else
+                   "the service is not ready: " + "; ".join(f"{k}: {v}" for k, v in broken.items()
+                                                             if v != "pending"))
+        return ServiceError(503, "not_ready", message, {"components": dict(self.components)},
+                            {"Retry-After": str(self.settings.retry_after_s)})
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise self.not_ready_error()
+
+
+def open_store_url(url: str) -> Any:
+    """`memory://` is an explicit in-process store; every other URL goes to `integrations`."""
+    if url.strip() == MEMORY_URL:
+        from whales_identify.store import InMemoryStore
+
+        return InMemoryStore()
+    try:
+        from integrations import open_store
+    except ImportError as exc:
+        raise RuntimeError(f"integrations.open_store is not available ({exc}); install the "
+                           f"integrations package or set WHALES_DATABASE_URL=memory:// for a demo") from exc
+    return open_store(url)
+
+
+def warmup_image(size: tuple[int, int] = (320, 240)) -> Image.Image:
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 255, size[0], dtype=np.float32)[None, :, None]
+    pixels = np.clip(gradient + rng.normal(0, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def _step(state: ServiceState, name: str, fn: Callable[[], Any]) -> Any:
+    try:
+        value = fn()
+    except Exception as exc:  # readiness reports the reason; the process keeps serving /health
+        state.components[name] = f"{type(exc).__name__}: {exc}"
+        log.error("component %s failed: %s", name, exc)
+        return None
+    state.components[name] = "ok"
+    return value
+
+
+def _skip(state: ServiceState, name: str, needs: str) -> None:
+    state.components[name] = f"not built because {needs} failed"
+
+
+def build_state(state: ServiceState, overrides: Overrides) -> None:
+    """Build store, embedder, gate, catalog and identifier, then warm up with one inference."""
+    s = state.settings
+    if s.torch_threads:
+        import torch
+
+        torch.set_num_threads(s.torch_threads)
+    state.store = _step(state, "store",
+                        lambda: _open_and_ping(overrides.store or open_store_url(s.database_url)))
+    state.embedder = _step(state, "embedder", lambda: overrides.embedder or _create_embedder(s))
+    if state.embedder is None:
+        for name in ("gate", "catalog", "identifier", "warmup"):
+            _skip(state, name, "embedder")
+        return _finish(state)
+    state.gate = _step(state, "gate", lambda: overrides.gate or _create_gate(s, state.embedder))
+    if state.store is None:
+        _skip(state, "catalog", "store")
+    else:
+        factory = overrides.catalog_factory or _catalog_class()
+        state.catalog = _step(state, "catalog", lambda: _load_catalog(factory, state))
+    if state.gate is None or state.catalog is None:
+        for name in ("identifier", "warmup"):
+            _skip(state, name, "gate or catalog")
+        return _finish(state)
+    from whales_identify.identify import Identifier
+
+    state.identifier = _step(state, "identifier",
+                             lambda: Identifier(state.gate, state.embedder, state.catalog))
+    if state.identifier is None:
+        _skip(state, "warmup", "identifier")
+    elif s.warmup:
+        _step(state, "warmup", lambda: state.identifier([warmup_image()], top_k=1))
+    else:
+        state.components["warmup"] = "ok"
+    _finish(state)
+
+
+def _open_and_ping(store: Any) -> Any:
+    store.ping()
+    return store
+
+
+def _create_embedder(s: Settings) -> Any:
+    from whales_identify.embed import Embedder
+    from whales_identify.models import create_model
+
+    return Embedder(create_model(s.embedding_model, s.models_dir), batch_size=s.batch_size)
+
+
+def _create_gate(s: Settings, embedder: Any) -> Any:
+    from whales_identify.gate import create_gate
+
+    return create_gate(s.gate, embedder=embedder, models_dir=s.models_dir, threshold=s.gate_threshold)
+
+
+def _catalog_class() -> Callable[[Any, str], Any]:
+    def missing(store: Any, model_id: str) -> Any:
+        raise RuntimeError("whales_identify.catalog is not available in this build")
+
+    try:
+        from whales_identify.catalog import Catalog
+    except ImportError:
+        return missing
+    return Catalog
+
+
+def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> Any:
+    catalog = factory(state.store, state.embedder.model_id)
+    catalog.load()
+    return catalog
+
+
+def _finish(state: ServiceState) -> None:
+    if state.embedder is not None:
+        cfg = getattr(state.embedder, "cfg", None)
+        metrics.record_model("embedding", state.embedder.model_id, "torch",
+                             str(getattr(cfg, "sha256", "") or ""))
+    if state.gate is not None:
+        metrics.record_model("gate", str(getattr(state.gate, "version", "")),
+                             str(getattr(state.gate, "backend", "")), str(getattr(state.gate, "version", "")))
+    refresh_catalog_metrics(state)
+    metrics.set_ready(state.ready)
+    log.info("service state built: %s", state.components)
+
+
+def refresh_catalog_metrics(state: ServiceState) -> None:
+    if state.catalog is None:
+        return
+    try:
+        metrics.record_catalog(catalog_stats(state.catalog))
+    except Exception:  # metrics never break a request
+        log.warning("could not read catalog stats", exc_info=True)
+
+
+def catalog_stats(catalog: Any) -> dict[str, Any]:
+    stats = catalog.stats() if hasattr(catalog, "stats") else {}
+    return dict(stats) if isinstance(stats, dict) else {}

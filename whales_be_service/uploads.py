@@ -1,0 +1,258 @@
+"""Turning uploaded bytes into images, safely: size caps, format sniffing, hardened ZIP reading.
+
+ZIP entry names are labels only; nothing is ever written to or read from the filesystem by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from whales_be_service.errors import ServiceError, too_large, unsupported_media
+from whales_be_service.settings import Settings
+from whales_identify.errors import ImageTooLargeError, InvalidImageError
+from whales_identify.images import load_image
+
+# Formats a camera or phone produces; others (EPS, PSD, ...) are refused before any decoder runs.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+ZIP_MAX_ENTRIES = 2000  # central-directory records, directories and metadata included
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Decoded:
+    """One decoded photo, downscaled for analysis, with what is needed to store it."""
+
+    name: str
+    image: Image.Image  # RGB, longest side <= settings.analysis_max_side
+    original_size: tuple[int, int]
+    sha256: str
+    data: bytes
+
+    @property
+    def scale(self) -> float:
+        return self.original_size[0] / max(1, self.image.width)
+
+
+def is_zip(head: bytes) -> bool:
+    return head.startswith(ZIP_MAGIC)
+
+
+def read_limited(fh: IO[bytes], limit: int, what: str) -> bytes:
+    """Read at most `limit` bytes; more is a 413, never a silent truncation."""
+    data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(f"{what} is larger than the limit of {limit} bytes", {"limit_bytes": limit})
+    return data
+
+
+def sniff_format(data: bytes, max_pixels: int) -> str:
+    """The image format from the header, or a 415 when the bytes are no supported image.
+
+    The pixel count is checked here too, from the header alone (decompression-bomb guard).
+    """
+    if not data:
+        raise InvalidImageError("the file is empty")
+    if is_zip(data[:4]):
+        raise unsupported_media("this is a ZIP archive; send it to /v1/predict-batch as `archive`")
+    Image.init()  # registers every plugin once; `formats=` only sees registered ones
+    formats = [f for f in ALLOWED_FORMATS if f in Image.OPEN]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=formats) as probe:
+                width, height = probe.size
+                fmt = str(probe.format)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"image rejected as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError:
+        raise unsupported_media(
+            "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WEBP)") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:  # recognised, broken header
+        raise InvalidImageError(f"cannot decode the image: {exc}") from exc
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return fmt
+
+
+def decode(name: str, data: bytes, settings: Settings) -> Decoded:
+    """Sniff, decode (EXIF-rotated, RGB, pixel-capped) and downscale one photo.
+
+    Raises:
+        InvalidImageError: empty or undecodable (400); ImageTooLargeError: too many pixels (413).
+        ServiceError: 415 when the bytes are not a supported image at all.
+    """
+    sniff_format(data, settings.max_pixels)
+    image = load_image(data, max_pixels=settings.max_pixels)
+    original = image.size
+    side = settings.analysis_max_side
+    if max(original) > side:
+        image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return Decoded(name, image, original, hashlib.sha256(data).hexdigest(), data)
+
+
+def encode_jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# ---- batches -------------------------------------------------------------------------------------
+
+@dataclass
+class BatchItem:
+    """One image of a batch: a lazy reader of its bytes, or the reason it is not processed."""
+
+    name: str
+    read: Callable[[], bytes] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.error_code == "skipped"
+
+
+@dataclass
+class BatchPlan:
+    items: list[BatchItem]
+
+    @property
+    def images(self) -> int:
+        return sum(1 for it in self.items if it.read is not None)
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return (name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+            or "\x00" in name)
+
+
+def _skip_reason(info: zipfile.ZipInfo) -> str | None:
+    parts = [p for p in info.filename.replace("\\", "/").split("/") if p]
+    if info.is_dir():
+        return "directory"
+    if any(p == "__MACOSX" for p in parts):
+        return "macOS metadata (__MACOSX)"
+    if any(p.startswith(".") and p != ".." for p in parts):
+        return "hidden file"
+    return None
+
+
+def plan_archive(fh: IO[bytes], label: str, settings: Settings) -> list[BatchItem]:
+    """Validate a ZIP's central directory and return one item per entry (no data read yet)."""
+    try:
+        archive = zipfile.ZipFile(fh)
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise ServiceError(400, "invalid_archive", f"{label} is not a readable ZIP archive: {exc}") from exc
+    if len(infos) > ZIP_MAX_ENTRIES:
+        raise too_large(f"{label} has {len(infos)} entries; the limit is {ZIP_MAX_ENTRIES}",
+                        {"entries": len(infos), "limit": ZIP_MAX_ENTRIES})
+    declared = sum(max(0, i.file_size) for i in infos)
+    if declared > settings.zip_max_total_bytes:
+        raise too_large(f"{label} expands to {declared} bytes; the limit is {settings.zip_max_total_bytes}",
+                        {"uncompressed_bytes": declared, "limit": settings.zip_max_total_bytes})
+    budget = {"left": settings.zip_max_total_bytes}
+    items: list[BatchItem] = []
+    for info in infos:
+        name = info.filename[:255]
+        reason = _skip_reason(info)
+        if reason:
+            items.append(BatchItem(name, None, "skipped", f"skipped: {reason}"))
+        elif _unsafe_name(info.filename):
+            items.append(BatchItem(name, None, "unsafe_entry_name",
+                                   "absolute or parent-relative entry names are refused"))
+        elif info.flag_bits & 0x1:
+            items.append(BatchItem(name, None, "encrypted_entry", "encrypted entries are not supported"))
+        elif info.file_size > settings.max_upload_bytes:
+            items.append(BatchItem(name, None, "payload_too_large",
+                                   f"entry expands to {info.file_size} bytes; the limit is "
+                                   f"{settings.max_upload_bytes}"))
+        elif info.compress_size > 0 and info.file_size / info.compress_size > settings.zip_max_ratio:
+            items.append(BatchItem(name, None, "suspicious_compression",
+                                   f"compression ratio {info.file_size / info.compress_size:.0f} exceeds "
+                                   f"{settings.zip_max_ratio:.0f} (zip bomb guard)"))
+        else:
+            items.append(BatchItem(name, _entry_reader(archive, info, settings, budget)))
+    return items
+
+
+def _entry_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: Settings,
+                  budget: dict[str, int]) -> Callable[[], bytes]:
+    def read() -> bytes:
+        limit = min(info.file_size, settings.max_upload_bytes, budget["left"])
+        try:
+            with archive.open(info) as fh:
+                data = fh.read(limit + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+            raise ServiceError(400, "corrupt_entry", f"cannot extract this entry: {exc}") from exc
+        if len(data) > limit:
+            raise too_large("entry is larger than its declared size or the remaining archive budget")
+        budget["left"] -= len(data)
+        return data
+
+    return read
+
+
+def _upload_reader(fh: IO[bytes], settings: Settings, name: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        fh.seek(0)
+        return read_limited(fh, settings.max_upload_bytes, f"file {name!r}")
+
+    return read
+
+
+def plan_batch(parts: list[tuple[str, IO[bytes]]], settings: Settings) -> BatchPlan:
+    """Expand uploaded parts (ZIPs recognised by their bytes, others taken as images) into items.
+
+    Raises `ServiceError` 413 when an archive or the number of images exceeds its cap, 400 when an
+    archive is unreadable.
+    """
+    items: list[BatchItem] = []
+    for label, fh in parts:
+        fh.seek(0)
+        head = fh.read(4)
+        fh.seek(0, io.SEEK_END)
+        size = fh.tell()
+        fh.seek(0)
+        if is_zip(head):
+            if size > settings.max_archive_bytes:
+                raise too_large(f"archive {label!r} is {size} bytes; the limit is "
+                                f"{settings.max_archive_bytes}",
+                                {"limit_bytes": settings.max_archive_bytes})
+            items.extend(plan_archive(fh, repr(label), settings))
+        elif size > settings.max_upload_bytes:
+            items.append(BatchItem(label, None, "payload_too_large",
+                                   f"file is {size} bytes; the limit is {settings.max_upload_bytes}"))
+        else:
+            items.append(BatchItem(label, _upload_reader(fh, settings, label)))
+    plan = BatchPlan(items)
+    if plan.images > settings.max_batch_images:
+        raise too_large(f"the batch holds {plan.images} images; the limit is {settings.max_batch_images}",
+                        {"images": plan.images, "limit": settings.max_batch_images})
+    return plan
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(code, message) of a per-image failure, for a batch's `errors` list."""
+    if isinstance(exc, ServiceError):
+        return exc.code, exc.message
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code, str(exc)
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
+__all__ = ["BatchItem", "BatchPlan", "Decoded", "decode", "describe_error", "encode_jpeg",
+           "is_zip", "plan_batch", "read_limited", "sniff_format"]
