@@ -22,7 +22,8 @@ def skip_or_fail(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = resolve_data_dir(os.environ.get("WHALES_DATA_DIR") or ROOT / ".." / "shared" / "data" / "cetaceans")
+    default = ROOT / ".." / "shared" / "data" / "cetaceans"
+    path = resolve_data_dir(os.environ.get("WHALES_DATA_DIR") or default)
     if not (path / "manifest.csv").is_file():
         pytest.skip(f"real data not found at {path} (set WHALES_DATA_DIR to the cetaceans folder)")
     return path

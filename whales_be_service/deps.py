@@ -97,4 +97,4 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 async def rate_limit(request: Request, limiter: LimiterDep) -> None:
     """Charge one hit per request (batches charge their extra images themselves)."""
-    limiter.hit(request, 1)
+    limiter.hit(request, 1, read_only=request.method in ("GET", "HEAD"))

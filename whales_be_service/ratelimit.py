@@ -53,26 +53,33 @@ class RateLimiter:
     def __init__(self, settings: Settings):
         self.enabled = settings.rate_limit_enabled
         self.item = parse(settings.rate_limit)
+        self.read_item = parse(settings.read_rate_limit)
         self.trusted = _parse_networks(settings.trusted_proxies)
         self.slowapi = Limiter(key_func=lambda request: client_address(request, self.trusted),
                                storage_uri=settings.rate_limit_storage, headers_enabled=True,
                                enabled=settings.rate_limit_enabled)
 
-    def hit(self, request: Request, cost: int = 1) -> None:
+    def hit(self, request: Request, cost: int = 1, read_only: bool = False) -> None:
+        """Charge `cost` hits; read-only GETs draw on their own, larger budget (a catalog page is
+        dozens of thumbnail requests and must not starve predictions)."""
         if not self.enabled or cost <= 0:
             return
         key = client_address(request, self.trusted)
         strategy = self.slowapi.limiter
-        allowed = strategy.hit(self.item, self.namespace, key, cost=cost)
-        stats = strategy.get_window_stats(self.item, self.namespace, key)
+        if read_only:
+            item, namespace = self.read_item, f"{self.namespace}-read"
+        else:
+            item, namespace = self.item, self.namespace
+        allowed = strategy.hit(item, namespace, key, cost=cost)
+        stats = strategy.get_window_stats(item, namespace, key)
         reset_in = max(1, math.ceil(stats.reset_time - time.time()))
-        headers = {"X-RateLimit-Limit": str(self.item.amount),
+        headers = {"X-RateLimit-Limit": str(item.amount),
                    "X-RateLimit-Remaining": str(max(0, stats.remaining)),
                    "X-RateLimit-Reset": str(int(stats.reset_time))}
         request.state.rate_limit_headers = headers
         if not allowed:
             raise ServiceError(429, "rate_limited",
-                               f"rate limit of {self.item} exceeded (this request costs {cost}); "
+                               f"rate limit of {item} exceeded (this request costs {cost}); "
                                f"retry in {reset_in} s",
-                               {"limit": str(self.item), "cost": cost, "retry_after_s": reset_in},
+                               {"limit": str(item), "cost": cost, "retry_after_s": reset_in},
                                {**headers, "Retry-After": str(reset_in)})

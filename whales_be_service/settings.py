@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     gate: Literal["embedded", "clip", "off"] = Field("embedded", description="Cetacean gate backend.")
     gate_threshold: float | None = Field(None, ge=0.0, le=1.0,
                                          description="Override of the gate's calibrated threshold.")
+    gate_config: str | None = Field(
+        None,
+        description="Gate threshold/band yaml (default: the packaged configs/anti_fraud_threshold.yaml).")
     warmup: bool = Field(True, description="Run one real inference before reporting ready.")
 
     # security
@@ -47,6 +50,8 @@ class Settings(BaseSettings):
 
     # rate limiting (slowapi)
     rate_limit: str = Field("60/minute", description="Per-client limit, slowapi/limits syntax.")
+    read_rate_limit: str = Field("600/minute", description="Per-client limit for read-only GETs "
+                                 "(catalog pages, thumbnails), counted apart from predictions.")
     rate_limit_enabled: bool = Field(True, description="Turn rate limiting off entirely.")
     rate_limit_storage: str = Field("memory://",
                                     description="limits storage URI (redis://... to share across workers).")

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,9 +153,15 @@ def _create_embedder(s: Settings) -> Any:
 
 
 def _create_gate(s: Settings, embedder: Any) -> Any:
-    from whales_identify.gate import create_gate
+    from whales_identify.gate import create_gate, load_gate_config
 
-    return create_gate(s.gate, embedder=embedder, models_dir=s.models_dir, threshold=s.gate_threshold)
+    if s.gate == "off":
+        return create_gate("off")
+    # The yaml is where operators tune the threshold and band; $WHALES_GATE_THRESHOLD still wins.
+    config_path = s.gate_config or Path(__file__).parent / "configs" / "anti_fraud_threshold.yaml"
+    config = load_gate_config(config_path, s.gate)
+    return create_gate(s.gate, embedder=embedder, models_dir=s.models_dir, threshold=s.gate_threshold,
+                       config=config)
 
 
 def _catalog_class() -> Callable[[Any, str], Any]:

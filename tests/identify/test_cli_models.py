@@ -21,7 +21,8 @@ def test_list_json_shows_embedded_default_present_and_verified():
 
 
 def test_verify_named_missing_model_exits_nonzero(tmp_path):
-    result = runner.invoke(app, ["models", "verify", "effb4_arcface.happywhale", "--models-dir", str(tmp_path)])
+    result = runner.invoke(app, ["models", "verify", "effb4_arcface.happywhale",
+                                 "--models-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "missing" in result.output
 
