@@ -75,7 +75,8 @@ class SightingOut(BaseModel):
 _PREDICTION_EXAMPLE = {
     "image_ind": "fluke_0412.jpg", "prediction_id": "5f0c2b8e9a7d4c1e8b3a2f6d7e9c0a1b",
     "rejected": False, "rejection_reason": None, "is_cetacean": True, "cetacean_score": 0.97,
-    "gate_backend": "embedded", "species": "humpback_whale", "species_score": 0.88,
+    "gate_backend": "embedded", "gate_band": "accept", "species": "humpback_whale",
+    "species_score": 0.88,
     "species_common_name": "Humpback whale", "species_scientific_name": "Megaptera novaeangliae",
     "individual_id": "hw_0042", "is_new_individual": False, "probability": 0.91,
     "candidates": [{"individual_id": "hw_0042", "species": "humpback_whale", "score": 0.83,
@@ -97,6 +98,8 @@ class PredictionOut(BaseModel):
     is_cetacean: bool
     cetacean_score: float
     gate_backend: str = Field(description="`embedded`, `clip` or `off`.")
+    gate_band: str = Field("accept", description="`accept`, `borderline` (advise a tighter crop, better "
+                                                 "light, a fin or fluke view) or `reject`.")
     species: str = Field(description="Species key, `unknown` when unsure or rejected.")
     species_score: float
     species_common_name: str | None = None

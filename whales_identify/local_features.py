@@ -128,19 +128,48 @@ def ratio_matches(query: np.ndarray, gallery: np.ndarray, mask: np.ndarray, rati
     return best_idx, ok
 
 
+MAX_SCALE_CHANGE = 8.0  # a similarity transform scaling by more than this (or less than 1/this) is degenerate
+
+
 def ransac_inliers(src: np.ndarray, dst: np.ndarray, threshold: float = 8.0) -> int:
-    """Inliers of a RANSAC similarity transform (rotation, scale, translation) between point sets."""
+    """Inliers of a RANSAC similarity transform (rotation, scale, translation) between point sets.
+
+    A transform whose scale is below 1/MAX_SCALE_CHANGE or above MAX_SCALE_CHANGE counts 0: a
+    near-zero scale collapses every query point onto one spot, so all matches that land there
+    (e.g. many query keypoints matched to one featureless gallery keypoint) would be "inliers".
+    """
     if len(src) < 3:
         return 0
-    _, inl = cv2.estimateAffinePartial2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
+    m, inl = cv2.estimateAffinePartial2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
                                          method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                          maxIters=500, confidence=0.99)
-    return int(inl.sum()) if inl is not None else 0
+    if m is None or inl is None:
+        return 0
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if not (1.0 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE):
+        return 0
+    return int(inl.sum())
+
+
+def one_to_one(sel: np.ndarray, dst_idx: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """Of the query keypoints `sel` matched to gallery keypoints `dst_idx` (similarity `sim`),
+    keep only the most similar match of each gallery keypoint (a gallery keypoint can be the
+    image of one query keypoint only; "hub" descriptors otherwise collect dozens of matches)."""
+    if len(sel) == 0:
+        return sel
+    order = np.lexsort((-sim, dst_idx))  # by gallery keypoint, most similar first
+    first = np.ones(len(order), bool)
+    first[1:] = dst_idx[order][1:] != dst_idx[order][:-1]
+    return np.sort(sel[order[first]])
 
 
 def verify(query: LocalFeatures, gallery: Sequence[LocalFeatures], ratio: float = 0.8,
            max_keypoints: int = 500, threshold: float = 8.0) -> np.ndarray:
-    """Geometric-verification inlier counts of one query against each gallery image, shape (N,)."""
+    """Geometric-verification inlier counts of one query against each gallery image, shape (N,).
+
+    Ratio-test matches are made one-to-one (each gallery keypoint keeps its most similar query
+    keypoint) before RANSAC, and degenerate transforms count no inliers (`ransac_inliers`).
+    """
     if not gallery or len(query.descriptors) == 0:
         return np.zeros(len(gallery), np.float32)
     q = as_float(query.descriptors[:max_keypoints])
@@ -150,5 +179,8 @@ def verify(query: LocalFeatures, gallery: Sequence[LocalFeatures], ratio: float 
     out = np.zeros(len(gallery), np.float32)
     for i in range(len(gallery)):
         sel = np.flatnonzero(ok[i])
+        if len(sel):
+            sim = np.einsum("kd,kd->k", q[sel], d[i, idx[i, sel]])
+            sel = one_to_one(sel, idx[i, sel], sim)
         out[i] = ransac_inliers(qp[sel], p[i, idx[i, sel]], threshold)
     return out

@@ -33,6 +33,11 @@ def test_rejection_is_200(client):
     body = post(client, image_bytes(RED)).json()
     assert body["rejected"] is True and body["rejection_reason"] == "not_a_marine_mammal"
     assert body["is_cetacean"] is False and body["candidates"] == [] and body["id_animal"] == "unknown"
+    assert body["gate_band"] != "accept"  # the band travels with the verdict
+
+
+def test_gate_band_is_reported(client):
+    assert post(client, image_bytes(BLUE)).json()["gate_band"] in ("accept", "borderline")
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/predict-single", "/predict", "/predict-single"])
