@@ -178,6 +178,9 @@ def _catalog_class() -> Callable[[Any, str], Any]:
 def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> Any:
     catalog = factory(state.store, state.embedder.model_id)
     catalog.load()
+    warm = getattr(catalog, "warm_index", None)
+    if callable(warm):
+        warm()  # the vote index is built at start-up, not by the first query
     return catalog
 
 

@@ -21,9 +21,36 @@ DEFAULT_CALIBRATION = "reid_default.json"
 FORMAT_VERSION = 1
 
 
+def distinctive(counts: np.ndarray) -> np.ndarray:
+    """Per-individual evidence in excess of the best *other* individual of the same query.
+
+    `counts[i] - max(counts[j], j != i)`, floored at 0: only the individual whose geometric
+    verification clearly beats every other verified individual keeps evidence (the runner-up is
+    the query's own noise level, as in Lowe's ratio test one level up). Raw RANSAC inlier counts
+    are not comparable across photo types: a large boat photo or a fin shares background texture
+    (water, sky) with many gallery photos and collects a few inliers with every one of them, more
+    than the right animal photographed from another angle; the margin over the runner-up cancels
+    that per-query noise level.
+    """
+    x = np.maximum(np.asarray(counts, np.float64), 0.0)
+    out = np.zeros_like(x)
+    if x.size == 0:
+        return out
+    if x.size == 1:
+        return x.copy()
+    top2 = np.argpartition(-x.ravel(), 1)[:2]
+    a, b = sorted(top2, key=lambda i: -x.ravel()[i])
+    out.ravel()[a] = x.ravel()[a] - x.ravel()[b]
+    return out
+
+
 @dataclass(frozen=True)
 class FusionWeights:
-    """fused = global * cos + vote * log1p(lnbnn vote) + inliers * log1p(RANSAC inliers)."""
+    """fused = global * cos + vote * log1p(lnbnn vote) + inliers * log1p(distinctive(inliers)).
+
+    `fuse` takes the evidence of all (or at least the strongest) candidate individuals of ONE
+    query: the inlier term is the margin over the runner-up individual (`distinctive`).
+    """
 
     global_: float = 1.0
     vote: float = 0.3
@@ -32,7 +59,7 @@ class FusionWeights:
     def fuse(self, cos: np.ndarray, vote: np.ndarray, inliers: np.ndarray) -> np.ndarray:
         return (self.global_ * np.asarray(cos, np.float64)
                 + self.vote * np.log1p(np.maximum(np.asarray(vote, np.float64), 0.0))
-                + self.inliers * np.log1p(np.maximum(np.asarray(inliers, np.float64), 0.0)))
+                + self.inliers * np.log1p(distinctive(inliers)))
 
 
 @dataclass(frozen=True)

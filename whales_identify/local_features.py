@@ -76,7 +76,8 @@ def to_rootsift_u8(desc: np.ndarray) -> np.ndarray:
 def as_float(desc: np.ndarray) -> np.ndarray:
     """uint8 RootSIFT -> float32 unit vectors (dot product = cosine similarity)."""
     x = desc.astype(np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-7)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-7)  # in place: no second copy
+    return x
 
 
 def pad_stack(descs: Sequence[np.ndarray], kpts: Sequence[np.ndarray], max_k: int

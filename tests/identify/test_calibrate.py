@@ -62,3 +62,17 @@ def test_json_round_trip(tmp_path):
 def test_packaged_default_loads():
     cal = load_calibration()
     assert isinstance(cal, Calibration)
+
+
+def test_inlier_evidence_is_the_margin_over_the_runner_up():
+    from whales_identify.calibrate import distinctive
+
+    assert distinctive(np.array([4.0, 5.0, 3.0, 5.0])).tolist() == [0, 0, 0, 0]  # noise: a tie
+    assert distinctive(np.array([4.0, 30.0, 3.0])).tolist() == [0, 26, 0]
+    assert distinctive(np.array([])).tolist() == []
+    w = FusionWeights(1.0, 0.0, 0.2)
+    cos = np.array([0.7, 0.5, 0.5])
+    # 5 vs 4 inliers is noise: the global ranking stands (raw counts would have flipped it)
+    assert w.fuse(cos, np.zeros(3), np.array([0.0, 5.0, 4.0])).argmax() == 0
+    assert (cos + 0.2 * np.log1p([0.0, 5.0, 4.0])).argmax() == 1
+    assert w.fuse(cos, np.zeros(3), np.array([0.0, 40.0, 4.0])).argmax() == 1

@@ -151,3 +151,21 @@ def test_concurrent_enroll_and_identify():
     for t in threads:
         t.join()
     assert not errors and len(cat) == 14
+
+
+def test_vote_index_owns_its_data():
+    """`_Index.flann` frees its float32 copy of the descriptors after building: OpenCV must have
+    copied them (a kept pointer would read freed memory)."""
+    import gc
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    data = rng.random((2000, 128), dtype=np.float32)
+    query = data[:20].copy()
+    index = cv2.flann_Index(data, dict(algorithm=1, trees=2))
+    del data
+    gc.collect()
+    _junk = np.full((2000, 128), 7.0, np.float32)  # may reuse the freed block
+    idx, dist = index.knnSearch(query, 1, params=dict(checks=64))
+    assert idx.ravel().tolist() == list(range(20)) and np.allclose(dist, 0.0)

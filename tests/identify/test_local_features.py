@@ -57,3 +57,18 @@ def test_verification_prefers_the_same_pattern_under_rotation():
     counts = verify(extract(query), [extract(same), extract(other)])
     assert counts[0] >= 10
     assert counts[0] > 3 * counts[1]
+
+
+def test_many_matches_to_one_gallery_keypoint_are_not_inliers():
+    """A "hub" gallery descriptor matched by every query keypoint used to give a scale-0
+    similarity transform with every match an inlier (fins vs Happywhale photos: 131 inliers)."""
+    from whales_identify.local_features import LocalFeatures
+
+    rng = np.random.default_rng(4)
+    hub = rng.integers(1, 255, (1, 128)).astype(np.uint8)
+    far = rng.integers(1, 255, (5, 128)).astype(np.uint8)
+    q_desc = np.repeat(hub, 40, axis=0)  # 40 query keypoints, all like the hub
+    q = LocalFeatures(rng.uniform(0, 700, (40, 2)).astype(np.float32), q_desc)
+    g = LocalFeatures(np.vstack([[[400.0, 300.0]], rng.uniform(0, 700, (5, 2))]).astype(np.float32),
+                      np.vstack([hub, far]))
+    assert verify(q, [g]).tolist() == [0.0]
