@@ -193,8 +193,10 @@ class SqlStore:
     def catalog_stats(self) -> dict[str, Any]:
         """Images, individuals and species per embedding model, without loading any embedding."""
         with self._read() as cur:
-            cur.execute("SELECT model_id, COUNT(*), COUNT(DISTINCT individual_id), COUNT(DISTINCT species) "
-                        "FROM catalog_images GROUP BY model_id ORDER BY model_id")
+            cur.execute("SELECT model_id, COUNT(*), COUNT(DISTINCT individual_id), COUNT(DISTINCT species), "
+                        "MAX(created_at) FROM catalog_images GROUP BY model_id ORDER BY model_id")
             rows = cur.fetchall()
-        models = {r[0]: {"images": int(r[1]), "individuals": int(r[2]), "species": int(r[3])} for r in rows}
+        # `latest` lets another process tell that the catalog changed (see the service's catalog sync).
+        models = {r[0]: {"images": int(r[1]), "individuals": int(r[2]), "species": int(r[3]),
+                         "latest": None if r[4] is None else str(r[4])} for r in rows}
         return {"images": sum(m["images"] for m in models.values()), "models": models}

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from whales_be_service.errors import ServiceError
 from whales_be_service.ratelimit import RateLimiter
 from whales_be_service.settings import Settings
-from whales_be_service.state import ServiceState
+from whales_be_service.state import ServiceState, sync_catalog
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -61,7 +62,11 @@ StoreDep = Annotated[Any, Depends(get_store)]
 
 
 async def get_catalog(state: StateDep) -> Any:
-    return _component(state, "catalog")
+    catalog = _component(state, "catalog")
+    # Another worker may have enrolled or deleted: reload off the event loop when the database changed.
+    if await run_in_threadpool(sync_catalog, state):
+        catalog = state.catalog
+    return catalog
 
 
 CatalogDep = Annotated[Any, Depends(get_catalog)]

@@ -14,7 +14,12 @@ from typing import Any
 
 from whales_be_service import metrics
 from whales_be_service.errors import ServiceError
-from whales_be_service.state import ServiceState, refresh_catalog_metrics
+from whales_be_service.state import (
+    ServiceState,
+    note_own_catalog_write,
+    refresh_catalog_metrics,
+    sync_catalog,
+)
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
 from whales_identify.results import Prediction
 from whales_identify.store import PredictionRecord, Sighting
@@ -151,6 +156,7 @@ def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, predi
 
 
 def identify(state: ServiceState, items: Sequence[Decoded], top_k: int) -> list[Prediction]:
+    sync_catalog(state)
     assert state.identifier is not None
     preds: list[Prediction] = state.identifier([it.image for it in items], top_k=top_k)
     return preds
@@ -245,5 +251,6 @@ def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, sp
         added = state.catalog.enroll([items[i].image for i in keep], embeddings, individual_id, species,
                                      sightings=[sightings[i] for i in keep],
                                      filenames=[items[i].name for i in keep], source=source)
+        note_own_catalog_write(state)
     refresh_catalog_metrics(state)
     return list(added or []), refused

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     inference_workers: int = Field(1, ge=1, le=64, description="Threads running inference.")
     queue_size: int = Field(8, ge=0, description="Jobs allowed to wait for a worker (then 503).")
     torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads; unset keeps torch's.")
+    catalog_refresh_s: float = Field(
+        30.0, ge=0.0, description="How often (seconds) a worker checks the database for catalog changes "
+                                  "made by other workers or replicas, and reloads; 0 turns it off.")
     batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
 

@@ -48,6 +48,9 @@ class ServiceState:
     started_at: float = field(default_factory=time.time)
     write_lock: threading.Lock = field(default_factory=threading.Lock)  # catalog writes
     review_lock: threading.Lock = field(default_factory=threading.Lock)  # check-then-enrol of a review
+    catalog_factory: Any = None
+    catalog_fingerprint: Any = None  # what the database said when this worker last (re)loaded
+    catalog_checked_at: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -121,8 +124,10 @@ def build_state(state: ServiceState, overrides: Overrides) -> None:
     if state.store is None:
         _skip(state, "catalog", "store")
     else:
-        factory = overrides.catalog_factory or _catalog_class()
-        state.catalog = _step(state, "catalog", lambda: _load_catalog(factory, state))
+        state.catalog_factory = overrides.catalog_factory or _catalog_class()
+        state.catalog_fingerprint = catalog_fingerprint(state)
+        state.catalog_checked_at = time.monotonic()
+        state.catalog = _step(state, "catalog", lambda: _load_catalog(state.catalog_factory, state))
     if state.gate is None or state.catalog is None:
         for name in ("identifier", "warmup"):
             _skip(state, name, "gate or catalog")
@@ -182,6 +187,48 @@ def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> An
     if callable(warm):
         warm()  # the vote index is built at start-up, not by the first query
     return catalog
+
+
+def catalog_fingerprint(state: ServiceState) -> Any:
+    """Images, individuals and newest row of this model's catalog in the database (None: unknown)."""
+    stats = getattr(state.store, "catalog_stats", None)
+    if state.embedder is None or not callable(stats):
+        return None
+    try:
+        return stats().get("models", {}).get(state.embedder.model_id, {})
+    except Exception:
+        log.warning("could not read the catalog fingerprint", exc_info=True)
+        return None
+
+
+def sync_catalog(state: ServiceState) -> bool:
+    """Reload the catalog when another worker or replica changed it in the shared database.
+
+    Each worker keeps the catalog in memory for speed; the database is the source of truth. Called
+    from worker threads (never the event loop), at most once per `catalog_refresh_s`.
+    """
+    interval = state.settings.catalog_refresh_s
+    now = time.monotonic()
+    if interval <= 0 or state.catalog is None or now - state.catalog_checked_at < interval:
+        return False
+    state.catalog_checked_at = now
+    fingerprint = catalog_fingerprint(state)
+    if fingerprint is None or fingerprint == state.catalog_fingerprint:
+        return False
+    from whales_identify.identify import Identifier
+
+    with state.write_lock:
+        catalog = _load_catalog(state.catalog_factory, state)
+        state.identifier = Identifier(state.gate, state.embedder, catalog)
+        state.catalog, state.catalog_fingerprint = catalog, fingerprint
+    log.info("catalog reloaded after a change by another process: %s", fingerprint)
+    refresh_catalog_metrics(state)
+    return True
+
+
+def note_own_catalog_write(state: ServiceState) -> None:
+    """After this worker wrote the catalog, its memory matches the database: no reload needed."""
+    state.catalog_fingerprint = catalog_fingerprint(state)
 
 
 def _finish(state: ServiceState) -> None:

@@ -23,6 +23,7 @@ from whales_be_service.schemas import (
     IndividualPage,
     SpeciesOut,
 )
+from whales_be_service.state import note_own_catalog_write
 from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
 
 router = APIRouter(tags=["catalog"])
@@ -152,7 +153,9 @@ async def delete_individual(individual_id: IndividualId, state: ReadyStateDep, _
     """Remove an individual and all its reference photos."""
     def job() -> int:
         with state.write_lock:
-            return int(state.catalog.remove_individual(individual_id))
+            removed = int(state.catalog.remove_individual(individual_id))
+            note_own_catalog_write(state)
+            return removed
 
     removed = await state.pool.run(job)
     if removed == 0:
