@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from whales_be_service.errors import ServiceError
 from whales_be_service.ratelimit import RateLimiter
 from whales_be_service.settings import Settings
-from whales_be_service.state import ServiceState, sync_catalog
+from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -64,7 +64,8 @@ StoreDep = Annotated[Any, Depends(get_store)]
 async def get_catalog(state: StateDep) -> Any:
     catalog = _component(state, "catalog")
     # Another worker may have enrolled or deleted: reload off the event loop when the database changed.
-    if await run_in_threadpool(sync_catalog, state):
+    # The due check is cheap and stays on the loop; the database look (and any reload) does not.
+    if catalog_sync_due(state) and await run_in_threadpool(sync_catalog, state):
         catalog = state.catalog
     return catalog
 

@@ -201,17 +201,22 @@ def catalog_fingerprint(state: ServiceState) -> Any:
         return None
 
 
+def catalog_sync_due(state: ServiceState) -> bool:
+    """Cheap: whether `catalog_refresh_s` has passed since the last look at the database."""
+    interval = state.settings.catalog_refresh_s
+    return (interval > 0 and state.catalog is not None
+            and time.monotonic() - state.catalog_checked_at >= interval)
+
+
 def sync_catalog(state: ServiceState) -> bool:
     """Reload the catalog when another worker or replica changed it in the shared database.
 
     Each worker keeps the catalog in memory for speed; the database is the source of truth. Called
     from worker threads (never the event loop), at most once per `catalog_refresh_s`.
     """
-    interval = state.settings.catalog_refresh_s
-    now = time.monotonic()
-    if interval <= 0 or state.catalog is None or now - state.catalog_checked_at < interval:
+    if not catalog_sync_due(state):
         return False
-    state.catalog_checked_at = now
+    state.catalog_checked_at = time.monotonic()
     fingerprint = catalog_fingerprint(state)
     if fingerprint is None or fingerprint == state.catalog_fingerprint:
         return False

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,21 +105,31 @@ def test_concurrent_writers_lose_no_rows(store_url):
     print(f"{workers} processes x {each} writes in {elapsed:.2f}s (incl. start-up)")
 
 
-def test_sigkill_mid_loop_leaves_only_whole_records(store_url):
-    proc = _spawn(WRITER, store_url, 0, -1, 256 * 1024)
+@contextmanager
+def _reaped(proc):
+    """Yield the child process and always reap it, also when an assertion fails first."""
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _sigkill(proc) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_sigkill_mid_loop_leaves_only_whole_records(store_url):
+    with _reaped(_spawn(WRITER, store_url, 0, -1, 256 * 1024)) as proc:
         assert proc.stdout.readline().strip() == "ready"
         reader = open_store(store_url)
         deadline = time.monotonic() + 60
         while reader.count_predictions() < 10 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        _sigkill(proc)
         reader.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
     store = open_store(store_url)
     try:
         records = _assert_every_record_whole(store)
@@ -129,15 +140,9 @@ def test_sigkill_mid_loop_leaves_only_whole_records(store_url):
 
 
 def test_sigkill_inside_a_transaction_stores_nothing(store_url):
-    proc = _spawn(HALF_WRITER, store_url)
-    try:
+    with _reaped(_spawn(HALF_WRITER, store_url)) as proc:
         assert proc.stdout.readline().strip() == "inside", proc.stderr.read() if proc.poll() else ""
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+        _sigkill(proc)
     store = open_store(store_url)
     try:
         assert store.get_prediction("torn") is None
