@@ -23,11 +23,15 @@ COPY pyproject.toml ./
 COPY scripts/install.sh scripts/install.sh
 RUN touch README.md \
  && for p in whales_identify whales_be_service integrations; do mkdir -p "$p" && touch "$p/__init__.py"; done \
- && PY=python3 VENV=/opt/venv EXTRAS="${EXTRAS}" TORCH_INDEX="${TORCH_INDEX}" bash scripts/install.sh
+ && PY=python3 VENV=/opt/venv EXTRAS="${EXTRAS}" TORCH_INDEX="${TORCH_INDEX}" EXPORT_ONNX=0 \
+      bash scripts/install.sh
 COPY . .
 # Pre-compiled bytecode: the runtime code folder is read-only, and a warm import shortens start-up.
+# The default embedding model is exported to ONNX (models/onnx/, verified against PyTorch), so the
+# served process never imports torch (~0.2 GB resident instead of ~0.9 GB).
 RUN /opt/venv/bin/python -m compileall -q whales_identify whales_be_service integrations \
- && /opt/venv/bin/python -c "import whales_identify, whales_be_service, integrations"
+ && /opt/venv/bin/python -c "import whales_identify, whales_be_service, integrations" \
+ && WHALES_MODELS_DIR=/app/models /opt/venv/bin/whales models export-onnx efficientnet_lite0.imagenet
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

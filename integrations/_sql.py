@@ -174,10 +174,13 @@ class SqlStore:
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
         where, params = ("", ()) if model_id is None else (" WHERE model_id = ?", (model_id,))
+        out: list[CatalogImage] = []
         with self._read() as cur:
             cur.execute(self._q(f"{_SELECT_CATALOG}{where} ORDER BY created_at, image_id"), params)
-            rows = cur.fetchall()
-        return [row_to_catalog(r, self.dialect) for r in rows]
+            # in chunks: the raw rows (blobs) of a large catalog are never all held at once
+            while rows := cur.fetchmany(256):
+                out.extend(row_to_catalog(r, self.dialect) for r in rows)
+        return out
 
     def get_catalog_image(self, image_id: str) -> CatalogImage | None:
         with self._read() as cur:

@@ -131,12 +131,12 @@ class Reference:
 
 def build_ours(settings):  # type: ignore[no-untyped-def]
     """The embedder and gate as the service builds them (same settings, same library calls)."""
-    from whales_identify.embed import Embedder
+    from whales_identify.embed import create_embedder
     from whales_identify.gate import create_gate
-    from whales_identify.models import create_model
 
-    embedder = Embedder(create_model(settings.embedding_model, settings.models_dir),
-                        batch_size=settings.batch_size)
+    embedder = create_embedder(settings.embedding_model, settings.models_dir,
+                               backend=settings.inference_backend, batch_size=settings.batch_size,
+                               threads=settings.inference_threads)
     gate = create_gate(settings.gate, embedder=embedder, models_dir=settings.models_dir,
                        threshold=settings.gate_threshold)
     return embedder, gate
@@ -168,8 +168,9 @@ def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ign
                                   "efficientnet_b4 (num_classes=0) at 512x512, eager fp32, batch 1",
                       "per_image_s": r, "images_per_s": 1.0 / r["mean"],
                       "clip_forward_s": float(np.median(clip_t)), "b4_forward_s": float(np.median(b4_t))},
-        "ours_compute": {"pipeline": f"{embedder.model_id} features shared by the {gate.backend} gate "
-                                     f"(inference_mode), batch 1, preprocessing included",
+        "ours_compute": {"pipeline": f"{embedder.model_id} on {embedder.backend} (as served), features "
+                                     f"shared by the {gate.backend} gate, batch 1, preprocessing included",
+                         "embedding_backend": embedder.backend,
                          "gate_backend": gate.backend, "gate_version": getattr(gate, "version", None),
                          "per_image_s": o, "images_per_s": 1.0 / o["mean"]},
         # each image's reference time over ours: robust to load that changes during the run
@@ -184,9 +185,12 @@ def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ign
 def bench_levers(embedder, gate, images: list, reps: int = 12) -> dict:  # type: ignore[no-untyped-def]
     """Forward-only images/s of our embedding model under cheap settings (variants timed in turns, so
     a change in machine load hits all of them), batched gate+embedding, and thread settings."""
+    from whales_identify.models import create_model
     from whales_identify.transforms import to_batch
 
-    model, x1 = embedder.model, to_batch(images[:1], embedder.cfg)
+    # the PyTorch model whatever the served backend: the levers are measured from eager fp32 up
+    model = create_model(embedder.model_id, getattr(embedder, "models_dir", None))
+    x1 = to_batch(images[:1], embedder.cfg)
     variants = {"batch1_eager_fp32": lambda: model(x1)}
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x1_cl = x1.contiguous(memory_format=torch.channels_last)
@@ -558,8 +562,8 @@ def main() -> None:
     from whales_be_service.settings import Settings
 
     settings = Settings()
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    if settings.inference_threads:
+        torch.set_num_threads(settings.inference_threads)
     queries, catalog_rows, columns = select_photos(args.data, args.queries)
     catalog_rows = catalog_rows[:args.catalog_max]
     catalog_info = None

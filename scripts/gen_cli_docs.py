@@ -11,7 +11,7 @@ from whales_identify.cli import app
 
 def _walk(command: click.Command, path: list[str]):
     yield path, command
-    if isinstance(command, click.Group):
+    if isinstance(getattr(command, "commands", None), dict):  # typer groups are not click.Group
         for name in sorted(command.commands):
             yield from _walk(command.commands[name], [*path, name])
 

@@ -14,3 +14,9 @@ else
   "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 "$VENV/bin/python" -m pip install -q -e ".[${EXTRAS}]"
+# The embedded default model exported for ONNX Runtime (models/onnx/, checked against PyTorch):
+# the service then runs without torch in its process. Kept when it still verifies. (The Docker
+# build sets EXPORT_ONNX=0 here and exports once the code is in place.)
+if [ "${EXPORT_ONNX:-1}" = "1" ]; then
+  "$VENV/bin/whales" models export-onnx efficientnet_lite0.imagenet
+fi

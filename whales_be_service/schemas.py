@@ -37,7 +37,8 @@ class ModelEntry(BaseModel):
     role: Literal["embedding", "gate"]
     model_id: str
     version: str
-    backend: str
+    backend: str = Field(description="Embedding runtime (`onnx` or `torch`); gate backend "
+                                     "(`embedded`, `clip` or `off`).")
     sha256: str | None = None
     threshold: float | None = Field(None, description="The gate's decision threshold.")
     loaded: bool
@@ -47,7 +48,7 @@ class ModelsOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"models": [
         {"role": "embedding", "model_id": "efficientnet_lite0.imagenet",
          "version": "efficientnet_lite0.imagenet",
-         "backend": "torch", "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+         "backend": "onnx", "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
          "loaded": True},
         {"role": "gate", "model_id": "gate.embedded", "version": "efficientnet_lite0.imagenet+head:1a2b3c",
          "backend": "embedded", "sha256": None, "loaded": True}],

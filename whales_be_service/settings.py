@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     List fields (`api_keys`, `trusted_proxies`, `cors_origins`) take comma-separated values.
     """
 
-    model_config = SettingsConfigDict(env_prefix="WHALES_", extra="ignore", frozen=False)
+    model_config = SettingsConfigDict(env_prefix="WHALES_", extra="ignore", frozen=False,
+                                      populate_by_name=True)
 
     # components
     database_url: str = Field(
@@ -35,6 +36,10 @@ class Settings(BaseSettings):
                     "memory:// (in-process, lost at exit; tests and demos only).")
     models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
     embedding_model: str = Field("efficientnet_lite0.imagenet", description="Embedding model id (arch.tag).")
+    inference_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
+                            "models export-onnx`, no torch in the process), torch, or auto (onnx "
+                            "when the export exists, else torch; same features either way).")
     gate: Literal["embedded", "clip", "off"] = Field("embedded", description="Cetacean gate backend.")
     gate_threshold: float | None = Field(None, ge=0.0, le=1.0,
                                          description="Override of the gate's calibrated threshold.")
@@ -75,7 +80,11 @@ class Settings(BaseSettings):
     # concurrency
     inference_workers: int = Field(1, ge=1, le=64, description="Threads running inference.")
     queue_size: int = Field(8, ge=0, description="Jobs allowed to wait for a worker (then 503).")
-    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads; unset keeps torch's.")
+    inference_threads: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("WHALES_INFERENCE_THREADS", "WHALES_TORCH_THREADS"),
+        description="Threads of one inference (ONNX Runtime intra-op threads, or "
+                    "torch.set_num_threads); unset: the runtime's default (all cores). "
+                    "WHALES_TORCH_THREADS is read too.")
     catalog_refresh_s: float = Field(
         30.0, ge=0.0, description="How often (seconds) a worker checks the database for catalog changes "
                                   "made by other workers or replicas, and reloads; 0 turns it off.")

@@ -109,10 +109,6 @@ def _skip(state: ServiceState, name: str, needs: str) -> None:
 def build_state(state: ServiceState, overrides: Overrides) -> None:
     """Build store, embedder, gate, catalog and identifier, then warm up with one inference."""
     s = state.settings
-    if s.torch_threads:
-        import torch
-
-        torch.set_num_threads(s.torch_threads)
     state.store = _step(state, "store",
                         lambda: _open_and_ping(overrides.store or open_store_url(s.database_url)))
     state.embedder = _step(state, "embedder", lambda: overrides.embedder or _create_embedder(s))
@@ -151,10 +147,12 @@ def _open_and_ping(store: Any) -> Any:
 
 
 def _create_embedder(s: Settings) -> Any:
-    from whales_identify.embed import Embedder
-    from whales_identify.models import create_model
+    from whales_identify.embed import create_embedder
 
-    return Embedder(create_model(s.embedding_model, s.models_dir), batch_size=s.batch_size)
+    embedder = create_embedder(s.embedding_model, s.models_dir, backend=s.inference_backend,
+                               batch_size=s.batch_size, threads=s.inference_threads)
+    log.info("embedding model %s runs on %s", embedder.model_id, embedder.backend)
+    return embedder
 
 
 def _create_gate(s: Settings, embedder: Any) -> Any:

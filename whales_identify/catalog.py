@@ -5,10 +5,10 @@ Matching a query photo, training-free:
 1. **Global**: cosine similarity of the query embedding to every reference embedding (one matrix
    product), best score per individual.
 2. **Local vote** (HotSpotter's LNBNN): every query RootSIFT descriptor looks up its nearest
-   gallery descriptors in one approximate-nearest-neighbour index (FLANN k-d trees) over all
-   reference descriptors; each individual among the first k neighbours gets the distance margin to
-   the (k+1)-th neighbour. Summed per individual, this recovers candidates the global embedding
-   ranks low.
+   gallery descriptors in one approximate-nearest-neighbour index over all reference descriptors
+   (faiss IVF-SQ8 by default, see `vote_index.py`); each individual among the first k neighbours
+   gets the distance margin to the (k+1)-th neighbour. Summed per individual, this recovers
+   candidates the global embedding ranks low.
 3. **Geometric verification** of a bounded candidate set (top individuals by global score and by
    vote, at most two images each): ratio-test matches in one batched matrix product, then RANSAC
    inliers of a similarity transform.
@@ -40,6 +40,7 @@ from whales_identify.local_features import (
 )
 from whales_identify.results import Candidate, MatchResult
 from whales_identify.store import CatalogImage, Sighting, Store
+from whales_identify.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
 
 UNKNOWN_SPECIES = "unknown"
 
@@ -57,6 +58,9 @@ class MatchConfig:
         index_keypoints: descriptors per reference image put into the vote index.
         verify_keypoints: strongest keypoints per image used in geometric verification.
         flann_trees / flann_checks: the approximate-nearest-neighbour index accuracy.
+        vote_shard_size: most descriptors per FLANN shard (bounds the memory peak of a build).
+        vote_index / ivf_nprobe: "flann" (k-d trees) or "faiss" (IVF-SQ8, `ivf_nprobe` lists
+            searched per descriptor); see `vote_index.py`.
         ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
         species_neighbours: reference images whose species vote for the query's species.
         thumbnail_side: long side of stored JPEG thumbnails.
@@ -70,6 +74,9 @@ class MatchConfig:
     index_keypoints: int = 300
     flann_trees: int = 4
     flann_checks: int = 64
+    vote_shard_size: int = 400_000
+    vote_index: str = "faiss"
+    ivf_nprobe: int = 16
     verify_keypoints: int = 300
     ratio: float = 0.8
     ransac_threshold: float = 8.0
@@ -125,33 +132,23 @@ class _Index:
                                     im.descriptors if im.descriptors is not None else no_desc)
                       for im in self.images]
         self.cfg = cfg
-        self._flann: Any = None
-        self._desc_img: np.ndarray | None = None
-        self._flann_lock = threading.Lock()
+        self._vote_index: VoteIndex | None = None
+        self._vote_lock = threading.Lock()
 
-    def flann(self) -> tuple[Any, np.ndarray] | None:
+    def vote_index(self) -> VoteIndex | None:
         """The descriptor index over all reference images, built on first use."""
-        with self._flann_lock:
-            if self._flann is None:
-                k = self.cfg.index_keypoints
+        with self._vote_lock:
+            if self._vote_index is None:
+                k, cfg = self.cfg.index_keypoints, self.cfg
                 parts = [lf.descriptors[:k] for lf in self.local]
-                owners = [np.full(len(p), i, np.int64) for i, p in enumerate(parts)]
-                if not parts or sum(len(p) for p in parts) < self.cfg.lnbnn_k + 2:
+                if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
                     return None
-                import cv2
-
-                data = as_float(np.concatenate(parts))
-                # the k-d trees are randomised with OpenCV's thread-global RNG: reset it (0 = the
-                # fresh-process state) so that the index, hence every result, is reproducible
-                cv2.setRNGSeed(0)
-                self._flann = cv2.flann_Index(data, dict(algorithm=1, trees=self.cfg.flann_trees))
-                # OpenCV (pinned 5.0) copies the data into the index: our float32 copy (512 B per
-                # descriptor, ~0.3 GB for 2k photos) is dropped here, not kept alive alongside
-                # (tests/identify/test_catalog.py::test_vote_index_owns_its_data guards this)
-                del data
-                self._desc_img = np.concatenate(owners)
-            assert self._desc_img is not None
-            return self._flann, self._desc_img
+                if cfg.vote_index == "faiss":
+                    self._vote_index = FaissVoteIndex(parts, nprobe=cfg.ivf_nprobe)
+                else:
+                    self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
+                                                      shard_size=cfg.vote_shard_size)
+            return self._vote_index
 
 
 class Catalog:
@@ -189,10 +186,21 @@ class Catalog:
                 f"the catalog holds {n} image(s) embedded with {', '.join(others)}, but the "
                 f"current model is {self.model_id}; embeddings of two models are never compared: "
                 f"run `whales catalog reindex --model {self.model_id}`")
+        for i, im in enumerate(images):  # one at a time: the full records are released as we go
+            images[i] = self._in_memory(im)
         with self._lock:
             self._images = {im.image_id: im for im in images}
             self._index = None
         return self
+
+    def _in_memory(self, image: CatalogImage) -> CatalogImage:
+        """What matching needs of a stored record: no thumbnail (served from the store) and only
+        the strongest keypoints the vote index and verification read (stored strongest first)."""
+        keep = max(self.config.index_keypoints, self.config.verify_keypoints)
+        kp, desc = image.keypoints, image.descriptors
+        return replace(image, thumbnail=None,
+                       keypoints=None if kp is None else kp[:keep].copy(),
+                       descriptors=None if desc is None else desc[:keep].copy())
 
     def warm_index(self) -> None:
         """Build the in-memory index and the LNBNN vote index now (a few seconds for ~2k photos),
@@ -200,7 +208,7 @@ class Catalog:
         if self._images:
             ix = self._snapshot()
             if self.config.use_local:
-                ix.flann()
+                ix.vote_index()
 
     def __len__(self) -> int:
         return len(self._images)
@@ -222,7 +230,7 @@ class Catalog:
         with self._lock:
             self.store.add_catalog_images(images)
             for im in images:
-                self._images[im.image_id] = im
+                self._images[im.image_id] = self._in_memory(im)
             self._index = None
 
     def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
@@ -331,25 +339,24 @@ class Catalog:
 
     def _vote(self, ix: _Index, local: LocalFeatures, excluded: np.ndarray, vote: np.ndarray,
               img_vote: np.ndarray) -> None:
-        built = ix.flann()
-        if built is None:
+        index = ix.vote_index()
+        if index is None:
             return
-        flann, owner = built
         k = self.config.lnbnn_k
         n_excl = int(excluded.sum())
         # ask for extra neighbours so that excluded images (self, burst frames) can be dropped
         extra = min(64, 2 + (n_excl * 4 if n_excl < 16 else 64))
-        ks = min(k + 1 + extra, len(owner))
+        ks = min(k + 1 + extra, len(index))
         q = as_float(local.descriptors)
-        idx, d2 = flann.knnSearch(q, ks, params=dict(checks=self.config.flann_checks))
-        idx = idx.astype(np.int64)
+        idx, d2 = index.search(q, ks)
         dist = np.sqrt(np.maximum(d2, 0.0))
-        img = owner[idx]
-        valid = ~excluded[img]
+        img = index.owner[np.maximum(idx, 0)]
+        valid = (idx >= 0) & ~excluded[img]
         rank = np.cumsum(valid, axis=1)
         # the normaliser: distance of the (k+1)-th valid neighbour (else the farthest valid one)
         has_norm = (rank[:, -1] >= k + 1)
-        norm_col = np.where(has_norm, np.argmax(rank >= k + 1, axis=1), ks - 1)
+        last_valid = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
+        norm_col = np.where(has_norm, np.argmax(rank >= k + 1, axis=1), last_valid)
         norm = dist[np.arange(len(q)), norm_col]
         voters = valid & (rank <= k)
         rows, cols = np.nonzero(voters)

@@ -152,12 +152,15 @@ def load_head(models_dir: Path | str | None = None, name: str = DEFAULT_HEAD) ->
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, feature_model_id: str, reg: float = 0.01,
-             sample_weight: np.ndarray | None = None, hidden: int = 64, seed: int = 0) -> GateHead:
+             sample_weight: np.ndarray | None = None, hidden: int = 64, seed: int = 0,
+             ensemble: int = 1) -> GateHead:
     """Fit standardisation + a tiny MLP (`hidden` ReLU units; 0: logistic regression).
 
     Args:
         reg: L2 penalty: the MLP's `alpha`, or 1/C for logistic regression.
         sample_weight: per-row weights (class and source balance).
+        ensemble: MLPs fitted with seeds `seed..seed+ensemble-1`, merged exactly into one wider MLP
+            whose output logit is the mean of theirs (same file format, `hidden * ensemble` units).
     """
     import warnings
 
@@ -177,7 +180,10 @@ def fit_head(features: np.ndarray, labels: np.ndarray, feature_model_id: str, re
         else:
             from sklearn.neural_network import MLPClassifier
 
-            mlp = MLPClassifier((hidden,), alpha=reg, max_iter=300, random_state=seed)
-            mlp.fit(z, y, sample_weight=sample_weight)
-            layers = [(w.copy(), b.copy()) for w, b in zip(mlp.coefs_, mlp.intercepts_, strict=True)]
+            fits = [MLPClassifier((hidden,), alpha=reg, max_iter=300, random_state=seed + k)
+                    .fit(z, y, sample_weight=sample_weight) for k in range(max(1, ensemble))]
+            layers = [(np.hstack([m.coefs_[0] for m in fits]),
+                       np.concatenate([m.intercepts_[0] for m in fits])),
+                      (np.vstack([m.coefs_[1] for m in fits]) / len(fits),
+                       np.mean([m.intercepts_[1] for m in fits], axis=0))]
     return GateHead(feature_model_id=feature_model_id, mean=mean, scale=scale, layers=layers)

@@ -29,6 +29,7 @@ from whales_identify.gate_synthetic import (
     augment,
     negative_key,
     perturb,
+    reframe,
     render_negative,
 )
 from whales_identify.images import load_image
@@ -91,7 +92,8 @@ def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = 
                      desc: str = "features", batch_size: int = 16) -> np.ndarray:
     """Raw pooled features (N, D) of `items` under `view`, cached per item under the cache dir.
 
-    Views: "clean"; "aug<k>" (a random training view, seeded by item and k); a perturbation name
+    Views: "clean"; "aug<k>" (a random training view, seeded by item and k); "frame<k>" (a clean
+    mirrored/cropped framing, seeded likewise); a perturbation name
     from `gate_synthetic.PERTURBATIONS` (the benchmark's fixed strength, seeded by item).
     """
     folder = resolve_cache_dir(cache_dir) / embedder.model_id
@@ -126,6 +128,8 @@ def _view(item: GateItem, view: str) -> Image.Image:
         return image
     if view.startswith("aug"):
         return augment(image, random.Random(f"aug:{view}:{item.key}"))
+    if view.startswith("frame"):
+        return reframe(image, random.Random(f"frame:{view}:{item.key}"))
     return perturb(image, view, random.Random(f"perturb:{view}:{item.key}"))
 
 
@@ -151,8 +155,9 @@ def source_weights(sources: Sequence[str], labels: Sequence[bool]) -> np.ndarray
 def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
               test_fraction: float = 0.5, salt: str = SPLIT_SALT, n_generated_cal: int = 60,
               n_generated_test: int = 40, aug_views: int = 1, extra_views: int = 2,
-              reg_grid: Sequence[float] = (0.01, 0.1), hidden: int = 64,
-              folds: int = 5, cache_dir: Path | str | None = None, progress: bool = True,
+              frame_views: int = 4, reg_grid: Sequence[float] = (0.01, 0.1), hidden: int = 64,
+              ensemble: int = 3, folds: int = 5, cache_dir: Path | str | None = None,
+              progress: bool = True,
               log: Callable[[str], None] = lambda _m: None) -> tuple[GateHead, dict[str, Any]]:
     """Train and calibrate a head; returns it (unsaved) and the report (test metrics on held-out data).
 
@@ -171,16 +176,19 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
     g_cal = np.array([i.group for i in cal])
     cats = [gc.negative_category(i.source) for i in cal]
     # Training rows: every calibration image clean and in `aug_views` random views; the scarce real
-    # sources (everything but the right-whale head crops and generated images) in `extra_views` more.
+    # sources (everything but the right-whale head crops and generated images) in `extra_views` more
+    # degraded views and `frame_views` clean reframings (mirror + 65-95 % crop).
     counts = {s: sum(1 for i in cal if i.source == s) for s in {i.source for i in cal}}
     scarce = np.array([counts[i.source] <= 200 and i.path is not None for i in cal])
     rows = [np.arange(len(cal))]
     feats = [x_cal]
-    for k in range(aug_views + extra_views):
-        idx = np.arange(len(cal)) if k < aug_views else np.flatnonzero(scarce)
+    views = [(f"aug{k}", k < aug_views) for k in range(aug_views + extra_views)]
+    views += [(f"frame{k}", False) for k in range(frame_views)]  # clean reframings of scarce sources
+    for view, everyone in views:
+        idx = np.arange(len(cal)) if everyone else np.flatnonzero(scarce)
         rows.append(idx)
-        feats.append(extract_features(embedder, [cal[i] for i in idx], f"aug{k}", cache_dir, progress,
-                                      f"calibration aug{k}"))
+        feats.append(extract_features(embedder, [cal[i] for i in idx], view, cache_dir, progress,
+                                      f"calibration {view}"))
     row_idx = np.concatenate(rows)
     x_all = np.concatenate(feats)
     y_all = y_cal[row_idx]
@@ -194,7 +202,7 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
         train_mask = np.array([g not in val_groups for g in row_group])
         for c in c_grid:
             head = fit_head(x_all[train_mask], y_all[train_mask], embedder.model_id, c,
-                            sample_weight=w_all[train_mask], hidden=hidden)
+                            sample_weight=w_all[train_mask], hidden=hidden, ensemble=ensemble)
             oof[c][val_idx] = head.score(x_cal[val_idx])
         log(f"fold {k + 1}/{folds} done")
     choices = {}
@@ -205,7 +213,8 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
     pick = choices[best_c][2]
     log(f"reg={best_c}: threshold {pick['threshold']:.4f}, calibration TPR {pick['calibration_tpr']:.4f}")
 
-    head = fit_head(x_all, y_all, embedder.model_id, best_c, sample_weight=w_all, hidden=hidden)
+    head = fit_head(x_all, y_all, embedder.model_id, best_c, sample_weight=w_all, hidden=hidden,
+                    ensemble=ensemble)
     x_test = extract_features(embedder, test, "clean", cache_dir, progress, "test")
     t_scores = head.score(x_test)
     threshold = float(pick["threshold"])
@@ -218,9 +227,10 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
                   "calibration": _counts(cal), "test": _counts(test),
                   "generated_seeds": {"calibration": CAL_SEED, "test": TEST_SEED},
                   "shared_groups": len({i.group for i in cal} & {i.group for i in test})},
-        "training": {"head": f"mlp{hidden}" if hidden > 0 else "logreg", "reg": best_c,
+        "training": {"head": head.kind, "hidden_per_member": hidden, "ensemble": ensemble, "reg": best_c,
                      "reg_grid": list(c_grid), "folds": folds, "aug_views": aug_views,
                      "extra_views_scarce_sources": extra_views,
+                     "frame_views_scarce_sources": frame_views,
                      "rows": int(len(x_all)),
                      "oof_by_reg": {str(c): {"tpr_at_pick": v[0], "roc_auc": v[1],
                                       "threshold": v[2]["threshold"]} for c, v in choices.items()}},

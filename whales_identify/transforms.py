@@ -1,36 +1,76 @@
-"""Preprocessing derived from a model's `PretrainedCfg` only (never configured twice)."""
+"""Preprocessing derived from a model's `PretrainedCfg` only (never configured twice).
+
+One implementation, in PIL + numpy, serves every backend: `preprocess` feeds ONNX Runtime without
+importing torch, `to_batch` wraps the same array as a tensor. It reproduces torchvision's eval
+transform `Resize(floor(size / crop_pct)) -> CenterCrop(size) -> ToTensor -> Normalize` exactly
+(torchvision resizes PIL images with PIL itself; tests/identify/test_transforms.py checks it).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 from PIL import Image
-from torchvision import transforms as T
 
 from whales_identify.models._registry import PretrainedCfg
 
-_INTERPOLATION = {
-    "bicubic": T.InterpolationMode.BICUBIC,
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "nearest": T.InterpolationMode.NEAREST,
+if TYPE_CHECKING:
+    import torch
+
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
 }
 
 
-def create_transform(cfg: PretrainedCfg) -> Callable[[Image.Image], torch.Tensor]:
-    """Eval transform: resize the short side to size / crop_pct, centre-crop, normalise."""
+def _resize_short_side(image: Image.Image, short: int, resample: Image.Resampling) -> Image.Image:
+    w, h = image.size
+    if w <= h:
+        size = (short, int(short * h / w))
+    else:
+        size = (int(short * w / h), short)
+    return image.resize(size, resample) if size != image.size else image
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def preprocess_image(image: Image.Image, cfg: PretrainedCfg) -> np.ndarray:
+    """One RGB image -> float32 array (3, H, W): resize the short side to size / crop_pct,
+    centre-crop, scale to [0, 1], normalise with the model's mean/std."""
     size = cfg.input_size[-1]
-    resize = int(math.floor(size / cfg.crop_pct))
-    return T.Compose([
-        T.Resize(resize, interpolation=_INTERPOLATION[cfg.interpolation]),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(cfg.mean, cfg.std),
-    ])
+    image = _resize_short_side(image.convert("RGB"), int(math.floor(size / cfg.crop_pct)),
+                               _RESAMPLE[cfg.interpolation])
+    arr = np.asarray(_center_crop(image, size), dtype=np.float32) / 255.0
+    mean = np.asarray(cfg.mean, np.float32)
+    std = np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
+
+
+def preprocess(images: Sequence[Image.Image], cfg: PretrainedCfg) -> np.ndarray:
+    """Stack preprocessed images into one float32 (N, 3, H, W) array."""
+    size = cfg.input_size[-1]
+    if not images:
+        return np.zeros((0, 3, size, size), np.float32)
+    return np.stack([preprocess_image(im, cfg) for im in images])
 
 
 def to_batch(images: Sequence[Image.Image], cfg: PretrainedCfg) -> torch.Tensor:
-    """Stack preprocessed RGB images into one (N, 3, H, W) tensor."""
-    transform = create_transform(cfg)
-    return torch.stack([transform(im.convert("RGB")) for im in images])
+    """The same batch as a torch tensor (N, 3, H, W)."""
+    import torch
+
+    return torch.from_numpy(preprocess(images, cfg))
+
+
+def create_transform(cfg: PretrainedCfg) -> Any:
+    """A per-image callable PIL -> tensor (3, H, W), e.g. for a torch `Dataset`."""
+    import torch
+
+    return lambda image: torch.from_numpy(preprocess_image(image, cfg))

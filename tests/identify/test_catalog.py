@@ -169,3 +169,51 @@ def test_vote_index_owns_its_data():
     _junk = np.full((2000, 128), 7.0, np.float32)  # may reuse the freed block
     idx, dist = index.knnSearch(query, 1, params=dict(checks=64))
     assert idx.ravel().tolist() == list(range(20)) and np.allclose(dist, 0.0)
+
+
+def test_vote_index_shards_return_the_nearest_overall():
+    """A query over several shards keeps the overall nearest neighbours: with an exhaustive search
+    (checks=-1) they are exactly brute force's, whatever the shard size."""
+    from whales_identify.local_features import as_float
+    from whales_identify.vote_index import FlannVoteIndex
+
+    rng = np.random.default_rng(1)
+    parts = [rng.integers(0, 255, (rng.integers(5, 40), 128), dtype=np.uint8) for _ in range(30)]
+    data = as_float(np.concatenate(parts))
+    query = as_float(rng.integers(0, 255, (25, 128), dtype=np.uint8))
+    d2_brute = ((query[:, None, :] - data[None, :, :]) ** 2).sum(-1)
+    want = np.argsort(d2_brute, axis=1, kind="stable")[:, :6]
+    for shard_size in (10_000, 200, 41):
+        index = FlannVoteIndex(parts, checks=-1, shard_size=shard_size)
+        assert len(index) == len(data)
+        if shard_size == 41:
+            assert len(index.shards) > 5
+        idx, d2 = index.search(query, 6)
+        np.testing.assert_array_equal(idx, want)
+        np.testing.assert_allclose(d2, np.take_along_axis(d2_brute, want, axis=1), rtol=1e-4, atol=1e-4)
+        assert index.owner[idx].max() < len(parts)
+
+
+def test_faiss_vote_index_finds_the_nearest_neighbours():
+    """Exact (flat) below its threshold; IVF-SQ8 above it, whose 8-bit codes and visited lists may
+    miss a few true neighbours but must find nearly all of them when every list is visited."""
+    from whales_identify.local_features import as_float
+    from whales_identify.vote_index import FaissVoteIndex
+
+    rng = np.random.default_rng(2)
+    parts = [rng.integers(0, 255, (rng.integers(50, 150), 128), dtype=np.uint8) for _ in range(60)]
+    data = as_float(np.concatenate(parts))
+    query = as_float(rng.integers(0, 255, (30, 128), dtype=np.uint8))
+    d2_brute = ((query[:, None, :] - data[None, :, :]) ** 2).sum(-1)
+    want = np.argsort(d2_brute, axis=1, kind="stable")[:, :5]
+    flat = FaissVoteIndex(parts)
+    idx, _ = flat.search(query, 5)
+    np.testing.assert_array_equal(idx, want)
+    ivf = FaissVoteIndex(parts, exact_below=0, list_size=100, nprobe=10_000)
+    idx, d2 = ivf.search(query, 5)
+    assert len(ivf) == len(data) and ivf.owner[idx].max() < len(parts)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx.tolist(), want.tolist(), strict=True)])
+    assert recall >= 0.9, recall
+    ivf.index.nprobe = 1  # a tight budget visits one list: fewer true neighbours, still a valid answer
+    idx1, _ = ivf.search(query, 5)
+    assert idx1.shape == (30, 5)

@@ -22,7 +22,7 @@ from whales_identify.gate import (
     load_gate_config,
 )
 from whales_identify.gate_head import fit_head, load_head
-from whales_identify.gate_synthetic import NEGATIVE_KINDS, PERTURBATIONS, perturb, render_negative
+from whales_identify.gate_synthetic import NEGATIVE_KINDS, PERTURBATIONS, perturb, reframe, render_negative
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "whales_be_service" / "configs" / "anti_fraud_threshold.yaml"
@@ -242,6 +242,27 @@ def test_perturbations_return_rgb_images():
         out = perturb(im, name)
         assert out.mode == "RGB" and min(out.size) > 0
     assert max(perturb(im, "downscale_128").size) == 128
+
+
+def test_reframe_is_a_seeded_clean_crop():
+    import random
+
+    im = Image.new("RGB", (300, 200), (10, 80, 160))
+    a, b = reframe(im, random.Random("k")), reframe(im, random.Random("k"))
+    assert a.mode == "RGB" and a.tobytes() == b.tobytes()
+    assert 0.65 * 300 - 1 <= a.width <= 0.95 * 300 and 0.65 * 200 - 1 <= a.height <= 0.95 * 200
+
+
+def test_ensemble_head_is_one_wider_mlp_averaging_logits(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(0, 1, (120, 8)))
+    y = (x[:, 0] > x[:, 1]).astype(int)
+    merged = fit_head(x, y, "fake.model", 0.1, hidden=4, ensemble=3)
+    members = [fit_head(x, y, "fake.model", 0.1, hidden=4, seed=k) for k in range(3)]
+    assert merged.kind == "mlp12"
+    assert np.allclose(merged.decision(x), np.mean([m.decision(x) for m in members], axis=0))
+    merged.save(tmp_path, "ens")
+    assert np.allclose(load_head(tmp_path, "ens").score(x), merged.score(x))
 
 
 # --- the committed head with the real backbone ---------------------------------------------------

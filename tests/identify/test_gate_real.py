@@ -59,10 +59,10 @@ TARGETS = ["tpr_overall>=0.98", "tpr:noaa_right_whale_headcrops>=0.97", "tpr:hap
 # Measured misses of the committed head (reports/gate_metrics.json). strict: once one is met, the
 # xfail turns into a failure, so this list cannot go stale silently.
 KNOWN_MISSES = {
-    "tpr:happywhale>=0.97": "0.866 (58/67): distant/low-contrast boat photos, beluga backs",
-    "tpr:bottlenose_fins_aberdeen>=0.97": "0.941 (64/68): dolphin fins look like shark fins",
-    "tpr:noaa_right_whale_fullres>=0.97": "0.8 (4/5, one individual): too few to measure",
-    "tnr:hard>=0.98": "0.959 (47/49): two white-shark fins accepted",
+    "tpr:happywhale>=0.97": "0.910 (61/67): distant/low-contrast boat photos, beluga backs",
+    "tpr:bottlenose_fins_aberdeen>=0.97": "0.926 (63/68): dolphin fins look like shark fins",
+    "tpr:noaa_right_whale_fullres>=0.97": "0.6 (3/5, one individual): too few to measure",
+    "tnr:hard>=0.98": "0.939 (46/49): three white-shark fins accepted",
 }
 
 

@@ -46,7 +46,8 @@ async def list_models(state: StateDep) -> ModelsOut:
         sha = None
     embedder = state.embedder
     entries = [ModelEntry(role="embedding", model_id=getattr(embedder, "model_id", s.embedding_model),
-                          version=getattr(embedder, "model_id", s.embedding_model), backend="torch",
+                          version=getattr(embedder, "model_id", s.embedding_model),
+                          backend=str(getattr(embedder, "backend", s.inference_backend)),
                           sha256=sha, loaded=embedder is not None)]
     gate = state.gate
     entries.append(ModelEntry(role="gate", model_id=f"gate.{getattr(gate, 'backend', s.gate)}",

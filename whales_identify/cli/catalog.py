@@ -42,11 +42,10 @@ def _open(db: str | None, model: str | None, load: bool = True) -> Any:
 
 
 def _embedder(model_id: str, models_dir: Path | None) -> Any:
-    from whales_identify.embed import Embedder
-    from whales_identify.models import create_model
+    from whales_identify.embed import create_embedder
 
     try:
-        return Embedder(create_model(model_id, models_dir=models_dir))
+        return create_embedder(model_id, models_dir)  # ONNX Runtime when exported: same features
     except WhalesError as exc:
         fail(str(exc))
 

@@ -41,14 +41,13 @@ def evaluate(
     """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
     from whales_identify.calibrate import load_calibration
     from whales_identify.catalog import MatchConfig
-    from whales_identify.embed import Embedder
+    from whales_identify.embed import create_embedder
     from whales_identify.evaluate import run_evaluation, write_json
-    from whales_identify.models import create_model
 
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")
     try:
-        embedder = Embedder(create_model(model, models_dir=models_dir))
+        embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
         cal = load_calibration(calibration) if calibration else None
         metrics = run_evaluation(
             manifest, root, embedder, sources=sources, limit=limit,

@@ -85,3 +85,37 @@ def verify_cmd(model_ids: Annotated[list[str] | None, typer.Argument()] = None,
             typer.echo(f"{r['id']}: {state} {'' if r['message'] == 'ok' else r['message']}".rstrip())
     if bad:
         raise typer.Exit(1)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(model_ids: Annotated[list[str] | None, typer.Argument(
+                        help="Embedding models to export (default: efficientnet_lite0.imagenet).")] = None,
+                    models_dir: ModelsDir = None,
+                    force: Annotated[bool, typer.Option("--force", help="Export again even if a "
+                                                        "verified export exists.")] = False,
+                    json_out: JsonFlag = False) -> None:
+    """Export embedding models to ONNX (models/onnx/) for ONNX Runtime serving, checked against
+    PyTorch; an existing export is kept when it still verifies."""
+    from whales_identify.models._onnx import export_onnx, onnx_paths, verified_onnx
+
+    results = []
+    for model_id in model_ids or ["efficientnet_lite0.imagenet"]:
+        try:
+            if not force:
+                try:
+                    _, meta = verified_onnx(model_id, models_dir)
+                    results.append({"id": model_id, "status": "up-to-date", **meta})
+                    continue
+                except WhalesError:
+                    pass
+            meta = export_onnx(model_id, models_dir)
+        except (WhalesError, ValueError) as exc:
+            fail(str(exc))
+        results.append({"id": model_id, "status": "exported", **meta})
+    if json_out:
+        emit_json(results)
+        return
+    for r in results:
+        path = onnx_paths(str(r["id"]), models_dir)[0]
+        typer.echo(f"{r['id']}: {r['status']} -> {path} (max |onnx - torch| = "
+                   f"{r['check']['max_abs_diff']:.1e})")  # type: ignore[index]

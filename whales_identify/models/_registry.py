@@ -3,6 +3,7 @@ where a model's weights come from and how its inputs are preprocessed (timm's pa
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,11 +72,16 @@ class PretrainedCfg:
 Builder = Callable[[PretrainedCfg, Path], Any]
 
 _CFGS: dict[str, PretrainedCfg] = {}
-_BUILDERS: dict[str, Builder] = {}
+_BUILDERS: dict[str, Builder | str] = {}
+_LOADED = False
 
 
-def register_model(cfg: PretrainedCfg, builder: Builder) -> PretrainedCfg:
-    """Add a model to the registry. Ids are `arch.tag` and unique."""
+def register_model(cfg: PretrainedCfg, builder: Builder | str) -> PretrainedCfg:
+    """Add a model to the registry. Ids are `arch.tag` and unique.
+
+    `builder` is a callable `(cfg, weights_path) -> model`, or its "module:function" name, imported
+    only when the model is built (keeps torch out of processes that never build one).
+    """
     if "." not in cfg.model_id:
         raise ValueError(f"model id must be 'arch.tag', got {cfg.model_id!r}")
     if cfg.model_id in _CFGS and _CFGS[cfg.model_id] != cfg:
@@ -86,9 +92,14 @@ def register_model(cfg: PretrainedCfg, builder: Builder) -> PretrainedCfg:
 
 
 def _ensure_loaded() -> None:
-    # Entries are declared in their architecture modules; importing them registers them. Done
-    # lazily so that importing the registry has no side effects beyond defining functions.
-    from whales_identify.models import arcface, clip, efficientnet  # noqa: F401
+    # The entries are registered on first use, not at import: importing the registry has no side
+    # effects beyond defining functions.
+    global _LOADED
+    if not _LOADED:
+        from whales_identify.models.entries import register_all
+
+        register_all()
+        _LOADED = True
 
 
 def list_models(task: str | None = None) -> list[str]:
@@ -110,7 +121,11 @@ def get_pretrained_cfg(model_id: str) -> PretrainedCfg:
 
 def get_builder(model_id: str) -> Builder:
     get_pretrained_cfg(model_id)
-    return _BUILDERS[model_id]
+    builder = _BUILDERS[model_id]
+    if isinstance(builder, str):
+        module, _, name = builder.partition(":")
+        builder = getattr(importlib.import_module(module), name)
+    return builder
 
 
 def resolve_models_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:

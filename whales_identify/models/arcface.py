@@ -17,11 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg, WeightSource, register_model
+from whales_identify.models._registry import PretrainedCfg
 from whales_identify.models.efficientnet import load_torch_file
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from whales_identify.models.entries import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 
 
 class ArcFaceEncoder(nn.Module):
@@ -84,28 +82,3 @@ def build_arcface(cfg: PretrainedCfg, weights: Path) -> ArcFaceEncoder:
     with open(weights.parent / "species_map.csv", newline="") as fh:
         model.species_map = {row["individual_id"]: row["species"] for row in csv.DictReader(fh)}
     return model.eval()
-
-
-register_model(
-    PretrainedCfg(
-        model_id="effb4_arcface.happywhale",
-        architecture="effb4_arcface",
-        task="embedding",
-        source=WeightSource(filename="effb4_arcface.happywhale.pt",
-                            hf_repo="ecomarineai/effb4-arcface-happywhale",
-                            hf_filename="model.pt"),
-        sha256=None,  # recorded in models/checksums.sha256 by `whales models pull`
-        input_size=(3, 512, 512),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        interpolation="bilinear",
-        crop_pct=1.0,
-        embedding_dim=512,
-        license="CC-BY-NC-4.0 (trained on Happywhale data)",
-        description="Reference EfficientNet-B4 + ArcFace, Happywhale Kaggle 2022",
-        extra_files={"encoder_classes.npy": None, "species_map.csv": None},
-        build_args={"timm_name": "efficientnet_b4", "num_classes": 15587,
-                    "num_real_classes": 13837},
-    ),
-    build_arcface,
-)

