@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     inference_threads: int | None = Field(
         None, ge=1, validation_alias=AliasChoices("WHALES_INFERENCE_THREADS", "WHALES_TORCH_THREADS"),
         description="Threads of one inference (ONNX Runtime intra-op threads, or "
-                    "torch.set_num_threads); unset: the runtime's default (all cores). "
+                    "torch.set_num_threads; the catalog's faiss search too); unset: the "
+                    "runtimes' default (all cores). "
                     "WHALES_TORCH_THREADS is read too.")
     catalog_refresh_s: float = Field(
         30.0, ge=0.0, description="How often (seconds) a worker checks the database for catalog changes "

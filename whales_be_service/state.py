@@ -109,6 +109,10 @@ def _skip(state: ServiceState, name: str, needs: str) -> None:
 def build_state(state: ServiceState, overrides: Overrides) -> None:
     """Build store, embedder, gate, catalog and identifier, then warm up with one inference."""
     s = state.settings
+    if s.inference_threads:
+        import faiss  # the catalog's vote index searches with OpenMP threads too
+
+        faiss.omp_set_num_threads(s.inference_threads)
     state.store = _step(state, "store",
                         lambda: _open_and_ping(overrides.store or open_store_url(s.database_url)))
     state.embedder = _step(state, "embedder", lambda: overrides.embedder or _create_embedder(s))

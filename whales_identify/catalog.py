@@ -43,6 +43,7 @@ from whales_identify.store import CatalogImage, Sighting, Store
 from whales_identify.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
 
 UNKNOWN_SPECIES = "unknown"
+VERIFY_CHUNK = 16  # gallery photos per batched ratio-test product in verification
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,18 @@ class MatchConfig:
 
     local: LocalFeatureConfig = field(default_factory=LocalFeatureConfig)
     use_local: bool = True
-    global_candidates: int = 20
-    vote_candidates: int = 60
+    global_candidates: int = 30
+    vote_candidates: int = 80
     lnbnn_k: int = 5
-    index_keypoints: int = 300
+    index_keypoints: int = 500
     flann_trees: int = 4
     flann_checks: int = 64
     vote_shard_size: int = 400_000
     vote_index: str = "faiss"
     ivf_nprobe: int = 16
-    verify_keypoints: int = 300
-    ratio: float = 0.8
-    ransac_threshold: float = 8.0
+    verify_keypoints: int = 500
+    ratio: float = 0.9
+    ransac_threshold: float = 6.0
     species_neighbours: int = 10
     thumbnail_side: int = 384
 
@@ -387,8 +388,13 @@ class Catalog:
             pairs.extend((ind, j) for j in sorted(picks))
         if not pairs:
             return
-        counts = verify(local, [ix.local[j] for _, j in pairs], ratio=cfg.ratio,
-                        max_keypoints=cfg.verify_keypoints, threshold=cfg.ransac_threshold)
+        # in chunks of 16 photos: the same counts, a (Kq, 16, K) similarity block (16 MB at 500
+        # keypoints) instead of one (Kq, N, K) block (160 MB for 160 photos), and ~14 % faster
+        gallery = [ix.local[j] for _, j in pairs]
+        counts = np.concatenate([
+            verify(local, gallery[s:s + VERIFY_CHUNK], ratio=cfg.ratio,
+                   max_keypoints=cfg.verify_keypoints, threshold=cfg.ransac_threshold)
+            for s in range(0, len(gallery), VERIFY_CHUNK)])
         for (ind, j), c in zip(pairs, counts, strict=True):
             if c > inliers[ind]:
                 inliers[ind] = c
