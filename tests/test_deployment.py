@@ -208,3 +208,16 @@ def test_benchmark_report_has_the_headline_keys():
     report = json.loads((ROOT / "reports" / "benchmark.json").read_text())
     assert isinstance(report["throughput_ratio"], float)
     assert "gpu" in report and "machine" in report
+
+
+def test_image_and_install_export_the_onnx_model(stages):
+    """The served process runs the embedding model on ONNX Runtime: the export happens at install
+    (scripts/install.sh, hence `make install` and CI) and in the image after the code is copied."""
+    builder = " ".join(stages[0])
+    copy_at = builder.index("COPY . .")
+    export_at = builder.index("whales models export-onnx")
+    assert export_at > copy_at, "the export needs the real code, so it must run after COPY . ."
+    assert "EXPORT_ONNX=0" in builder[:copy_at], "install.sh must skip its export before the code is in"
+    assert "WHALES_MODELS_DIR=/app/models" in builder[copy_at:]
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert 'models export-onnx efficientnet_lite0.imagenet' in install and "EXPORT_ONNX" in install
