@@ -6,9 +6,9 @@
 - Local re-ranking: its work is bounded by `MatchConfig` (global_candidates + vote_candidates
   individuals, at most two photos each), independent of the catalog size; timed with synthetic
   RootSIFT-shaped descriptors at the bound.
-- LNBNN vote index: timed at 1k photos with synthetic descriptors (index_keypoints per photo). Its
-  memory grows with the catalog (100k photos x 300 descriptors x 512 B = 15 GB as float32): beyond
-  ~10k photos it needs a compressed index (e.g. FAISS IVF-PQ), which is not part of this build.
+- LNBNN vote index (faiss IVF-SQ8): timed at 1k photos with synthetic descriptors (index_keypoints
+  per photo). Its memory grows with the catalog (136 B per descriptor: 100k photos x 500 descriptors
+  = 6.8 GB); IVF-PQ codes would shrink it several-fold.
 
 BLAS is limited to one thread by default: on a loaded machine a 2-thread matrix-vector product was
 50x slower than a 1-thread one (thread synchronisation), so workers should run single-threaded BLAS.
@@ -91,7 +91,7 @@ def bench_vote(n: int, queries: int, rng: np.random.Generator) -> dict[str, floa
     cfg = MatchConfig(global_candidates=0, vote_candidates=0)
     cat = _catalog(n, rng, cfg, with_local=True)
     t0 = time.perf_counter()
-    cat._snapshot().flann()
+    cat._snapshot().vote_index()
     build = time.perf_counter() - t0
     q = _unit(rng, queries, DIM)
     t0 = time.perf_counter()
