@@ -178,24 +178,24 @@ def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ign
     }
     del ref
     gc.collect()
-    result["levers"] = bench_levers(embedder, gate, images)
+    result["levers"] = bench_levers(embedder, gate, images, settings.models_dir)
     return result
 
 
-def bench_levers(embedder, gate, images: list, reps: int = 12) -> dict:  # type: ignore[no-untyped-def]
+def bench_levers(embedder, gate, images: list, models_dir, reps: int = 12) -> dict:  # type: ignore[no-untyped-def]
     """Forward-only images/s of our embedding model under cheap settings (variants timed in turns, so
     a change in machine load hits all of them), batched gate+embedding, and thread settings."""
     from whales_identify.models import create_model
     from whales_identify.transforms import to_batch
 
     # the PyTorch model whatever the served backend: the levers are measured from eager fp32 up
-    model = create_model(embedder.model_id, getattr(embedder, "models_dir", None))
+    model = create_model(embedder.model_id, models_dir)
     x1 = to_batch(images[:1], embedder.cfg)
     variants = {"batch1_eager_fp32": lambda: model(x1)}
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x1_cl = x1.contiguous(memory_format=torch.channels_last)
     variants["batch1_channels_last"] = lambda: cl_model(x1_cl)
-    ort_info, ort_run = onnx_runtime_variant(model, images, embedder.cfg)
+    ort_info, ort_run = onnx_runtime_variant(model, images, embedder.cfg, models_dir)
     if ort_run is not None:
         variants["batch1_onnxruntime_fp32"] = lambda: ort_run(x1.numpy())
     times: dict[str, list[float]] = defaultdict(list)
@@ -220,32 +220,35 @@ def bench_levers(embedder, gate, images: list, reps: int = 12) -> dict:  # type:
     return out
 
 
-def onnx_runtime_variant(model, images: list, cfg):  # type: ignore[no-untyped-def]
-    """Our embedding model exported to ONNX and run by ONNX Runtime (optional: needs `onnx` and
-    `onnxruntime`); its features are compared with PyTorch's on the benchmark photos."""
+def onnx_runtime_variant(model, images: list, cfg, models_dir):  # type: ignore[no-untyped-def]
+    """The served ONNX export (`whales models export-onnx`, verified on load; exported to a temporary
+    folder if the models folder has none) run by ONNX Runtime as the service runs it; its features
+    are compared with PyTorch's on the benchmark photos."""
     try:
-        import onnx  # noqa: F401 - the exporter needs it
         import onnxruntime as ort
     except ImportError as exc:
         return {"available": False, "reason": f"not installed: {exc.name}"}, None
+    from whales_identify.errors import ModelNotAvailableError
+    from whales_identify.models._onnx import export_onnx, load_onnx_session
     from whales_identify.transforms import to_batch
 
-    path = Path(tempfile.mkdtemp(prefix="whales-onnx-")) / "embedder.onnx"
+    threads = torch.get_num_threads()
+    try:
+        session, meta = load_onnx_session(cfg.model_id, models_dir, threads=threads)
+    except ModelNotAvailableError:
+        models_dir = tempfile.mkdtemp(prefix="whales-onnx-")
+        export_onnx(cfg.model_id, models_dir)
+        session, meta = load_onnx_session(cfg.model_id, models_dir, threads=threads)
     x = to_batch(images, cfg)
-    torch.onnx.export(model, (x[:1],), str(path), dynamo=False, input_names=["x"], output_names=["f"],
-                      dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         ref = model(x).numpy()
-    got = session.run(None, {"x": x.numpy()})[0]
+    got = session.run(None, {meta["input_name"]: x.numpy()})[0]
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     info = {"available": True, "version": ort.__version__, "images_compared": len(images),
             "max_abs_feature_diff": float(np.abs(ref - got).max()), "min_cosine_to_torch": float(cos.min()),
             "note": "fp32 ONNX Runtime gives the same features (to float rounding), so every "
                     "evaluation result holds unchanged; int8 was not tried"}
-    return info, lambda arr: session.run(None, {"x": arr})
+    return info, lambda arr: session.run(None, {meta["input_name"]: arr})
 
 
 _THREAD_PROBE = """

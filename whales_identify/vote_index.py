@@ -95,20 +95,19 @@ class FaissVoteIndex:
 
         self.owner = _owners(parts)
         n, dim = len(self.owner), 128
+        stacked = np.concatenate(parts) if parts else np.zeros((0, dim), np.uint8)  # uint8: small
         if n < exact_below:
             self.index: Any = faiss.IndexFlatL2(dim)
         else:
             nlist = max(16, n // list_size)
-            quantizer = faiss.IndexFlatL2(dim)
-            self.index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
+            # faiss's Python wrapper keeps the quantizer alive with the index
+            self.index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(dim), dim, nlist,
                                                        faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
             self.index.cp.niter = 10  # k-means iterations: bounded start-up time
             self.index.cp.seed = seed
             self.index.nprobe = min(nprobe, nlist)
             take = np.sort(np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False))
-            self.index.train(as_float(_rows(parts, take)))
-        self._quantizer = None if n < exact_below else quantizer  # keep it alive with the index
-        stacked = np.concatenate(parts) if parts else np.zeros((0, dim), np.uint8)
+            self.index.train(as_float(stacked[take]))
         for start in range(0, n, chunk):  # float32 one chunk at a time
             self.index.add(as_float(stacked[start:start + chunk]))
 
@@ -119,9 +118,3 @@ class FaissVoteIndex:
         d2, idx = self.index.search(np.ascontiguousarray(q, np.float32), k)
         return idx.astype(np.int64), d2
 
-
-def _rows(parts: Sequence[np.ndarray], take: np.ndarray) -> np.ndarray:
-    """Rows `take` (sorted global indices) of the concatenation of `parts`, without concatenating."""
-    bounds = np.cumsum([0] + [len(p) for p in parts])
-    which = np.searchsorted(bounds, take, side="right") - 1
-    return np.stack([parts[w][t - bounds[w]] for w, t in zip(which, take, strict=True)])

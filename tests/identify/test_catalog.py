@@ -171,18 +171,25 @@ def test_vote_index_owns_its_data():
     assert idx.ravel().tolist() == list(range(20)) and np.allclose(dist, 0.0)
 
 
+def _descriptor_problem(seed: int, n_parts: int, sizes: tuple[int, int], n_query: int, k: int):
+    """Random uint8 descriptors per image, queries, and brute force's k nearest: (parts, data,
+    query, d2 to every row, indices of the k nearest)."""
+    from whales_identify.local_features import as_float
+
+    rng = np.random.default_rng(seed)
+    parts = [rng.integers(0, 255, (rng.integers(*sizes), 128), dtype=np.uint8) for _ in range(n_parts)]
+    data = as_float(np.concatenate(parts))
+    query = as_float(rng.integers(0, 255, (n_query, 128), dtype=np.uint8))
+    d2_brute = ((query[:, None, :] - data[None, :, :]) ** 2).sum(-1)
+    return parts, data, query, d2_brute, np.argsort(d2_brute, axis=1, kind="stable")[:, :k]
+
+
 def test_vote_index_shards_return_the_nearest_overall():
     """A query over several shards keeps the overall nearest neighbours: with an exhaustive search
     (checks=-1) they are exactly brute force's, whatever the shard size."""
-    from whales_identify.local_features import as_float
     from whales_identify.vote_index import FlannVoteIndex
 
-    rng = np.random.default_rng(1)
-    parts = [rng.integers(0, 255, (rng.integers(5, 40), 128), dtype=np.uint8) for _ in range(30)]
-    data = as_float(np.concatenate(parts))
-    query = as_float(rng.integers(0, 255, (25, 128), dtype=np.uint8))
-    d2_brute = ((query[:, None, :] - data[None, :, :]) ** 2).sum(-1)
-    want = np.argsort(d2_brute, axis=1, kind="stable")[:, :6]
+    parts, data, query, d2_brute, want = _descriptor_problem(1, 30, (5, 40), 25, 6)
     for shard_size in (10_000, 200, 41):
         index = FlannVoteIndex(parts, checks=-1, shard_size=shard_size)
         assert len(index) == len(data)
@@ -197,15 +204,9 @@ def test_vote_index_shards_return_the_nearest_overall():
 def test_faiss_vote_index_finds_the_nearest_neighbours():
     """Exact (flat) below its threshold; IVF-SQ8 above it, whose 8-bit codes and visited lists may
     miss a few true neighbours but must find nearly all of them when every list is visited."""
-    from whales_identify.local_features import as_float
     from whales_identify.vote_index import FaissVoteIndex
 
-    rng = np.random.default_rng(2)
-    parts = [rng.integers(0, 255, (rng.integers(50, 150), 128), dtype=np.uint8) for _ in range(60)]
-    data = as_float(np.concatenate(parts))
-    query = as_float(rng.integers(0, 255, (30, 128), dtype=np.uint8))
-    d2_brute = ((query[:, None, :] - data[None, :, :]) ** 2).sum(-1)
-    want = np.argsort(d2_brute, axis=1, kind="stable")[:, :5]
+    parts, data, query, _, want = _descriptor_problem(2, 60, (50, 150), 30, 5)
     flat = FaissVoteIndex(parts)
     idx, _ = flat.search(query, 5)
     np.testing.assert_array_equal(idx, want)
