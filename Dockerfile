@@ -31,7 +31,7 @@ COPY . .
 # served process never imports torch (~0.2 GB resident instead of ~0.9 GB).
 RUN /opt/venv/bin/python -m compileall -q whales_identify whales_be_service integrations \
  && /opt/venv/bin/python -c "import whales_identify, whales_be_service, integrations" \
- && WHALES_MODELS_DIR=/app/models /opt/venv/bin/whales models export-onnx efficientnet_lite0.imagenet
+ && WHALES_MODELS_DIR=/app/models /opt/venv/bin/whales models export-onnx
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -138,7 +138,8 @@ def build_ours(settings):  # type: ignore[no-untyped-def]
                                backend=settings.inference_backend, batch_size=settings.batch_size,
                                threads=settings.inference_threads)
     gate = create_gate(settings.gate, embedder=embedder, models_dir=settings.models_dir,
-                       threshold=settings.gate_threshold)
+                       threshold=settings.gate_threshold, inference_backend=settings.inference_backend,
+                       threads=settings.inference_threads)
     return embedder, gate
 
 
@@ -168,8 +169,10 @@ def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ign
                                   "efficientnet_b4 (num_classes=0) at 512x512, eager fp32, batch 1",
                       "per_image_s": r, "images_per_s": 1.0 / r["mean"],
                       "clip_forward_s": float(np.median(clip_t)), "b4_forward_s": float(np.median(b4_t))},
-        "ours_compute": {"pipeline": f"{embedder.model_id} on {embedder.backend} (as served), features "
-                                     f"shared by the {gate.backend} gate, batch 1, preprocessing included",
+        "ours_compute": {"pipeline": f"{embedder.model_id} on {embedder.backend} (as served) + the "
+                                     f"{gate.backend} gate on {getattr(gate, 'feature_model_id', None)} "
+                                     f"features (shared when it is the same model), batch 1, "
+                                     f"preprocessing included",
                          "embedding_backend": embedder.backend,
                          "gate_backend": gate.backend, "gate_version": getattr(gate, "version", None),
                          "per_image_s": o, "images_per_s": 1.0 / o["mean"]},

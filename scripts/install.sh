@@ -18,5 +18,5 @@ fi
 # the service then runs without torch in its process. Kept when it still verifies. (The Docker
 # build sets EXPORT_ONNX=0 here and exports once the code is in place.)
 if [ "${EXPORT_ONNX:-1}" = "1" ]; then
-  "$VENV/bin/whales" models export-onnx efficientnet_lite0.imagenet
+  "$VENV/bin/whales" models export-onnx  # the gate's feature model and the default re-identification model
 fi

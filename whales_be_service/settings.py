@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from whales_identify.models.entries import DEFAULT_REID_MODEL
+
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 
 
@@ -35,7 +37,8 @@ class Settings(BaseSettings):
         description="Where predictions and the catalog live: sqlite:///path, postgresql://..., or "
                     "memory:// (in-process, lost at exit; tests and demos only).")
     models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
-    embedding_model: str = Field("efficientnet_lite0.imagenet", description="Embedding model id (arch.tag).")
+    embedding_model: str = Field(DEFAULT_REID_MODEL, description="Embedding model id (arch.tag) of the "
+                                 "catalog; the gate reads its own feature model's features.")
     inference_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
                             "models export-onnx`, no torch in the process), torch, or auto (onnx "

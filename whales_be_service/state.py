@@ -168,7 +168,7 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
     config_path = s.gate_config or Path(__file__).parent / "configs" / "anti_fraud_threshold.yaml"
     config = load_gate_config(config_path, s.gate)
     return create_gate(s.gate, embedder=embedder, models_dir=s.models_dir, threshold=s.gate_threshold,
-                       config=config)
+                       config=config, inference_backend=s.inference_backend, threads=s.inference_threads)
 
 
 def _catalog_class() -> Callable[[Any, str], Any]:

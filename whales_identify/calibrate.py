@@ -126,10 +126,15 @@ def save_calibration(cal: Calibration, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(json.dumps(cal.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
-def load_calibration(path: str | os.PathLike[str] | None = None) -> Calibration:
-    """A calibration file, else the packaged default (`whales_identify/calibration/`)."""
+def load_calibration(path: str | os.PathLike[str] | None = None, model_id: str | None = None
+                     ) -> Calibration:
+    """A calibration file, else the packaged one for `model_id` (`whales_identify/calibration/
+    <model_id>.json`), else the packaged default (fitted for the default model)."""
     if path is None:
-        ref = resources.files("whales_identify") / "calibration" / DEFAULT_CALIBRATION
+        folder = resources.files("whales_identify") / "calibration"
+        ref = folder / f"{model_id}.json" if model_id else folder / DEFAULT_CALIBRATION
+        if not ref.is_file():
+            ref = folder / DEFAULT_CALIBRATION
         if not ref.is_file():
             return Calibration()
         return Calibration.from_dict(json.loads(ref.read_text()))

@@ -160,7 +160,8 @@ class Catalog:
         model_id: the embedding model every stored embedding must come from.
         config: matching parameters and work bounds.
         calibration: fusion weights, open-set threshold and probability map; default: the packaged
-            `whales_identify/calibration/reid_default.json` (used only if fitted for `model_id`).
+            `whales_identify/calibration/<model_id>.json`, else `reid_default.json` (used only if
+            fitted for `model_id`).
     """
 
     def __init__(self, store: Store, model_id: str, *, config: MatchConfig | None = None,
@@ -168,7 +169,7 @@ class Catalog:
         self.store = store
         self.model_id = model_id
         self.config = config or MatchConfig()
-        cal = calibration if calibration is not None else load_calibration()
+        cal = calibration if calibration is not None else load_calibration(model_id=model_id)
         if cal.fitted and cal.model_id and cal.model_id != model_id:
             cal = Calibration(model_id=model_id)  # fitted for another model: fall back to defaults
         self.calibration = cal

@@ -112,7 +112,10 @@ def create_embedder(model_id: str, models_dir: Path | str | None = None, *,
     from whales_identify.errors import ModelNotAvailableError
     from whales_identify.models import get_pretrained_cfg
     from whales_identify.models._onnx import load_onnx_session
+    from whales_identify.models._registry import discover_trained
 
+    if models_dir is not None:
+        discover_trained(models_dir)  # models written by `whales train` under that folder
     if backend in ("auto", "onnx"):
         try:
             session, meta = load_onnx_session(model_id, models_dir, threads=threads)

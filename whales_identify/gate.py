@@ -237,21 +237,22 @@ class ClipGate:
 
 
 def create_gate(backend: str, embedder: Any | None = None, models_dir: Path | str | None = None,
-                threshold: float | None = None, config: GateConfig | None = None) -> Gate:
+                threshold: float | None = None, config: GateConfig | None = None, *,
+                inference_backend: str = "auto", threads: int | None = None) -> Gate:
     """Build the configured gate, or raise: never a silent pass-through.
 
     Args:
         backend: `embedded`, `clip` or `off`.
-        embedder: the shared `Embedder` (embedded backend); when None, one is built from the head's
-            feature model.
+        embedder: the catalog's embedder, shared with the gate when the head reads its features;
+            when None or another model (e.g. a fine-tuned re-identification model), the gate gets
+            its own embedder of the head's feature model (`inference_backend`, `threads`).
         models_dir: weights folder (heads under `<models_dir>/gate/`).
         threshold: overrides everything else; else $WHALES_GATE_THRESHOLD, the config, the head's own.
         config: from `load_gate_config` (band, head name, threshold).
 
     Raises:
         ValueError: unknown backend.
-        ModelNotAvailableError / ModelIntegrityError: head or checkpoint missing, corrupt, or trained on
-            another feature model than `embedder`'s.
+        ModelNotAvailableError / ModelIntegrityError: head or checkpoint missing or corrupt.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown gate backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -269,8 +270,9 @@ def create_gate(backend: str, embedder: Any | None = None, models_dir: Path | st
         t = 0.5 if threshold is None else threshold
         return ClipGate(model, threshold=t, band=band or (min(0.2, t), t))
     head = load_head(models_dir, cfg.head)
-    if embedder is None:
-        from whales_identify.embed import Embedder
+    if embedder is None or embedder.model_id != head.feature_model_id:
+        from whales_identify.embed import create_embedder
 
-        embedder = Embedder(create_model(head.feature_model_id, models_dir))
+        embedder = create_embedder(head.feature_model_id, models_dir, backend=inference_backend,  # type: ignore[arg-type]
+                                   threads=threads)
     return EmbeddedGate(head, embedder, threshold=threshold, band=band)

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from whales_identify.cli import app
+from whales_identify.models import DEFAULT_REID_MODEL
 
 pytest.importorskip("integrations.sqlite")
 
@@ -56,7 +57,7 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     shown = json.loads(res.output)
     assert shown["n_images"] == 2 and shown["images"][0]["keypoints"] > 0
     stats = json.loads(run(app, ["catalog", "stats", "--db", db]).output)
-    assert stats["images"] == 3 and stats["model_id"] == "efficientnet_lite0.imagenet"
+    assert stats["images"] == 3 and stats["model_id"] == DEFAULT_REID_MODEL
     extra = tmp_path / "new.jpg"
     _texture(9).save(extra)
     res = run(app, ["catalog", "add", str(extra), "--individual", "rw_3", "--species",

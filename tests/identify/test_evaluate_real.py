@@ -53,3 +53,21 @@ def test_check_metrics_fails_on_a_drop():
     assert len(compare(worse, base, 0.03)[1]) == 1
     other = dict(base, limit=None)
     assert compare(other, base)[0]
+
+
+def test_shipped_model_is_never_scored_on_its_training_whales(data_dir, tmp_path):
+    """The default model was fine-tuned on these right whales: the plain harness refuses to report
+    on them (its numbers come from the cross-fit, docs/REID.md), and says how to do it right."""
+    from typer.testing import CliRunner
+
+    from whales_identify.cli import app
+    from whales_identify.models import DEFAULT_REID_MODEL
+    from whales_identify.models._registry import trained_metadata
+
+    meta = trained_metadata(DEFAULT_REID_MODEL)
+    assert meta is not None and len(meta["training_individuals"]) > 100
+    res = CliRunner().invoke(app, ["evaluate", "--manifest", str(data_dir / "manifest.csv"), "--root",
+                                   str(data_dir), "--sources", "noaa_right_whale_headcrops", "--limit", "5",
+                                   "--latest", str(tmp_path / "latest.json")])
+    assert res.exit_code == 1 and "own training data" in res.output and "--crossfit" in res.output
+    assert not (tmp_path / "latest.json").exists()

@@ -201,13 +201,18 @@ def test_corrupt_head_fails_closed(tmp_path: Path):
         load_head(tmp_path, "tiny")
 
 
-def test_head_for_another_feature_model_fails_closed(tmp_path: Path):
+def test_head_for_another_feature_model_gets_its_own_embedder(tmp_path: Path):
+    """A catalog embedded by another model (e.g. a fine-tuned one) never feeds the head features it
+    was not trained on: `create_gate` builds the head's own feature model, and a direct mismatch
+    fails closed."""
     _tiny_head(tmp_path, "efficientnet_lite2.imagenet")
-    from whales_identify.gate import GateConfig
+    from whales_identify.gate import EmbeddedGate, GateConfig
 
+    gate = create_gate("embedded", embedder=_FakeEmbedder("efficientnet_lite0.imagenet"),
+                       models_dir=tmp_path, config=GateConfig(head="tiny"), inference_backend="torch")
+    assert gate.embedder.model_id == "efficientnet_lite2.imagenet"
     with pytest.raises(ModelIntegrityError, match="trained on efficientnet_lite2.imagenet"):
-        create_gate("embedded", embedder=_FakeEmbedder("efficientnet_lite0.imagenet"), models_dir=tmp_path,
-                    config=GateConfig(head="tiny"))
+        EmbeddedGate(load_head(tmp_path, "tiny"), _FakeEmbedder("efficientnet_lite0.imagenet"))
 
 
 def test_env_threshold_override_changes_decisions(tmp_path: Path, monkeypatch):

@@ -107,10 +107,15 @@ def test_cli_export_is_idempotent(copy_of):
 
 
 def test_service_serves_without_torch(exported, tmp_path):
-    """The served process, built on the export, never imports torch, timm or torchvision."""
+    """The served process, built on the exports (the default re-identification model, and the
+    gate's feature model beside it), never imports torch, timm or torchvision."""
+    from whales_identify.models import DEFAULT_REID_MODEL
+
     models_dir = tmp_path / "models"
     shutil.copytree(exported, models_dir)
     shutil.copytree(ROOT / "models" / "gate", models_dir / "gate")
+    if DEFAULT_REID_MODEL != MODEL:
+        export_onnx(DEFAULT_REID_MODEL, models_dir)
     code = (
         "import sys, time\n"
         "from fastapi.testclient import TestClient\n"

@@ -17,6 +17,8 @@ from svc_helpers import (
     zip_bomb,
 )
 
+from whales_identify.models import DEFAULT_REID_MODEL
+
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -29,7 +31,7 @@ def test_ready_and_models(live_server):
     r = httpx.get(f"{live_server.url}/ready")
     assert r.status_code == 200
     models = {m["role"]: m for m in httpx.get(f"{live_server.url}/v1/models").json()["models"]}
-    assert models["embedding"]["model_id"] == "efficientnet_lite0.imagenet"
+    assert models["embedding"]["model_id"] == DEFAULT_REID_MODEL
     assert re.fullmatch(r"[0-9a-f]{64}", models["embedding"]["sha256"])
     assert models["gate"]["backend"] == live_server.gate
 
@@ -39,7 +41,7 @@ def test_predict_is_stored_in_the_database(live_server, tmp_path):
                 data={"latitude": "64.1", "longitude": "-21.9", "observer": "test"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model_version"] == "efficientnet_lite0.imagenet" and body["gate_backend"] == live_server.gate
+    assert body["model_version"] == DEFAULT_REID_MODEL and body["gate_backend"] == live_server.gate
     assert r.headers["X-RateLimit-Limit"] == "100000"
     from integrations import open_store
 

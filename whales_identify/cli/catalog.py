@@ -11,15 +11,16 @@ import typer
 
 from whales_identify.cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
+from whales_identify.models.entries import DEFAULT_REID_MODEL
 
 app = typer.Typer(help="Manage the catalog of known individuals (reference photos).",
                   no_args_is_help=True)
 
-DEFAULT_MODEL = "efficientnet_lite0.imagenet"
+DEFAULT_MODEL = DEFAULT_REID_MODEL
 Db = Annotated[str | None, typer.Option("--db", help="Database URL (default: $WHALES_DATABASE_URL or "
                                         "sqlite:///data/whales.db).")]
 Model = Annotated[str | None, typer.Option("--model", help="Embedding model id (default: "
-                                           "$WHALES_EMBEDDING_MODEL or efficientnet_lite0.imagenet).")]
+                                           "$WHALES_EMBEDDING_MODEL, else the default re-ID model).")]
 ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

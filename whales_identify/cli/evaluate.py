@@ -10,6 +10,7 @@ import typer
 
 from whales_identify.cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
+from whales_identify.models.entries import DEFAULT_REID_MODEL
 
 DEFAULT_OUT = Path("reports") / "metrics_latest.json"
 
@@ -18,8 +19,7 @@ def evaluate(
     manifest: Annotated[Path, typer.Option("--manifest", help="Manifest CSV with individual ids.")],
     root: Annotated[Path, typer.Option("--root", help="Folder the manifest's relpaths are relative to.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")] = None,
-    model: Annotated[str, typer.Option("--model", help="Embedding model id.")]
-    = "efficientnet_lite0.imagenet",
+    model: Annotated[str, typer.Option("--model", help="Embedding model id.")] = DEFAULT_REID_MODEL,
     models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")] = None,
     sources: Annotated[list[str] | None, typer.Option("--sources", help="Only these sources "
                                                       "(repeatable), e.g. noaa_right_whale_headcrops.")]
@@ -37,29 +37,59 @@ def evaluate(
                                                    "<tmp>/whales_reid_cache).")] = None,
     latest: Annotated[Path, typer.Option("--latest", help="Where the latest metrics are kept.")]
     = DEFAULT_OUT,
+    crossfit: Annotated[list[str] | None, typer.Option(
+        "--crossfit", help="Fold models of a cross-fit (repeatable, one per fold, each made by "
+        "`whales train --folds K --hold-out-fold k`): every query is scored by the model that never "
+        "saw its individual; --model is then the model the calibration is fitted for.")] = None,
 ) -> None:
     """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
     from whales_identify.calibrate import load_calibration
     from whales_identify.catalog import MatchConfig
     from whales_identify.embed import create_embedder
     from whales_identify.evaluate import run_evaluation, write_json
+    from whales_identify.models._registry import trained_metadata
 
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")
+    cache = cache_dir or Path(tempfile.gettempdir()) / "whales_reid_cache"
+    config = MatchConfig(use_local=not no_local)
     try:
-        embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
-        cal = load_calibration(calibration) if calibration else None
-        metrics = run_evaluation(
-            manifest, root, embedder, sources=sources, limit=limit,
-            config=MatchConfig(use_local=not no_local), calibration=cal, fit_out=fit_calibration,
-            cache_dir=cache_dir or Path(tempfile.gettempdir()) / "whales_reid_cache",
-            progress=_bar)
+        if crossfit:
+            metrics = _crossfit(manifest, root, crossfit, model, models_dir, sources=sources,
+                                limit=limit, config=config, fit_out=fit_calibration, cache_dir=cache)
+        else:
+            embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
+            cal = load_calibration(calibration) if calibration else None
+            trained = trained_metadata(model, models_dir) or {}
+            metrics = run_evaluation(manifest, root, embedder, sources=sources, limit=limit,
+                                     config=config, calibration=cal, fit_out=fit_calibration,
+                                     cache_dir=cache, progress=_bar,
+                                     trained_on=trained.get("training_individuals"))
     except (WhalesError, OSError) as exc:
         fail(str(exc))
     write_json(metrics, latest)
     if json_out is not None:
         write_json(metrics, json_out)
     emit_json(_summary(metrics))
+
+
+def _crossfit(manifest: Path, root: Path, model_ids: list[str], calibrate_for: str,
+              models_dir: Path | None, **kwargs: Any) -> dict[str, Any]:
+    import json
+
+    from whales_identify.embed import create_embedder
+    from whales_identify.evaluate_crossfit import run_crossfit_evaluation
+    from whales_identify.models import resolve_models_dir
+
+    embedders, metas = [], []
+    for model_id in model_ids:
+        embedders.append(create_embedder(model_id, models_dir))
+        meta_path = resolve_models_dir(models_dir) / "trained" / f"{model_id}.json"
+        if not meta_path.is_file():
+            fail(f"{model_id} is not a model made by `whales train` (no {meta_path})")
+        metas.append(json.loads(meta_path.read_text()))
+    return run_crossfit_evaluation(manifest, root, embedders, metas, calibrate_for=calibrate_for,
+                                   progress=_bar, **kwargs)
 
 
 def _bar(label: str, total: int) -> Any:

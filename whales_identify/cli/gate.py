@@ -13,6 +13,7 @@ import typer
 
 from whales_identify.cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
+from whales_identify.models.entries import GATE_FEATURE_MODEL
 
 app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
 
@@ -27,7 +28,7 @@ ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights fo
 def calibrate_cmd(
     manifest: Annotated[Path, typer.Option(help="Labelled manifest CSV (cetaceans/manifest.csv layout).")],
     root: Annotated[Path, typer.Option(help="Folder the manifest's relpaths are relative to.")],
-    model: Annotated[str, typer.Option(help="Feature model id.")] = "efficientnet_lite0.imagenet",
+    model: Annotated[str, typer.Option(help="Feature model id.")] = GATE_FEATURE_MODEL,
     name: Annotated[str, typer.Option(help="Head name: models/gate/<name>.npz/.json.")] = "cetacean_lite0",
     models_dir: ModelsDir = None,
     config: Annotated[Path, typer.Option(help="Threshold yaml to write.")] = DEFAULT_CONFIG,

@@ -9,7 +9,14 @@ import typer
 
 from whales_identify.cli._common import emit_json, fail
 from whales_identify.errors import WhalesError
-from whales_identify.models import check_model, get_pretrained_cfg, list_models, pull_model
+from whales_identify.models import (
+    DEFAULT_REID_MODEL,
+    GATE_FEATURE_MODEL,
+    check_model,
+    get_pretrained_cfg,
+    list_models,
+    pull_model,
+)
 
 app = typer.Typer(help="List, download and verify model weights.", no_args_is_help=True)
 
@@ -19,6 +26,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 
 
 def _rows(models_dir: Path | None) -> list[dict[str, object]]:
+    from whales_identify.models._registry import discover_trained
+
+    if models_dir is not None:
+        discover_trained(models_dir)  # models written there by `whales train`
     rows = []
     for model_id in list_models():
         cfg = get_pretrained_cfg(model_id)
@@ -89,7 +100,8 @@ def verify_cmd(model_ids: Annotated[list[str] | None, typer.Argument()] = None,
 
 @app.command("export-onnx")
 def export_onnx_cmd(model_ids: Annotated[list[str] | None, typer.Argument(
-                        help="Embedding models to export (default: efficientnet_lite0.imagenet).")] = None,
+                        help="Embedding models to export (default: the gate's feature model and the default "
+                             "re-identification model).")] = None,
                     models_dir: ModelsDir = None,
                     force: Annotated[bool, typer.Option("--force", help="Export again even if a "
                                                         "verified export exists.")] = False,
@@ -97,9 +109,12 @@ def export_onnx_cmd(model_ids: Annotated[list[str] | None, typer.Argument(
     """Export embedding models to ONNX (models/onnx/) for ONNX Runtime serving, checked against
     PyTorch; an existing export is kept when it still verifies."""
     from whales_identify.models._onnx import export_onnx, onnx_paths, verified_onnx
+    from whales_identify.models._registry import discover_trained
 
+    if models_dir is not None:
+        discover_trained(models_dir)
     results = []
-    for model_id in model_ids or ["efficientnet_lite0.imagenet"]:
+    for model_id in model_ids or [GATE_FEATURE_MODEL, DEFAULT_REID_MODEL]:
         try:
             if not force:
                 try:

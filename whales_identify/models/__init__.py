@@ -10,8 +10,11 @@ from whales_identify.models._registry import (
     register_model,
     resolve_models_dir,
 )
+from whales_identify.models.entries import DEFAULT_REID_MODEL, GATE_FEATURE_MODEL
 
 __all__ = [
+    "DEFAULT_REID_MODEL",
+    "GATE_FEATURE_MODEL",
     "ModelStatus",
     "PretrainedCfg",
     "WeightSource",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from whales_identify.models._pretrained import require_weights
-from whales_identify.models._registry import get_builder, get_pretrained_cfg
+from whales_identify.models._registry import discover_trained, get_builder, get_pretrained_cfg
 
 
 def create_model(model_id: str, models_dir: Path | str | None = None) -> Any:
@@ -18,6 +18,8 @@ def create_model(model_id: str, models_dir: Path | str | None = None) -> Any:
             to get them.
         ModelIntegrityError: sha256 mismatch, unreadable file, or keys/shapes that do not match.
     """
+    if models_dir is not None:
+        discover_trained(models_dir)
     cfg = get_pretrained_cfg(model_id)
     weights = require_weights(cfg, Path(models_dir) if models_dir else None)
     return get_builder(model_id)(cfg, weights)

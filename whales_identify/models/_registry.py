@@ -4,6 +4,8 @@ where a model's weights come from and how its inputs are preprocessed (timm's pa
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,12 +73,17 @@ class PretrainedCfg:
 
 Builder = Callable[[PretrainedCfg, Path], Any]
 
+log = logging.getLogger(__name__)
+
+TRAINED_SUBDIR = "trained"
+TRAINED_BUILDER = "whales_identify.models.finetuned:build_finetuned"
+
 _CFGS: dict[str, PretrainedCfg] = {}
 _BUILDERS: dict[str, Builder | str] = {}
 _LOADED = False
 
 
-def register_model(cfg: PretrainedCfg, builder: Builder | str) -> PretrainedCfg:
+def register_model(cfg: PretrainedCfg, builder: Builder | str, replace: bool = False) -> PretrainedCfg:
     """Add a model to the registry. Ids are `arch.tag` and unique.
 
     `builder` is a callable `(cfg, weights_path) -> model`, or its "module:function" name, imported
@@ -84,7 +91,7 @@ def register_model(cfg: PretrainedCfg, builder: Builder | str) -> PretrainedCfg:
     """
     if "." not in cfg.model_id:
         raise ValueError(f"model id must be 'arch.tag', got {cfg.model_id!r}")
-    if cfg.model_id in _CFGS and _CFGS[cfg.model_id] != cfg:
+    if cfg.model_id in _CFGS and _CFGS[cfg.model_id] != cfg and not replace:
         raise ValueError(f"model {cfg.model_id!r} is already registered differently")
     _CFGS[cfg.model_id] = cfg
     _BUILDERS[cfg.model_id] = builder
@@ -100,6 +107,57 @@ def _ensure_loaded() -> None:
 
         register_all()
         _LOADED = True
+        discover_trained(resolve_models_dir())
+
+
+def trained_cfg(data: dict[str, Any], package: str | None = None,
+                package_path: str | None = None) -> PretrainedCfg:
+    """The registry entry of a model written by `whales train` (its resolved-config JSON); with
+    `package`, the weights also ship inside that Python package (`package_path` in it)."""
+    c = data["pretrained_cfg"]
+    model_id = str(c["model_id"])
+    return PretrainedCfg(
+        model_id=model_id, architecture=str(c["architecture"]), task="embedding",
+        source=WeightSource(filename=f"{TRAINED_SUBDIR}/{model_id}.safetensors", package=package,
+                            package_path=package_path),
+        sha256=str(data["weights_sha256"]), input_size=tuple(c["input_size"]),  # type: ignore[arg-type]
+        mean=tuple(c["mean"]), std=tuple(c["std"]),  # type: ignore[arg-type]
+        interpolation=str(c["interpolation"]), crop_pct=float(c["crop_pct"]),
+        embedding_dim=int(c["embedding_dim"]), license=str(c["license"]),
+        description=str(c["description"]), build_args=dict(c["build_args"]))
+
+
+def discover_trained(models_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Register every model that `whales train` wrote under `<models_dir>/trained/` (one JSON each,
+    beside its weights; the weights' sha256 is in the JSON and checked when the model is built).
+    An unreadable JSON is skipped with a warning: asking for that model then fails by name."""
+    _ensure_loaded()
+    found = []
+    for path in sorted((resolve_models_dir(models_dir) / TRAINED_SUBDIR).glob("*.json")):
+        try:
+            cfg = trained_cfg(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping trained model config %s: %s", path, exc)
+            continue
+        if path.stem != cfg.model_id:
+            log.warning("skipping %s: it describes %s", path, cfg.model_id)
+            continue
+        register_model(cfg, TRAINED_BUILDER, replace=True)
+        found.append(cfg.model_id)
+    return found
+
+
+def trained_metadata(model_id: str, models_dir: str | os.PathLike[str] | None = None
+                     ) -> dict[str, Any] | None:
+    """The resolved-config JSON that `whales train` wrote for `model_id` (from the models dir, else
+    shipped inside this package), or None for a model that was not trained by this project."""
+    from importlib import resources
+
+    local = resolve_models_dir(models_dir) / TRAINED_SUBDIR / f"{model_id}.json"
+    if local.is_file():
+        return dict(json.loads(local.read_text()))
+    shipped = resources.files("whales_identify") / "weights" / f"{model_id}.json"
+    return dict(json.loads(shipped.read_text())) if shipped.is_file() else None
 
 
 def list_models(task: str | None = None) -> list[str]:

