@@ -27,7 +27,8 @@ RUN touch README.md \
       bash scripts/install.sh
 COPY . .
 # Pre-compiled bytecode: the runtime code folder is read-only, and a warm import shortens start-up.
-# The default embedding model is exported to ONNX (models/onnx/, verified against PyTorch), so the
+# The gate's feature model and the default re-identification model are exported to ONNX
+# (models/onnx/, verified against PyTorch), so the
 # served process never imports torch (~0.2 GB resident instead of ~0.9 GB).
 RUN /opt/venv/bin/python -m compileall -q whales_identify whales_be_service integrations \
  && /opt/venv/bin/python -c "import whales_identify, whales_be_service, integrations" \
