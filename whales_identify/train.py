@@ -97,7 +97,6 @@ def train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, *,
     """Fine-tune `config.base_model` on `rows` (already filtered by `training_rows`) and write
     `<models_dir>/trained/<arch>.<tag>.safetensors` plus its resolved config JSON."""
     import torch
-    from PIL import Image
 
     from whales_identify.models import create_model, get_pretrained_cfg
     from whales_identify.models._pretrained import sha256_file
@@ -142,7 +141,7 @@ def train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, *,
                             config.arcface_scale, config.arcface_margin)
     del base
 
-    images = [_load(Image, root / r.relpath, base_cfg.input_size[-1]) for r in rows]
+    images = [_load(root / r.relpath, base_cfg.input_size[-1]) for r in rows]
     targets = [labels.index(r.individual_id) for r in rows]
     augment = _augmentation(base_cfg, config)
     steps_per_epoch = max(1, len(rows) // config.batch_size)
@@ -203,8 +202,10 @@ def train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, *,
     return TrainResult(model_id, weights, config_path, history)
 
 
-def _load(image_module: Any, path: Path, size: int) -> Any:
-    im = image_module.open(path).convert("RGB")
+def _load(path: Path, size: int) -> Any:
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
     im.thumbnail((2 * size, 2 * size))  # keeps memory small; the crops are taken from this
     return im
 

@@ -75,19 +75,17 @@ def evaluate(
 
 def _crossfit(manifest: Path, root: Path, model_ids: list[str], calibrate_for: str,
               models_dir: Path | None, **kwargs: Any) -> dict[str, Any]:
-    import json
-
     from whales_identify.embed import create_embedder
     from whales_identify.evaluate_crossfit import run_crossfit_evaluation
-    from whales_identify.models import resolve_models_dir
+    from whales_identify.models._registry import trained_metadata
 
     embedders, metas = [], []
     for model_id in model_ids:
         embedders.append(create_embedder(model_id, models_dir))
-        meta_path = resolve_models_dir(models_dir) / "trained" / f"{model_id}.json"
-        if not meta_path.is_file():
-            fail(f"{model_id} is not a model made by `whales train` (no {meta_path})")
-        metas.append(json.loads(meta_path.read_text()))
+        meta = trained_metadata(model_id, models_dir)
+        if meta is None:
+            fail(f"{model_id} is not a model made by `whales train` (no training config found)")
+        metas.append(meta)
     return run_crossfit_evaluation(manifest, root, embedders, metas, calibrate_for=calibrate_for,
                                    progress=_bar, **kwargs)
 

@@ -76,6 +76,8 @@ Builder = Callable[[PretrainedCfg, Path], Any]
 log = logging.getLogger(__name__)
 
 TRAINED_SUBDIR = "trained"
+# where models trained by this project ship inside the package: whales_identify/<SHIPPED_SUBDIR>/
+SHIPPED_SUBDIR = "weights"
 TRAINED_BUILDER = "whales_identify.models.finetuned:build_finetuned"
 
 _CFGS: dict[str, PretrainedCfg] = {}
@@ -156,7 +158,7 @@ def trained_metadata(model_id: str, models_dir: str | os.PathLike[str] | None = 
     local = resolve_models_dir(models_dir) / TRAINED_SUBDIR / f"{model_id}.json"
     if local.is_file():
         return dict(json.loads(local.read_text()))
-    shipped = resources.files("whales_identify") / "weights" / f"{model_id}.json"
+    shipped = resources.files("whales_identify") / SHIPPED_SUBDIR / f"{model_id}.json"
     return dict(json.loads(shipped.read_text())) if shipped.is_file() else None
 
 

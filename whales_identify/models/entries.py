@@ -8,6 +8,7 @@ import json
 from importlib import resources
 
 from whales_identify.models._registry import (
+    SHIPPED_SUBDIR,
     TRAINED_BUILDER,
     PretrainedCfg,
     WeightSource,
@@ -55,14 +56,14 @@ GATE_FEATURE_MODEL = "efficientnet_lite0.imagenet"
 def register_shipped_trained() -> None:
     """Models fine-tuned by `whales train` that ship inside this package (`whales_identify/weights/`:
     the safetensors file and its resolved-config JSON, the single source of their metadata)."""
-    folder = resources.files("whales_identify") / "weights"
+    folder = resources.files("whales_identify") / SHIPPED_SUBDIR
     if not folder.is_dir():
         return
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             stem = entry.name[: -len(".json")]
             cfg = trained_cfg(json.loads(entry.read_text()), package="whales_identify",
-                              package_path=f"weights/{stem}.safetensors")
+                              package_path=f"{SHIPPED_SUBDIR}/{stem}.safetensors")
             register_model(cfg, TRAINED_BUILDER)
 
 
