@@ -144,8 +144,10 @@ def build_ours(settings):  # type: ignore[no-untyped-def]
 
 
 def run_ours(embedder, gate, images: list) -> None:  # type: ignore[no-untyped-def]
+    from whales_identify.gate import shares_features
+
     features = embedder.features(images)
-    shared = getattr(gate, "feature_model_id", None) == embedder.model_id
+    shared = shares_features(gate, embedder)
     gate(images, features=features if shared else None)
 
 
@@ -171,7 +173,7 @@ def bench_compute(images: list, settings, warmup: int = 2) -> dict:  # type: ign
                       "clip_forward_s": float(np.median(clip_t)), "b4_forward_s": float(np.median(b4_t))},
         "ours_compute": {"pipeline": f"{embedder.model_id} on {embedder.backend} (as served) + the "
                                      f"{gate.backend} gate on {getattr(gate, 'feature_model_id', None)} "
-                                     f"features (shared when it is the same model), batch 1, "
+                                     f"features (shared when it is the same model and framing), batch 1, "
                                      f"preprocessing included",
                          "embedding_backend": embedder.backend,
                          "gate_backend": gate.backend, "gate_version": getattr(gate, "version", None),

@@ -21,6 +21,7 @@ from whales_be_service.state import (
     sync_catalog,
 )
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
+from whales_identify.gate import shares_features
 from whales_identify.results import Prediction
 from whales_identify.store import PredictionRecord, Sighting
 
@@ -238,7 +239,7 @@ def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, sp
     keep = list(range(len(items)))
     refused: list[dict[str, Any]] = []
     if check_gate and state.gate is not None:
-        shared = getattr(state.gate, "feature_model_id", None) == state.embedder.model_id
+        shared = shares_features(state.gate, state.embedder)
         verdicts = state.gate([it.image for it in items], features=features if shared else None)
         keep = [i for i, g in enumerate(verdicts) if g.is_cetacean]
         refused = [{"image_ind": items[i].name, "code": "not_a_marine_mammal",

@@ -22,6 +22,7 @@ from PIL import Image
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
 from whales_identify.gate_head import DEFAULT_HEAD, GateHead, load_head
+from whales_identify.transforms import CENTRE_CROP, frame
 
 THRESHOLD_ENV = "WHALES_GATE_THRESHOLD"
 BACKENDS = ("embedded", "clip", "off")
@@ -57,7 +58,8 @@ class Gate(Protocol):
 
     def __call__(self, images: Sequence[Image.Image],
                  features: np.ndarray | None = None) -> list[GateResult]:
-        """Score a batch. `features` are the shared backbone's pooled features, when available."""
+        """Score a batch. `features` are the shared backbone's pooled features, passed only when
+        `shares_features(gate, embedder)` says they are the ones the gate was trained on."""
         ...
 
 
@@ -138,11 +140,19 @@ def decide(score: float, threshold: float, band: tuple[float, float]) -> tuple[b
     return bool(score >= threshold), label
 
 
+def shares_features(gate: Any, embedder: Any) -> bool:
+    """Whether `gate` can score `embedder`'s own features of a photo (same model, same centre-crop
+    framing), so that one backbone pass serves both; otherwise the gate makes its own pass."""
+    return (getattr(gate, "feature_model_id", None) == getattr(embedder, "model_id", "")
+            and getattr(gate, "framing", CENTRE_CROP) == CENTRE_CROP)
+
+
 class EmbeddedGate:
     """Logistic-regression head on pooled EfficientNet-Lite features.
 
     Args:
-        head: a loaded `GateHead` (see `gate_head.load_head`).
+        head: a loaded `GateHead` (see `gate_head.load_head`); its `framing` says how photos are
+            framed before the backbone (a letterboxed head sees the whole photo).
         embedder: computes features when the caller passes none; must be the head's feature model.
         threshold: decision threshold (default: the head's calibrated one).
         band: (low, high) borderline band (default: the head's).
@@ -161,6 +171,7 @@ class EmbeddedGate:
         self.embedder = embedder
         self.version = head.version
         self.feature_model_id = head.feature_model_id
+        self.framing = head.framing
         t = threshold if threshold is not None else head.meta.get("threshold")
         if t is None:
             raise ModelIntegrityError(f"gate head {head.version} has no threshold; set one")
@@ -173,7 +184,7 @@ class EmbeddedGate:
             if self.embedder is None:
                 raise ModelNotAvailableError(
                     "the embedded gate got no features and has no embedder to compute them")
-            features = self.embedder.features(images)
+            features = self.embedder.features(frame(images, self.framing))
         if len(features) != len(images):
             raise ValueError(f"{len(images)} images but {len(features)} feature rows")
         scores = self.head.score(features) if len(images) else np.zeros(0)

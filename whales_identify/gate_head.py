@@ -1,7 +1,7 @@
 """The embedded gate's head: a tiny MLP (or logistic regression) on pooled backbone features, no pickle.
 
 Files: `models/gate/<name>.npz` (mean, scale, w0, b0, w1, b1 as float arrays) and
-`models/gate/<name>.json` (feature model id, the npz's sha256, training manifest sha256, metrics,
+`models/gate/<name>.json` (feature model id, framing, the npz's sha256, training manifest sha256, metrics,
 threshold, the command that made it). Loading checks the npz against the sha256 in the json.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
+from whales_identify.transforms import CENTRE_CROP, FRAMINGS
 
 DEFAULT_HEAD = "cetacean_lite0"
 
@@ -38,6 +39,12 @@ class GateHead:
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])
+
+    @property
+    def framing(self) -> str:
+        """How photos are framed before the backbone (`transforms.frame`); heads written before
+        the field existed were trained on the model's centre crop."""
+        return str(self.meta.get("framing") or CENTRE_CROP)
 
     @property
     def kind(self) -> str:
@@ -135,6 +142,9 @@ def load_head(models_dir: Path | str | None = None, name: str = DEFAULT_HEAD) ->
             f"gate head {meta_path} uses preprocessing {meta.get('preprocess')!r}, this code {PREPROCESS!r}")
     if not meta.get("feature_model_id"):
         raise ModelIntegrityError(f"gate head metadata {meta_path} does not name its feature model")
+    if meta.get("framing", CENTRE_CROP) not in FRAMINGS:
+        raise ModelIntegrityError(f"gate head {meta_path} uses framing {meta.get('framing')!r}, "
+                                  f"this code knows {', '.join(FRAMINGS)}")
     layers = []
     while f"w{len(layers)}" in arrays:
         n = len(layers)

@@ -33,6 +33,7 @@ from whales_identify.gate_synthetic import (
     render_negative,
 )
 from whales_identify.images import load_image
+from whales_identify.transforms import CENTRE_CROP, LETTERBOX, frame
 
 CACHE_ENV = "WHALES_GATE_CACHE"
 DEFAULT_CACHE = Path("/tmp/gate_cache")
@@ -89,19 +90,22 @@ def resolve_cache_dir(cache_dir: Path | str | None = None) -> Path:
 
 def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = "clean",
                      cache_dir: Path | str | None = None, progress: bool = True,
-                     desc: str = "features", batch_size: int = 16) -> np.ndarray:
-    """Raw pooled features (N, D) of `items` under `view`, cached per item under the cache dir.
+                     desc: str = "features", batch_size: int = 16,
+                     framing: str = CENTRE_CROP) -> np.ndarray:
+    """Raw pooled features (N, D) of `items` under `view`, then `framing`, cached per item.
 
     Views: "clean"; "aug<k>" (a random training view, seeded by item and k); "frame<k>" (a clean
     mirrored/cropped framing, seeded likewise); a perturbation name
     from `gate_synthetic.PERTURBATIONS` (the benchmark's fixed strength, seeded by item).
+    Framing (`transforms.frame`) is applied last, as the gate applies it to an uploaded photo.
     """
     folder = resolve_cache_dir(cache_dir) / embedder.model_id
     folder.mkdir(parents=True, exist_ok=True)
     out = np.zeros((len(items), embedder.dim), np.float32)
     todo: list[tuple[int, Path]] = []
     for n, item in enumerate(items):
-        key = hashlib.sha1(f"{item.key}|{item.stamp()}|{view}".encode()).hexdigest()
+        tail = "" if framing == CENTRE_CROP else f"|{framing}"  # centre-crop caches keep their keys
+        key = hashlib.sha1(f"{item.key}|{item.stamp()}|{view}{tail}".encode()).hexdigest()
         path = folder / f"{key}.npy"
         if path.is_file():
             out[n] = np.load(path)
@@ -110,7 +114,7 @@ def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = 
     bar = _progress(len(todo), desc) if progress and todo else None
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        images = [_view(items[n], view) for n, _ in chunk]
+        images = frame([_view(items[n], view) for n, _ in chunk], framing)
         feats = embedder.features(images)
         for (n, path), f in zip(chunk, feats, strict=True):
             out[n] = f
@@ -157,9 +161,12 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
               n_generated_test: int = 40, aug_views: int = 1, extra_views: int = 2,
               frame_views: int = 4, reg_grid: Sequence[float] = (0.01, 0.1), hidden: int = 64,
               ensemble: int = 3, folds: int = 5, cache_dir: Path | str | None = None,
-              progress: bool = True,
+              progress: bool = True, framing: str = LETTERBOX,
               log: Callable[[str], None] = lambda _m: None) -> tuple[GateHead, dict[str, Any]]:
     """Train and calibrate a head; returns it (unsaved) and the report (test metrics on held-out data).
+
+    `framing` (default: letterbox, the whole photo) is how every photo is framed before the backbone;
+    it is stored with the head, and the gate frames uploads the same way.
 
     Nothing from the test part (images, individuals, bursts, generated seeds) is used to fit the head,
     to choose C or to choose the threshold.
@@ -171,7 +178,7 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
     cal += generated_items(n_generated_cal, CAL_SEED)
     test += generated_items(n_generated_test, TEST_SEED)
     log(f"split: {len(cal)} calibration items, {len(test)} test items (with generated negatives)")
-    x_cal = extract_features(embedder, cal, "clean", cache_dir, progress, "calibration")
+    x_cal = extract_features(embedder, cal, "clean", cache_dir, progress, "calibration", framing=framing)
     y_cal = np.array([i.label for i in cal])
     g_cal = np.array([i.group for i in cal])
     cats = [gc.negative_category(i.source) for i in cal]
@@ -188,7 +195,7 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
         idx = np.arange(len(cal)) if everyone else np.flatnonzero(scarce)
         rows.append(idx)
         feats.append(extract_features(embedder, [cal[i] for i in idx], view, cache_dir, progress,
-                                      f"calibration {view}"))
+                                      f"calibration {view}", framing=framing))
     row_idx = np.concatenate(rows)
     x_all = np.concatenate(feats)
     y_all = y_cal[row_idx]
@@ -215,13 +222,15 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
 
     head = fit_head(x_all, y_all, embedder.model_id, best_c, sample_weight=w_all, hidden=hidden,
                     ensemble=ensemble)
-    x_test = extract_features(embedder, test, "clean", cache_dir, progress, "test")
+    head.meta = {"framing": framing}
+    x_test = extract_features(embedder, test, "clean", cache_dir, progress, "test", framing=framing)
     t_scores = head.score(x_test)
     threshold = float(pick["threshold"])
     result = gc.evaluate_scores(t_scores, [i.label for i in test], [i.source for i in test],
                                 [i.group for i in test], threshold)
     report = {
         "feature_model_id": embedder.model_id,
+        "framing": framing,
         "manifest_sha256": manifest_hash(manifest),
         "split": {"salt": salt, "test_fraction": test_fraction, "unit": "whales_identify.data.group_key",
                   "calibration": _counts(cal), "test": _counts(test),
@@ -273,7 +282,7 @@ def measure_cost(embedder: Embedder, head: GateHead, images: Sequence[Image.Imag
     """Per-image seconds: head alone on shared features, and backbone + head (batch 1 and 8)."""
     import torch
 
-    feats = embedder.features(images[:2])
+    feats = embedder.features(frame(images[:2], head.framing))
     one = feats[:1]
     t0 = time.perf_counter()
     for _ in range(2000):
@@ -285,7 +294,7 @@ def measure_cost(embedder: Embedder, head: GateHead, images: Sequence[Image.Imag
         for _ in range(repeats):
             t0 = time.perf_counter()
             for start in range(0, len(images), bs):
-                head.score(embedder.features(images[start:start + bs]))
+                head.score(embedder.features(frame(images[start:start + bs], head.framing)))
             best = min(best, (time.perf_counter() - t0) / len(images))
         timings[f"backbone_plus_head_batch{bs}_s"] = best
     return {"head_only_s": head_s, **timings, "images": len(images),
@@ -337,7 +346,7 @@ def benchmark_robustness(items: Sequence[GateItem], embedder: Embedder, head: Ga
     sources = [i.source for i in items]
     groups = [i.group for i in items]
     for view in views:
-        feats = extract_features(embedder, items, view, cache_dir, progress, view)
+        feats = extract_features(embedder, items, view, cache_dir, progress, view, framing=head.framing)
         res = gc.evaluate_scores(head.score(feats), labels, sources, groups, threshold, n_boot=n_boot)
         out[view] = {
             "tpr": res["tpr"]["rate"], "tnr": res["tnr"]["rate"], "roc_auc": res["roc_auc"],

@@ -1,6 +1,6 @@
 """`Identifier(gate, embedder, catalog)(images) -> [Prediction]`: the whole pipeline for a batch.
 
-One backbone pass serves both the gate (when its head sits on the same features) and the catalog
+One backbone pass serves both the gate (when its head sits on the same features and framing) and the catalog
 search; rejected photos never reach the catalog.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from whales_identify.embed import Embedder, l2_normalize
-from whales_identify.gate import Gate
+from whales_identify.gate import Gate, shares_features
 from whales_identify.results import MatchResult, Prediction
 
 REJECTION_REASON = "not_a_marine_mammal"
@@ -30,8 +30,8 @@ class Identifier:
     """Runs gate -> embedding -> catalog match for a batch of decoded RGB images.
 
     Args:
-        gate: any `Gate`; if it has `feature_model_id` equal to the embedder's model id, it is given
-            the shared features instead of computing its own.
+        gate: any `Gate`; when `shares_features(gate, embedder)` (same feature model and framing) it
+            is given the shared features instead of computing its own.
         embedder: the global embedding model (must be the one the catalog was indexed with).
         catalog: a `Matcher` (normally `whales_identify.catalog.Catalog`).
     """
@@ -55,7 +55,7 @@ class Identifier:
         t0 = time.perf_counter()
         features = self.embedder.features(images)
         t_embed = time.perf_counter() - t0
-        shared = getattr(self.gate, "feature_model_id", None) == self.embedder.model_id
+        shared = shares_features(self.gate, self.embedder)
         t0 = time.perf_counter()
         gate_results = self.gate(images, features=features if shared else None)
         t_gate = time.perf_counter() - t0

@@ -42,6 +42,38 @@ def _center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+CENTRE_CROP = "centre_crop"
+LETTERBOX = "letterbox"
+FRAMINGS = (CENTRE_CROP, LETTERBOX)
+LETTERBOX_FILL = (124, 116, 104)  # the ImageNet mean colour: normalises to ~0, i.e. "no signal"
+
+
+def letterbox(image: Image.Image, fill: tuple[int, int, int] = LETTERBOX_FILL) -> Image.Image:
+    """Pad an RGB image to a square, centred, so that the model's centre crop sees all of it.
+
+    A centre crop of a wide photo (a whale's back along the horizon, a fluke at 4:1) keeps only the
+    middle square, often a stretch of grey skin or water with nothing recognisable; padding keeps
+    the whole animal (smaller) at the cost of resolution.
+    """
+    image = image.convert("RGB")
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), fill)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def frame(images: Sequence[Image.Image], framing: str) -> list[Image.Image]:
+    """Apply a framing (`centre_crop`: as is, the model's own crop; `letterbox`: pad to square)."""
+    if framing == CENTRE_CROP:
+        return list(images)
+    if framing == LETTERBOX:
+        return [letterbox(im) for im in images]
+    raise ValueError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
+
+
 def preprocess_image(image: Image.Image, cfg: PretrainedCfg) -> np.ndarray:
     """One RGB image -> float32 array (3, H, W): resize the short side to size / crop_pct,
     centre-crop, scale to [0, 1], normalise with the model's mean/std."""

@@ -20,9 +20,11 @@ from whales_identify.gate import (
     create_gate,
     decide,
     load_gate_config,
+    shares_features,
 )
 from whales_identify.gate_head import fit_head, load_head
 from whales_identify.gate_synthetic import NEGATIVE_KINDS, PERTURBATIONS, perturb, reframe, render_negative
+from whales_identify.transforms import CENTRE_CROP, LETTERBOX, LETTERBOX_FILL, frame, letterbox
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "whales_be_service" / "configs" / "anti_fraud_threshold.yaml"
@@ -188,6 +190,54 @@ def test_head_round_trip_and_features_none_uses_embedder(tmp_path: Path):
         EmbeddedGate(loaded)([Image.new("RGB", (4, 4))])
 
 
+# --- framing: the gate sees the whole photo ------------------------------------------------------
+
+def test_letterbox_pads_to_a_centred_square_and_leaves_squares_alone():
+    wide = letterbox(Image.new("RGB", (40, 10), (255, 0, 0)))
+    assert wide.size == (40, 40)
+    assert wide.getpixel((0, 0)) == LETTERBOX_FILL and wide.getpixel((39, 39)) == LETTERBOX_FILL
+    assert wide.getpixel((20, 15)) == (255, 0, 0) and wide.getpixel((20, 24)) == (255, 0, 0)
+    assert wide.getpixel((20, 14)) == LETTERBOX_FILL and wide.getpixel((20, 25)) == LETTERBOX_FILL
+    tall = letterbox(Image.new("L", (3, 9), 7))
+    assert tall.size == (9, 9) and tall.mode == "RGB" and tall.getpixel((4, 4)) == (7, 7, 7)
+    square = Image.new("RGB", (8, 8), (1, 2, 3))
+    assert letterbox(square).tobytes() == square.tobytes()
+    assert frame([wide], CENTRE_CROP)[0] is wide
+    with pytest.raises(ValueError, match="framing"):
+        frame([wide], "fisheye")
+
+
+class _SizeRecorder(_FakeEmbedder):
+    def features(self, images):
+        self.sizes = [im.size for im in images]
+        return super().features(images)
+
+
+def test_letterbox_head_frames_uploads_and_never_takes_shared_features(tmp_path: Path):
+    head = _tiny_head(tmp_path)
+    head.meta = {**head.meta, "framing": LETTERBOX}
+    head.save(tmp_path, "boxed")
+    emb = _SizeRecorder("fake.model")
+    boxed = EmbeddedGate(load_head(tmp_path, "boxed"), emb)
+    assert boxed.framing == LETTERBOX and not shares_features(boxed, emb)
+    boxed([Image.new("RGB", (40, 10)), Image.new("RGB", (6, 6))])
+    assert emb.sizes == [(40, 40), (6, 6)]
+    # a head from before the field: centre crop, so the catalog's own features can be shared
+    plain = EmbeddedGate(load_head(tmp_path, "tiny"), emb)
+    assert plain.framing == CENTRE_CROP and shares_features(plain, emb)
+    assert not shares_features(plain, _FakeEmbedder("other.model"))
+    plain([Image.new("RGB", (40, 10))])
+    assert emb.sizes == [(40, 10)]
+
+
+def test_head_with_unknown_framing_fails_closed(tmp_path: Path):
+    _tiny_head(tmp_path)
+    meta_path = tmp_path / "gate" / "tiny.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "framing": "fisheye"}))
+    with pytest.raises(ModelIntegrityError, match="framing 'fisheye'"):
+        load_head(tmp_path, "tiny")
+
+
 def test_missing_head_fails_closed(tmp_path: Path):
     with pytest.raises(ModelNotAvailableError, match="whales gate calibrate"):
         create_gate("embedded", embedder=_FakeEmbedder("fake.model"), models_dir=tmp_path)
@@ -285,6 +335,7 @@ def test_committed_head_rejects_fresh_generated_negatives(lite0_embedder):
 def test_committed_head_records_its_provenance(data_dir: Path):
     meta = json.loads((MODELS / "gate" / "cetacean_lite0.json").read_text())
     assert meta["feature_model_id"] == "efficientnet_lite0.imagenet"
+    assert meta["framing"] == LETTERBOX
     assert meta["manifest_sha256"] == manifest_hash(data_dir / "manifest.csv")
     assert meta["created_by"].startswith("whales gate calibrate")
 
@@ -334,6 +385,7 @@ def test_calibrate_pipeline_keeps_test_out_and_picks_threshold_on_calibration(tm
     assert rep["test"]["per_source"]["toy"]["n"] + rep["split"]["calibration"]["toy"]["images"] == 40
     assert rep["test"]["roc_auc"] > 0.9
     assert head.feature_model_id == "fake.colour" and head.kind == "logreg"
+    assert rep["framing"] == head.framing == LETTERBOX  # the default: the whole photo
     # The held-out score of a test image does not depend on whether it was in training: it was not.
     items = gt.test_part(manifest, tmp_path, n_generated=2)
     assert {i.group for i in items}.isdisjoint(

@@ -27,7 +27,7 @@ def held_out(data_dir: Path, lite0_embedder):
     manifest = data_dir / "manifest.csv"
     cal, _ = gt.split_items(gt.manifest_items(manifest, data_dir), split["test_fraction"], split["salt"])
     items = gt.test_part(manifest, data_dir, split["salt"], split["test_fraction"])
-    feats = gt.extract_features(lite0_embedder, items, "clean", progress=False)
+    feats = gt.extract_features(lite0_embedder, items, "clean", progress=False, framing=gate.framing)
     results = gate(images=[None] * len(items), features=feats)  # type: ignore[list-item]
     scores = [r.cetacean_score for r in results]
     res = gc.evaluate_scores(scores, [i.label for i in items], [i.source for i in items],
@@ -59,10 +59,8 @@ TARGETS = ["tpr_overall>=0.98", "tpr:noaa_right_whale_headcrops>=0.97", "tpr:hap
 # Measured misses of the committed head (reports/gate_metrics.json). strict: once one is met, the
 # xfail turns into a failure, so this list cannot go stale silently.
 KNOWN_MISSES = {
-    "tpr:happywhale>=0.97": "0.910 (61/67): distant/low-contrast boat photos, beluga backs",
-    "tpr:bottlenose_fins_aberdeen>=0.97": "0.926 (63/68): dolphin fins look like shark fins",
-    "tpr:noaa_right_whale_fullres>=0.97": "0.6 (3/5, one individual): too few to measure",
-    "tnr:hard>=0.98": "0.939 (46/49): three white-shark fins accepted",
+    "tpr:noaa_right_whale_fullres>=0.97": "0.8 (4/5, one individual): too few to measure",
+    "tnr:hard>=0.98": "0.959 (47/49): one white-shark fin and one seal accepted",
 }
 
 

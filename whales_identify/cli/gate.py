@@ -61,7 +61,7 @@ def calibrate_cmd(
         fail(str(exc))
     threshold = float(rep["threshold_choice"]["threshold"])
     rep.update(command=command, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    head.meta = {"threshold": threshold, "borderline": rep["borderline"],
+    head.meta = {**head.meta, "threshold": threshold, "borderline": rep["borderline"],
                  "manifest_sha256": rep["manifest_sha256"], "created_by": command,
                  "created_at": rep["created_at"], "training": rep["training"],
                  "split": {k: rep["split"][k] for k in ("salt", "test_fraction", "unit")},
