@@ -403,3 +403,15 @@ def test_cli_score_outputs_json(tmp_path: Path, monkeypatch):
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)[0]
     assert row["is_cetacean"] is False and row["backend"] == "embedded" and 0 <= row["cetacean_score"] <= 1
+
+
+def test_cli_calibrate_refuses_an_unknown_framing(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from whales_identify.cli import app
+
+    manifest = _toy_manifest(tmp_path)
+    result = CliRunner().invoke(app, ["gate", "calibrate", "--manifest", str(manifest), "--root",
+                                      str(tmp_path), "--framing", "fisheye", "--no-write"])
+    assert result.exit_code == 2
+    assert "letterbox" in result.output and "centre_crop" in result.output

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,13 @@ import typer
 from whales_identify.cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import GATE_FEATURE_MODEL
+from whales_identify.transforms import CENTRE_CROP, LETTERBOX
+
+
+class Framing(StrEnum):
+    letterbox = LETTERBOX
+    centre_crop = CENTRE_CROP
+
 
 app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
 
@@ -35,6 +43,10 @@ def calibrate_cmd(
     report: Annotated[Path, typer.Option(help="Metrics json to write.")] = DEFAULT_REPORT,
     test_fraction: Annotated[float, typer.Option(min=0.1, max=0.9)] = 0.5,
     threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy 2-core box).")] = 1,
+    framing: Annotated[Framing, typer.Option(
+        help="letterbox: the gate sees the whole photo (default); centre_crop: the backbone's own "
+             "crop, whose features a catalog on the same model can share (one pass, but wide "
+             "photos lose their sides).")] = Framing.letterbox,
     write: Annotated[bool, typer.Option(help="Write head, yaml and report (else only print).")] = True,
     json_out: JsonFlag = False,
 ) -> None:
@@ -51,7 +63,8 @@ def calibrate_cmd(
     try:
         embedder = Embedder(create_model(model, models_dir))
         head, rep = gt.calibrate(manifest, root, embedder, test_fraction=test_fraction,
-                                 progress=stderr_is_tty(), log=lambda m: typer.echo(m, err=True))
+                                 framing=framing.value, progress=stderr_is_tty(),
+                                 log=lambda m: typer.echo(m, err=True))
         from PIL import Image
 
         sample = [Image.open(root / i.key).convert("RGB") for i in gt.cap_per_source(
