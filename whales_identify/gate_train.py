@@ -103,8 +103,8 @@ def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = 
     folder.mkdir(parents=True, exist_ok=True)
     out = np.zeros((len(items), embedder.dim), np.float32)
     todo: list[tuple[int, Path]] = []
+    tail = "" if framing == CENTRE_CROP else f"|{framing}"  # centre-crop caches keep their keys
     for n, item in enumerate(items):
-        tail = "" if framing == CENTRE_CROP else f"|{framing}"  # centre-crop caches keep their keys
         key = hashlib.sha1(f"{item.key}|{item.stamp()}|{view}{tail}".encode()).hexdigest()
         path = folder / f"{key}.npy"
         if path.is_file():

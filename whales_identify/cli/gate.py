@@ -15,12 +15,11 @@ import typer
 from whales_identify.cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import GATE_FEATURE_MODEL
-from whales_identify.transforms import CENTRE_CROP, LETTERBOX
+from whales_identify.transforms import FRAMINGS, LETTERBOX
 
-
-class Framing(StrEnum):
-    letterbox = LETTERBOX
-    centre_crop = CENTRE_CROP
+# the choices come from transforms.FRAMINGS, the one list of framings the library knows
+Framing = StrEnum("Framing", [(f, f) for f in FRAMINGS])  # type: ignore[misc]
+DEFAULT_FRAMING = Framing(LETTERBOX)
 
 
 app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
@@ -46,7 +45,7 @@ def calibrate_cmd(
     framing: Annotated[Framing, typer.Option(
         help="letterbox: the gate sees the whole photo (default); centre_crop: the backbone's own "
              "crop, whose features a catalog on the same model can share (one pass, but wide "
-             "photos lose their sides).")] = Framing.letterbox,
+             "photos lose their sides).")] = DEFAULT_FRAMING,
     write: Annotated[bool, typer.Option(help="Write head, yaml and report (else only print).")] = True,
     json_out: JsonFlag = False,
 ) -> None:
