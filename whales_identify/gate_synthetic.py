@@ -1,8 +1,10 @@
 """Negatives the project generates itself, and the photo perturbations used for robustness.
 
 Generated negatives stand in for what users upload that no data set holds: rendered text, screenshots,
-flat colours, noise, drawings. Everything is drawn from a seeded `random.Random`, so calibration and
-test sets come from different seeds and never share content.
+flat colours, noise, drawings, and grey natural-looking textures (rock, concrete, sand, a cratered
+surface), which a gate trained on grey whale skin otherwise takes for a whale. Everything is drawn
+from a seeded `random.Random`, so calibration and test sets come from different seeds and never
+share content.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-NEGATIVE_KINDS = ("text", "screenshot", "flat_colour", "noise", "drawing")
+NEGATIVE_KINDS = ("text", "screenshot", "flat_colour", "noise", "drawing", "texture")
 PERTURBATIONS = ("jpeg_q20", "gaussian_noise", "blur", "downscale_128", "rotate", "partial_crop")
 
 _FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
@@ -147,9 +149,35 @@ def render_drawing(rng: random.Random) -> Image.Image:
     return im
 
 
+def render_texture(rng: random.Random) -> Image.Image:
+    """Fractal (1/f-like) grey texture, sometimes tinted like sand or rock, with scattered pits and
+    pebbles and uneven light: the grey, detailed, shapeless surfaces a gate must not call skin."""
+    w, h = _size(rng)
+    nprng = np.random.default_rng(rng.randrange(2**32))
+    arr = np.zeros((h, w), np.float32)
+    for octave in range(rng.randint(3, 6)):  # coarse to fine, each finer octave weaker
+        cells = 2 ** (octave + rng.randint(1, 3))
+        small = nprng.normal(0, 1, (max(2, h * cells // max(h, w)), max(2, w * cells // max(h, w))))
+        layer = Image.fromarray(small.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BICUBIC)
+        arr += np.asarray(layer) * rng.uniform(0.4, 0.7) ** octave
+    arr = (arr - arr.mean()) / (arr.std() + 1e-6)
+    arr = arr * rng.uniform(15, 45) + rng.uniform(70, 190)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(rng.randint(0, 60)):  # pits and pebbles: small dark or bright soft discs
+        cx, cy, r = rng.randrange(w), rng.randrange(h), rng.uniform(2, max(h, w) / 25)
+        disc = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)))
+        arr += disc * rng.choice([-1, 1]) * rng.uniform(20, 80)
+    gx, gy = rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15)  # light falling across the surface
+    arr *= 1 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
+    tint = rng.choice([(1.0, 1.0, 1.0), (1.0, 1.0, 1.0), (1.08, 1.0, 0.86), (1.0, 0.97, 0.93),
+                       (0.95, 0.98, 1.04)])
+    rgb = np.clip(arr[..., None] * np.array(tint, np.float32)[None, None], 0, 255).astype(np.uint8)
+    return Image.fromarray(rgb)
+
+
 _RENDERERS: dict[str, Callable[[random.Random], Image.Image]] = {
     "text": render_text, "screenshot": render_screenshot, "flat_colour": render_flat_colour,
-    "noise": render_noise, "drawing": render_drawing,
+    "noise": render_noise, "drawing": render_drawing, "texture": render_texture,
 }
 
 
