@@ -186,7 +186,8 @@ def test_docker_compose_config_validates():
                 "the structure is checked by the other tests of this module")
 
 
-def test_benchmark_holds_queries_out_of_the_catalog(tmp_path):
+def test_benchmark_holds_queries_out_of_the_catalog(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as `python scripts/benchmark.py` has it
     spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
     bench = importlib.util.module_from_spec(spec)
     assert spec.loader is not None

@@ -1,19 +1,9 @@
-"""`Catalog(store, model_id)`: the photo-identification catalog and its matcher.
+"""`Catalog(store, model_id)`: reference photos of known individuals, persisted in a `Store`, and
+the in-memory snapshot that `matching.py` searches.
 
-Matching a query photo, training-free:
-
-1. **Global**: cosine similarity of the query embedding to every reference embedding (one matrix
-   product), best score per individual.
-2. **Local vote** (HotSpotter's LNBNN): every query RootSIFT descriptor looks up its nearest
-   gallery descriptors in one approximate-nearest-neighbour index over all reference descriptors
-   (faiss IVF-SQ8 by default, see `vote_index.py`); each individual among the first k neighbours
-   gets the distance margin to the (k+1)-th neighbour. Summed per individual, this recovers
-   candidates the global embedding ranks low.
-3. **Geometric verification** of a bounded candidate set (top individuals by global score and by
-   vote, at most two images each): ratio-test matches in one batched matrix product, then RANSAC
-   inliers of a similarity transform.
-4. **Fusion** of the three scores with weights fitted on a calibration split (see `calibrate.py`);
-   the fused top-1 score gives `is_new_individual` (threshold) and the calibrated probability.
+Enrolling a photo computes its local features and thumbnail; nothing is retrained. How a query is
+matched (global embedding, LNBNN vote, geometric verification, calibrated fusion): see
+`whales_identify/matching.py`.
 """
 
 from __future__ import annotations
@@ -22,67 +12,22 @@ import io
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from whales_identify import matching
 from whales_identify.calibrate import Calibration, load_calibration
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.local_features import (
-    LocalFeatureConfig,
-    LocalFeatures,
-    as_float,
-    extract,
-    verify,
-)
-from whales_identify.results import Candidate, MatchResult
+from whales_identify.local_features import LocalFeatures, extract
+from whales_identify.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
+from whales_identify.results import MatchResult
 from whales_identify.store import CatalogImage, Sighting, Store
-from whales_identify.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
 
-UNKNOWN_SPECIES = "unknown"
-VERIFY_CHUNK = 16  # gallery photos per batched ratio-test product in verification
-
-
-@dataclass(frozen=True)
-class MatchConfig:
-    """Work bounds and matching parameters (not fitted: chosen once, the same for every source).
-
-    Args:
-        local: how local features are extracted (enrolment and queries must agree).
-        use_local: disable to match on the global embedding alone.
-        global_candidates / vote_candidates: individuals verified geometrically, taken from the top
-            of the global ranking and of the LNBNN vote ranking (bounded work per query).
-        lnbnn_k: neighbours per query descriptor that vote.
-        index_keypoints: descriptors per reference image put into the vote index.
-        verify_keypoints: strongest keypoints per image used in geometric verification.
-        flann_trees / flann_checks: the approximate-nearest-neighbour index accuracy.
-        vote_shard_size: most descriptors per FLANN shard (bounds the memory peak of a build).
-        vote_index / ivf_nprobe: "flann" (k-d trees) or "faiss" (IVF-SQ8, `ivf_nprobe` lists
-            searched per descriptor); see `vote_index.py`.
-        ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
-        species_neighbours: reference images whose species vote for the query's species.
-        thumbnail_side: long side of stored JPEG thumbnails.
-    """
-
-    local: LocalFeatureConfig = field(default_factory=LocalFeatureConfig)
-    use_local: bool = True
-    global_candidates: int = 30
-    vote_candidates: int = 80
-    lnbnn_k: int = 5
-    index_keypoints: int = 500
-    flann_trees: int = 4
-    flann_checks: int = 64
-    vote_shard_size: int = 400_000
-    vote_index: str = "faiss"
-    ivf_nprobe: int = 16
-    verify_keypoints: int = 500
-    ratio: float = 0.9
-    ransac_threshold: float = 6.0
-    species_neighbours: int = 10
-    thumbnail_side: int = 384
+__all__ = ["Catalog", "IndividualSummary", "MatchConfig", "Scores", "make_thumbnail", "with_model"]
 
 
 @dataclass(frozen=True)
@@ -92,64 +37,6 @@ class IndividualSummary:
     n_images: int
     image_ids: list[str]
     last_seen: datetime | None
-
-
-@dataclass
-class Scores:
-    """Per-individual evidence for one query (arrays aligned with `individual_ids`)."""
-
-    individual_ids: list[str]
-    species: list[str]
-    cos: np.ndarray  # best global cosine per individual (-inf where no usable image)
-    vote: np.ndarray  # LNBNN vote
-    inliers: np.ndarray  # best RANSAC inlier count over verified images (0 when not verified)
-    ref_image: np.ndarray  # index of the image that supports each individual best
-    image_ids: list[str]
-    neighbour_species: list[tuple[str, float]]  # (species, cos) of the nearest reference images
-
-
-class _Index:
-    """An immutable snapshot of the catalog's arrays; rebuilt after every change."""
-
-    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig):
-        self.images = list(images)
-        self.image_ids = [im.image_id for im in self.images]
-        self.individuals = sorted({im.individual_id for im in self.images})
-        pos = {ind: i for i, ind in enumerate(self.individuals)}
-        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
-        species: dict[str, str] = {}
-        for im in self.images:
-            species.setdefault(im.individual_id, im.species)
-        self.species = [species[i] for i in self.individuals]
-        order = np.argsort(self.labels, kind="stable")
-        self.members = np.split(order, np.cumsum(np.bincount(self.labels, minlength=len(pos)))[:-1])
-        self.by_label = order  # image indices grouped by individual
-        self.starts = np.concatenate([[0], np.cumsum([len(m) for m in self.members])[:-1]]).astype(np.int64)
-        dim = self.images[0].embedding.shape[0] if self.images else 0
-        self.emb = (np.stack([im.embedding for im in self.images]).astype(np.float32)
-                    if self.images else np.zeros((0, dim), np.float32))
-        no_kp, no_desc = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
-        self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else no_kp,
-                                    im.descriptors if im.descriptors is not None else no_desc)
-                      for im in self.images]
-        self.cfg = cfg
-        self._vote_index: VoteIndex | None = None
-        self._vote_lock = threading.Lock()
-
-    def vote_index(self) -> VoteIndex | None:
-        """The descriptor index over all reference images, built on first use."""
-        with self._vote_lock:
-            if self._vote_index is None:
-                k, cfg = self.cfg.index_keypoints, self.cfg
-                parts = [lf.descriptors[:k] for lf in self.local]
-                if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
-                    return None
-                if cfg.vote_index == "faiss":
-                    self._vote_index = FaissVoteIndex(parts, nprobe=cfg.ivf_nprobe)
-                else:
-                    self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
-                                                      shard_size=cfg.vote_shard_size)
-            return self._vote_index
 
 
 class Catalog:
@@ -175,7 +62,7 @@ class Catalog:
         self.calibration = cal
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}
-        self._index: _Index | None = None
+        self._index: MatchIndex | None = None
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
@@ -215,10 +102,10 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._images)
 
-    def _snapshot(self) -> _Index:
+    def _snapshot(self) -> MatchIndex:
         with self._lock:
             if self._index is None:
-                self._index = _Index(list(self._images.values()), self.config)
+                self._index = MatchIndex(list(self._images.values()), self.config)
             return self._index
 
     def add_images(self, images: Iterable[CatalogImage]) -> None:
@@ -312,129 +199,11 @@ class Catalog:
         `exclude` exists for leave-one-out evaluation (the query itself, its burst frames, or a
         whole individual for the open-set test).
         """
-        ix = self._snapshot()
-        cfg = self.config
-        n_img, n_ind = len(ix.images), len(ix.individuals)
-        excluded = np.zeros(n_img, bool)
-        pos = {iid: i for i, iid in enumerate(ix.image_ids)} if exclude else {}
-        for iid in exclude:
-            if iid in pos:
-                excluded[pos[iid]] = True
-        sims = ix.emb @ np.asarray(embedding, np.float32).ravel() if n_img else np.zeros(0)
-        sims = np.where(excluded, -np.inf, sims)
-        cos = np.maximum.reduceat(sims[ix.by_label], ix.starts) if n_img else np.zeros(0)
-        vote = np.zeros(n_ind)
-        img_vote = np.zeros(n_img)
-        inliers = np.zeros(n_ind)
-        ref = np.zeros(n_ind, np.int64)
-        best = np.flatnonzero(sims == cos[ix.labels])  # the image that gives each individual its cos
-        ref[ix.labels[best]] = best
-        use_local = cfg.use_local and local is not None and len(local.descriptors) > 0
-        if use_local and local is not None:
-            self._vote(ix, local, excluded, vote, img_vote)
-            self._verify(ix, local, excluded, sims, cos, vote, img_vote, inliers, ref)
-        k = min(cfg.species_neighbours, n_img)
-        order = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, np.int64)
-        order = order[np.argsort(-sims[order])]
-        neighbours = [(ix.images[j].species, float(sims[j])) for j in order if np.isfinite(sims[j])]
-        return Scores(ix.individuals, ix.species, cos, vote, inliers, ref, ix.image_ids, neighbours)
-
-    def _vote(self, ix: _Index, local: LocalFeatures, excluded: np.ndarray, vote: np.ndarray,
-              img_vote: np.ndarray) -> None:
-        index = ix.vote_index()
-        if index is None:
-            return
-        k = self.config.lnbnn_k
-        n_excl = int(excluded.sum())
-        # ask for extra neighbours so that excluded images (self, burst frames) can be dropped
-        extra = min(64, 2 + (n_excl * 4 if n_excl < 16 else 64))
-        ks = min(k + 1 + extra, len(index))
-        q = as_float(local.descriptors)
-        idx, d2 = index.search(q, ks)
-        dist = np.sqrt(np.maximum(d2, 0.0))
-        img = index.owner[np.maximum(idx, 0)]
-        valid = (idx >= 0) & ~excluded[img]
-        rank = np.cumsum(valid, axis=1)
-        # the normaliser: distance of the (k+1)-th valid neighbour (else the farthest valid one)
-        has_norm = (rank[:, -1] >= k + 1)
-        last_valid = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
-        norm_col = np.where(has_norm, np.argmax(rank >= k + 1, axis=1), last_valid)
-        norm = dist[np.arange(len(q)), norm_col]
-        voters = valid & (rank <= k)
-        rows, cols = np.nonzero(voters)
-        contrib = np.maximum(norm[rows] - dist[rows, cols], 0.0)
-        imgs = img[rows, cols]
-        labs = ix.labels[imgs]
-        # one vote per (query descriptor, individual): the nearest neighbour of that individual
-        key = rows * len(ix.individuals) + labs
-        first = np.unique(key, return_index=True)[1]  # rows are ordered by distance already
-        np.add.at(vote, labs[first], contrib[first])
-        np.add.at(img_vote, imgs, contrib)
-
-    def _verify(self, ix: _Index, local: LocalFeatures, excluded: np.ndarray, sims: np.ndarray,
-                cos: np.ndarray, vote: np.ndarray, img_vote: np.ndarray, inliers: np.ndarray,
-                ref: np.ndarray) -> None:
-        cfg = self.config
-        finite = np.isfinite(cos)
-        by_cos = [i for i in _top(cos, cfg.global_candidates) if finite[i]]
-        by_vote = [i for i in _top(vote, cfg.vote_candidates) if finite[i] and vote[i] > 0]
-        cands = list(dict.fromkeys([*by_cos, *by_vote]))
-        pairs: list[tuple[int, int]] = []
-        for ind in cands:
-            m = ix.members[ind]
-            m = m[~excluded[m]]
-            if not len(m):
-                continue
-            picks = {int(m[np.argmax(sims[m])]), int(m[np.argmax(img_vote[m])])}
-            pairs.extend((ind, j) for j in sorted(picks))
-        if not pairs:
-            return
-        # in chunks of 16 photos: the same counts, a (Kq, 16, K) similarity block (16 MB at 500
-        # keypoints) instead of one (Kq, N, K) block (160 MB for 160 photos), and ~14 % faster
-        gallery = [ix.local[j] for _, j in pairs]
-        counts = np.concatenate([
-            verify(local, gallery[s:s + VERIFY_CHUNK], ratio=cfg.ratio,
-                   max_keypoints=cfg.verify_keypoints, threshold=cfg.ransac_threshold)
-            for s in range(0, len(gallery), VERIFY_CHUNK)])
-        for (ind, j), c in zip(pairs, counts, strict=True):
-            if c > inliers[ind]:
-                inliers[ind] = c
-                ref[ind] = j
+        return matching.score_query(self._snapshot(), self.config, embedding, local, exclude)
 
     def rank(self, scores: Scores, top_k: int) -> MatchResult:
         """Fuse, calibrate and decide (new individual, species) from per-individual evidence."""
-        cal = self.calibration
-        fused = cal.weights.fuse(np.where(np.isfinite(scores.cos), scores.cos, -1.0),
-                                 scores.vote, scores.inliers)
-        fused = np.where(np.isfinite(scores.cos), fused, -np.inf)
-        order = [i for i in np.argsort(-fused, kind="stable")[:top_k] if np.isfinite(fused[i])]
-        probs = cal.probability(fused[order]) if order else np.zeros(0)
-        candidates = [Candidate(individual_id=scores.individual_ids[i], species=scores.species[i],
-                                score=float(fused[i]), probability=float(p),
-                                reference_image_id=scores.image_ids[scores.ref_image[i]])
-                      for i, p in zip(order, probs, strict=True)]
-        if not candidates:
-            return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
-        is_new = bool(candidates[0].score < cal.new_individual_threshold)
-        species, species_score = self._species(candidates, scores, is_new)
-        return MatchResult(candidates=candidates,
-                           individual_id=None if is_new else candidates[0].individual_id,
-                           is_new_individual=is_new, probability=candidates[0].probability,
-                           species=species, species_score=species_score)
-
-    def _species(self, candidates: list[Candidate], scores: Scores, is_new: bool) -> tuple[str, float]:
-        votes: dict[str, float] = {}
-        for sp, s in scores.neighbour_species:
-            votes[sp] = votes.get(sp, 0.0) + max(s, 0.0)
-        total = sum(votes.values())
-        best, frac = (max(votes.items(), key=lambda kv: kv[1]) if votes else (UNKNOWN_SPECIES, 0.0))
-        frac = frac / total if total > 0 else 0.0
-        top = candidates[0]
-        if not is_new and top.probability > frac:
-            best, frac = top.species, top.probability
-        if frac < self.calibration.species_threshold or not best:
-            return UNKNOWN_SPECIES, float(frac)
-        return best, float(frac)
+        return matching.rank(scores, self.calibration, top_k)
 
     def identify(self, image: Image.Image, embedding: np.ndarray, top_k: int = 5) -> MatchResult:
         """The `top_k` most likely known individuals for one photo.
@@ -448,15 +217,6 @@ class Catalog:
             return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
         local = extract(image, self.config.local) if self.config.use_local else None
         return self.rank(self.score(embedding, local), top_k)
-
-
-def _top(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, largest first (argpartition: O(n))."""
-    k = min(k, len(x))
-    if k <= 0:
-        return np.zeros(0, np.int64)
-    idx = np.argpartition(-x, k - 1)[:k]
-    return idx[np.argsort(-x[idx], kind="stable")]
 
 
 def make_thumbnail(image: Image.Image, side: int) -> bytes:

@@ -154,8 +154,8 @@ def test_concurrent_enroll_and_identify():
 
 
 def test_vote_index_owns_its_data():
-    """`_Index.flann` frees its float32 copy of the descriptors after building: OpenCV must have
-    copied them (a kept pointer would read freed memory)."""
+    """The FLANN vote index frees its float32 copy of the descriptors after building: OpenCV must
+    have copied them (a kept pointer would read freed memory)."""
     import gc
 
     import cv2
