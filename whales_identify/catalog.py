@@ -199,7 +199,7 @@ class Catalog:
         `exclude` exists for leave-one-out evaluation (the query itself, its burst frames, or a
         whole individual for the open-set test).
         """
-        return matching.score_query(self._snapshot(), self.config, embedding, local, exclude)
+        return matching.score_query(self._snapshot(), embedding, local, exclude)
 
     def rank(self, scores: Scores, top_k: int) -> MatchResult:
         """Fuse, calibrate and decide (new individual, species) from per-individual evidence."""

@@ -13,7 +13,7 @@
 4. **Fusion** of the three scores with weights fitted on a calibration split (see `calibrate.py`);
    the fused top-1 score gives `is_new_individual` (threshold) and the calibrated probability.
 
-`score_query(index, config, ...)` gives the per-individual evidence (steps 1-3) and `rank(scores,
+`score_query(index, ...)` gives the per-individual evidence (steps 1-3) and `rank(scores,
 calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the photos and the snapshot.
 """
 
@@ -132,13 +132,14 @@ class MatchIndex:
             return self._vote_index
 
 
-def score_query(ix: MatchIndex, cfg: MatchConfig, embedding: np.ndarray, local: LocalFeatures | None,
+def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,
                 exclude: Iterable[str] = ()) -> Scores:
     """Per-individual evidence for one query, ignoring the reference images in `exclude`.
 
     `exclude` exists for leave-one-out evaluation (the query itself, its burst frames, or a
     whole individual for the open-set test).
     """
+    cfg = ix.cfg  # the parameters the snapshot (and its vote index) was built with
     n_img, n_ind = len(ix.images), len(ix.individuals)
     excluded = np.zeros(n_img, bool)
     pos = {iid: i for i, iid in enumerate(ix.image_ids)} if exclude else {}
@@ -156,8 +157,8 @@ def score_query(ix: MatchIndex, cfg: MatchConfig, embedding: np.ndarray, local: 
     ref[ix.labels[best]] = best
     use_local = cfg.use_local and local is not None and len(local.descriptors) > 0
     if use_local and local is not None:
-        _vote(ix, cfg, local, excluded, vote, img_vote)
-        _verify(ix, cfg, local, excluded, sims, cos, vote, img_vote, inliers, ref)
+        _vote(ix, local, excluded, vote, img_vote)
+        _verify(ix, local, excluded, sims, cos, vote, img_vote, inliers, ref)
     k = min(cfg.species_neighbours, n_img)
     order = np.argpartition(-sims, k - 1)[:k] if k else np.zeros(0, np.int64)
     order = order[np.argsort(-sims[order])]
@@ -165,12 +166,12 @@ def score_query(ix: MatchIndex, cfg: MatchConfig, embedding: np.ndarray, local: 
     return Scores(ix.individuals, ix.species, cos, vote, inliers, ref, ix.image_ids, neighbours)
 
 
-def _vote(ix: MatchIndex, cfg: MatchConfig, local: LocalFeatures, excluded: np.ndarray,
-          vote: np.ndarray, img_vote: np.ndarray) -> None:
+def _vote(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, vote: np.ndarray,
+          img_vote: np.ndarray) -> None:
     index = ix.vote_index()
     if index is None:
         return
-    k = cfg.lnbnn_k
+    k = ix.cfg.lnbnn_k
     n_excl = int(excluded.sum())
     # ask for extra neighbours so that excluded images (self, burst frames) can be dropped
     extra = min(64, 2 + (n_excl * 4 if n_excl < 16 else 64))
@@ -198,9 +199,10 @@ def _vote(ix: MatchIndex, cfg: MatchConfig, local: LocalFeatures, excluded: np.n
     np.add.at(img_vote, imgs, contrib)
 
 
-def _verify(ix: MatchIndex, cfg: MatchConfig, local: LocalFeatures, excluded: np.ndarray,
-            sims: np.ndarray, cos: np.ndarray, vote: np.ndarray, img_vote: np.ndarray,
-            inliers: np.ndarray, ref: np.ndarray) -> None:
+def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np.ndarray,
+            cos: np.ndarray, vote: np.ndarray, img_vote: np.ndarray, inliers: np.ndarray,
+            ref: np.ndarray) -> None:
+    cfg = ix.cfg
     finite = np.isfinite(cos)
     by_cos = [i for i in _top(cos, cfg.global_candidates) if finite[i]]
     by_vote = [i for i in _top(vote, cfg.vote_candidates) if finite[i] and vote[i] > 0]
