@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -13,6 +15,8 @@ from whales_be_service.errors import ServiceError
 from whales_be_service.ratelimit import RateLimiter
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
+from whales_identify.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
+from whales_identify.store import Sighting
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -76,20 +80,59 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Required by write endpoints; keys come from WHALES_API_KEYS.")
 
 
-async def require_api_key(settings: SettingsDep,
-                    api_key: Annotated[str | None, Security(api_key_header)] = None) -> str:
-    """401 without `X-API-Key`, 403 with a key that is not configured."""
-    if not api_key:
-        raise ServiceError(401, "unauthorized", "this endpoint needs an API key in the X-API-Key header",
-                           headers={"WWW-Authenticate": "APIKey"})
+def key_fingerprint(api_key: str) -> str:
+    """A short, stable, non-reversible name of a key for audit records (the key is never stored)."""
+    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def _check_key(settings: Settings, api_key: str) -> None:
+    """403 unless `api_key` is one of `WHALES_API_KEYS` (compared in constant time)."""
     if not settings.api_keys:
         raise ServiceError(403, "forbidden", "write endpoints are disabled: the server has no API keys "
                                              "configured (set WHALES_API_KEYS)")
     if not any(hmac.compare_digest(api_key.encode(), k.encode()) for k in settings.api_keys):
         raise ServiceError(403, "forbidden", "the API key is not valid")
+
+
+def _unauthorized(what: str) -> ServiceError:
+    return ServiceError(401, "unauthorized", f"{what} needs an API key in the X-API-Key header",
+                        headers={"WWW-Authenticate": "APIKey"})
+
+
+async def require_api_key(settings: SettingsDep,
+                    api_key: Annotated[str | None, Security(api_key_header)] = None) -> str:
+    """401 without `X-API-Key`, 403 with a key that is not configured."""
+    if not api_key:
+        raise _unauthorized("this endpoint")
+    _check_key(settings, api_key)
     return api_key
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is reading: with a valid key (`authorised`, full precision) or the public."""
+
+    authorised: bool
+    key_fingerprint: str | None = None
+
+    def sighting(self, sighting: Sighting, policy: LocationPolicy) -> VisibleSighting:
+        """The sighting as this caller may see it (whales_identify.location_privacy)."""
+        return visible_sighting(sighting, policy, self.authorised)
+
+
+async def get_caller(settings: SettingsDep,
+                     api_key: Annotated[str | None, Security(api_key_header)] = None) -> Caller:
+    """For read routes: the key is optional (no key: the public view; a wrong key: 403), unless
+    `WHALES_REQUIRE_KEY_FOR_READS` makes it required (401 without one)."""
+    if not api_key:
+        if settings.require_key_for_reads:
+            raise _unauthorized("reading (WHALES_REQUIRE_KEY_FOR_READS is on)")
+        return Caller(False)
+    _check_key(settings, api_key)
+    return Caller(True, key_fingerprint(api_key))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
 ApiKeyDep = Annotated[str, Depends(require_api_key)]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from whales_identify.location_privacy import LocationPolicy
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
@@ -55,6 +56,15 @@ class Settings(BaseSettings):
     api_keys: CsvList = Field(default_factory=list,
                               description="Keys accepted in X-API-Key by write endpoints.")
     cors_origins: CsvList = Field(default_factory=list, description="Origins allowed by CORS.")
+    public_location_precision: str = Field(
+        "0.1", description="What callers without a key see of a sighting's position: a grid size in "
+                           "degrees (coordinates snapped to the cell centre; 0.1 is about 11 km), "
+                           "'withheld', or 'exact' (only for data that is not sensitive). Callers with "
+                           "a key see full precision. See docs/SECURITY.md.")
+    public_sighting_details: bool = Field(
+        False, description="Also show the place text and observer name to callers without a key.")
+    require_key_for_reads: bool = Field(
+        False, description="Every /v1 read (catalog, thumbnails, exports, photos) needs X-API-Key too.")
 
     # rate limiting (slowapi)
     rate_limit: str = Field("60/minute", description="Per-client limit, slowapi/limits syntax.")
@@ -104,3 +114,13 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("public_location_precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        LocationPolicy.parse(value)  # raises ValueError with the accepted forms
+        return value
+
+    def location_policy(self) -> LocationPolicy:
+        """The public view of sighting positions (whales_identify.location_privacy)."""
+        return LocationPolicy.parse(self.public_location_precision, self.public_sighting_details)
