@@ -22,11 +22,15 @@ from whales_be_service.state import (
 )
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
 from whales_identify.gate import shares_features
+from whales_identify.identify import EMPTY_CATALOG_WARNING
 from whales_identify.results import Prediction
 from whales_identify.store import PredictionRecord, Sighting
 
 log = logging.getLogger("whales_be_service")
 
+FILL_CATALOG_HINT = ("fill the catalog: the page's Catalog tab > Import (a ZIP of photos plus a CSV "
+                     "filename,individual_id,species), POST /v1/catalog/import, or `whales catalog "
+                     "import` (docs/QUICKSTART.md)")
 MASK_UNAVAILABLE = ("mask unavailable: background removal needs the optional `rembg` package and its "
                     "model file, which are not installed on this server")
 
@@ -96,6 +100,8 @@ def payload(pred: Prediction, item: Decoded, prediction_id: str, mask: bool,
     bbox[2] = min(bbox[2], item.original_size[0])
     bbox[3] = min(bbox[3], item.original_size[1])
     warnings = list(pred.warnings)
+    if EMPTY_CATALOG_WARNING in warnings:
+        warnings.append(FILL_CATALOG_HINT)
     if mask:
         warnings.append(MASK_UNAVAILABLE)
     common, scientific = species_names(pred.species)

@@ -220,3 +220,35 @@ class ReviewOut(BaseModel):
     review_state: str
     individual_id: str | None
     enrolled_image_ids: list[str]
+
+
+class ImportProblem(BaseModel):
+    line: int = Field(description="Line of the CSV (the header is line 1).")
+    column: str | None = Field(None, description="The CSV's own header of the column to fix, if one.")
+    filename: str | None = None
+    code: str = Field(description="e.g. `missing_value`, `invalid_value`, `file_not_found`, "
+                                  "`not_a_marine_mammal`, `species_conflict`, `invalid_image`.")
+    message: str
+
+
+class ImportSummary(BaseModel):
+    rows: int = Field(description="Data rows in the CSV.")
+    enrolled: int
+    already_present: int = Field(description="Rows whose photo was already enrolled for that individual.")
+    skipped: int = Field(description="Rows listed in `problems`.")
+    individuals_created: int
+    seconds: float
+
+
+class ImportOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "enrolled": [{"line": 2, "filename": "IMG_0412.jpg", "individual_id": "hw_0042",
+                      "image_id": "0f3c9a1e2b7d4c5e8a6b1d2c3e4f5a6b"}],
+        "problems": [{"line": 3, "column": "latitude", "filename": "IMG_0413.jpg",
+                      "code": "invalid_value", "message": "95 is outside [-90, 90] degrees"}],
+        "summary": {"rows": 2, "enrolled": 1, "already_present": 0, "skipped": 1,
+                    "individuals_created": 1, "seconds": 0.84}}})
+    enrolled: list[dict[str, Any]] = Field(description="One entry per enrolled photo: line, filename, "
+                                                       "individual_id, image_id.")
+    problems: list[ImportProblem]
+    summary: ImportSummary

@@ -18,6 +18,11 @@ from whales_identify.gate import Gate, shares_features
 from whales_identify.results import MatchResult, Prediction
 
 REJECTION_REASON = "not_a_marine_mammal"
+# Species is the vote of the best-matching catalog individuals (there is no separate species model), so
+# an empty catalog can name neither the individual nor the species.
+EMPTY_CATALOG_WARNING = ("the catalog is empty: nothing to match against, so the photo is a new "
+                         "individual and its species is 'unknown' (species comes from the matching "
+                         "catalog individuals; enrol known individuals first)")
 
 
 class Matcher(Protocol):
@@ -75,7 +80,7 @@ class Identifier:
             t0 = time.perf_counter()
             match = self.catalog.identify(image, emb, top_k)
             timings["match"] = time.perf_counter() - t0
-            warnings = ["the catalog is empty: nothing to match against"] if not match.candidates else []
+            warnings = [EMPTY_CATALOG_WARNING] if not match.candidates else []
             if g.band == "borderline":
                 warnings.append("borderline cetacean score: a tighter crop, better light, or a fin "
                                 "or fluke view gives a more reliable answer")

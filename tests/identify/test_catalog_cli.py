@@ -74,3 +74,25 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     stats = json.loads(run(app, ["catalog", "stats", "--db", db, "--model",
                                  "efficientnet_lite1.imagenet"]).output)
     assert stats["images"] == 2 and stats["model_id"] == "efficientnet_lite1.imagenet"
+
+
+def test_import_reports_rows_and_fails_when_nothing_imported(tmp_path, photos):
+    _, root = photos
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("Photo;Whale;Species;Date\n"
+                     "p0.jpg;rw_1;north_atlantic_right_whale;2023-02-30\n"  # impossible date
+                     "p2.jpg;rw_2;north_atlantic_right_whale;2023-02-03\n"  # found in positives/src/
+                     "nope.jpg;rw_3;north_atlantic_right_whale;\n")
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    run = CliRunner().invoke
+    res = run(app, ["catalog", "import", str(sheet), "--root", str(root), "--db", db,
+                    "--column", "individual_id=Whale"])
+    assert res.exit_code == 0, res.output
+    assert "line 2, column 'Date'" in res.output and "line 4, column 'Photo'" in res.output
+    assert "imported 1 photo(s)" in res.output and "1 file_not_found, 1 invalid_value" in res.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("filename,individual_id\nnope.jpg,rw_9\n")
+    res = run(app, ["catalog", "import", str(bad), "--root", str(root), "--db", db])
+    assert res.exit_code == 1 and "no photo was imported" in res.output
+    res = run(app, ["catalog", "import", str(tmp_path / "w.db"), "--root", str(root), "--db", db])
+    assert res.exit_code == 1 and "Traceback" not in res.output

@@ -65,39 +65,106 @@ def _read(path: Path) -> tuple[Any, Any]:
     return load_image(data, max_pixels=100_000_000), read_exif_sighting(data)
 
 
+def _source(filename: str) -> str:
+    """The folder that names a photo's data source (as the evaluation manifest lays them out)."""
+    parts = filename.split("/")
+    return parts[1] if len(parts) > 2 else (parts[0] if len(parts) == 2 else "import")
+
+
+def _files_under(root: Path) -> list[str]:
+    return [str(p.relative_to(root).as_posix()) for p in root.rglob("*") if p.is_file()]
+
+
+def _parse_columns(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        role, sep, name = pair.partition("=")
+        if not sep or not role.strip() or not name.strip():
+            fail(f"--column {pair!r}: expected ROLE=HEADER, e.g. filename=Photo")
+        out[role.strip()] = name.strip()
+    return out
+
+
+def _report_problems(problems: list[Any], shown: int = 20) -> None:
+    for p in problems[:shown]:
+        where = f"line {p.line}" + (f", column {p.column!r}" if p.column else "")
+        typer.echo(f"skipped {where}: {p.message}" + (f" ({p.filename})" if p.filename else ""), err=True)
+    if len(problems) > shown:
+        typer.echo(f"... and {len(problems) - shown} more skipped row(s)", err=True)
+
+
 @app.command("import")
 def import_cmd(
-    manifest: Annotated[Path, typer.Argument(help="Manifest CSV (relpath, label, individual_id, species).")],
-    root: Annotated[Path, typer.Option("--root", help="Folder the relpaths are relative to.")],
+    manifest: Annotated[Path, typer.Argument(help="Catalog CSV: filename,individual_id,species[,date,"
+                                             "latitude,longitude,location,observer]; the evaluation "
+                                             "manifest (relpath,label,...) works too.")],
+    root: Annotated[Path, typer.Option("--root", help="Folder the file names are relative to (a bare "
+                                       "file name is also found in a subfolder when unique).")],
     source: Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")]
     = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Import at most N photos.")] = None,
+    column: Annotated[list[str] | None, typer.Option("--column", help="ROLE=HEADER when a column has "
+                                                     "another name, e.g. filename=Photo (repeatable; "
+                                                     "roles: filename, individual_id, species, date, "
+                                                     "latitude, longitude, location, observer).")] = None,
     db: Db = None, model: Model = None, models_dir: ModelsDir = None,
 ) -> None:
-    """Import labelled photos from a manifest (skips photos already in the catalog)."""
-    from whales_identify.data import read_manifest
+    """Import labelled photos from a spreadsheet (CSV); skips photos already in the catalog.
 
+    Every skipped row is reported with its line and column; exits 1 when no row could be imported.
+    """
+    from whales_identify.catalog_csv import CatalogCsvError, match_files, read_catalog_csv
+    from whales_identify.sighting import merge_sightings
+
+    try:
+        sheet = read_catalog_csv(manifest, _parse_columns(column))
+    except (OSError, CatalogCsvError) as exc:
+        fail(f"{manifest}: {exc}")
+    if not root.is_dir():
+        fail(f"--root {root} is not a folder")
+    pairs, problems = match_files(sheet.rows, _files_under(root), sheet.columns["filename"])
+    problems = sorted(sheet.problems + problems, key=lambda p: p.line)
     catalog = _open(db, model)
     known = {(im.individual_id, im.filename) for im in catalog.store.list_catalog_images()}
-    rows = [r for r in read_manifest(manifest) if r.is_cetacean and r.individual_id
-            and (not source or r.source in source) and (r.individual_id, r.relpath) not in known]
-    rows = rows[:limit] if limit else rows
-    embedder = _embedder(catalog.model_id, models_dir)
+    todo = [(r, path) for r, path in pairs if not source or _source(path) in source]
+    already = sum(1 for r, path in todo if (r.individual_id, path) in known)
+    todo = [(r, path) for r, path in todo if (r.individual_id, path) not in known]
+    todo = todo[:limit] if limit else todo
+    embedder = _embedder(catalog.model_id, models_dir) if todo else None
     added = 0
-    with _progress(len(rows), "import") as bar:
-        for r in rows:
+    with _progress(len(todo), "import") as bar:
+        for r, path in todo:
             try:
-                image, sighting = _read(root / r.relpath)
+                image, exif = _read(root / path)
             except (OSError, WhalesError) as exc:
-                typer.echo(f"skipped {r.relpath}: {exc}", err=True)
+                problems.append(_unreadable(r, path, exc, sheet.columns["filename"]))
                 bar.update(1)
                 continue
-            catalog.enroll([image], embedder([image]), r.individual_id, r.species or "unknown",
-                           sightings=[sighting], filenames=[r.relpath], source=r.source)
+            catalog.enroll([image], embedder([image]), r.individual_id, r.species,
+                           sightings=[merge_sightings(r.sighting, exif)], filenames=[path],
+                           source=_source(path))
             added += 1
             bar.update(1)
-    typer.echo(f"imported {added} photo(s); catalog: {catalog.stats()['images']} photo(s) of "
-               f"{catalog.stats()['individuals']} individual(s)")
+    _report_problems(problems)
+    stats = catalog.stats()
+    typer.echo(f"imported {added} photo(s); already in the catalog: {already}; skipped {len(problems)} "
+               f"row(s){_by_code(problems)}; catalog: {stats['images']} photo(s) of "
+               f"{stats['individuals']} individual(s)")
+    if added == 0 and already == 0:
+        fail("no photo was imported")
+
+
+def _unreadable(row: Any, path: str, exc: Exception, column: str) -> Any:
+    from whales_identify.catalog_csv import RowProblem
+
+    return RowProblem(row.line, "invalid_image", f"cannot read the photo: {exc}", column, path)
+
+
+def _by_code(problems: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for p in problems:
+        counts[p.code] = counts.get(p.code, 0) + 1
+    return " (" + ", ".join(f"{n} {code}" for code, n in sorted(counts.items())) + ")" if counts else ""
 
 
 @app.command("add")
