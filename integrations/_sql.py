@@ -1,30 +1,44 @@
 """The SQL `Store` shared by the SQLite and PostgreSQL backends.
 
-A backend only says how to open a transaction (`_write`, `_read`) and which `Dialect` it speaks; the
-queries live here and the record <-> row mapping in `_rows`, once for both. Each public write is
-exactly one transaction, so a crash leaves either the whole record or nothing.
+A backend only says how to open a transaction (`_begin`, `_open_read`) and which `Dialect` it speaks;
+the queries live here and the record <-> row mapping in `_rows`, once for both. Each public write is
+exactly one transaction, so a crash leaves either the whole record or nothing; `atomic()` joins
+several writes of one thread into one transaction (a review enrols a photo and records the decision).
+
+Every write to `catalog_images` also adds one to `catalog_generation` in the same transaction, so a
+process can tell cheaply whether its in-memory catalog is current (`catalog_generation()`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
 from integrations._rows import (
     CATALOG_COLUMNS,
     PREDICTION_COLUMNS,
+    SIGHTING_COLUMNS,
     Cursor,
     Dialect,
     catalog_to_row,
     prediction_to_row,
     row_to_catalog,
     row_to_prediction,
+    row_to_sighting,
     to_json,
 )
-from whales_identify.errors import NotFoundError
-from whales_identify.store import REVIEW_STATES, CatalogImage, PredictionRecord, utcnow
+from whales_identify.errors import ConflictError, NotFoundError
+from whales_identify.store import (
+    REVIEW_STATES,
+    CatalogImage,
+    PredictionRecord,
+    SightingRecord,
+    sighting_order,
+    utcnow,
+)
 
 _NO_LIMIT = 2**62  # LIMIT without a bound, spelled the same in both dialects
 
@@ -48,6 +62,9 @@ _UPSERT_CATALOG = _upsert("catalog_images", CATALOG_COLUMNS, "image_id")
 _SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions"
 _ORDER = "ORDER BY created_at, prediction_id"
 _SELECT_CATALOG = f"SELECT {', '.join(CATALOG_COLUMNS)} FROM catalog_images"
+_BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
+_UNREVIEWED_BEFORE = ("SELECT prediction_id FROM predictions "
+                      "WHERE review_state = 'unreviewed' AND created_at < ?")
 
 
 class SqlStore:
@@ -56,12 +73,51 @@ class SqlStore:
     dialect: Dialect
 
     # --- backend hooks
-    def _write(self) -> AbstractContextManager[Cursor]:
-        """One read-write transaction: committed on normal exit, rolled back on any exception."""
+    def _begin(self) -> AbstractContextManager[Cursor]:
+        """One new read-write transaction: committed on normal exit, rolled back on any exception."""
         raise NotImplementedError
 
-    def _read(self) -> AbstractContextManager[Cursor]:
+    def _open_read(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
+
+    # --- transactions: a thread inside `atomic()` reuses its cursor for every read and write
+    def _joined(self) -> Cursor | None:
+        local = self.__dict__.setdefault("_atomic_local", threading.local())
+        return getattr(local, "cursor", None)
+
+    @contextmanager
+    def _write(self) -> Iterator[Cursor]:
+        joined = self._joined()
+        if joined is not None:
+            yield joined
+            return
+        with self._begin() as cur:
+            yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[Cursor]:
+        joined = self._joined()
+        if joined is not None:
+            yield joined
+            return
+        with self._open_read() as cur:
+            yield cur
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every store call of this thread inside the block is one transaction (nested: joins)."""
+        if self._joined() is not None:
+            yield
+            return
+        with self._begin() as cur:
+            self._atomic_local.cursor = cur
+            try:
+                yield
+            finally:
+                self._atomic_local.cursor = None
+
+    def _lock_individual(self, cur: Cursor, individual_id: str) -> None:
+        """Serialise transactions that create or check one individual id (SQLite: the write lock)."""
 
     def _q(self, query: str) -> str:
         return self.dialect.sql(query)
@@ -109,15 +165,28 @@ class SqlStore:
             row = cur.fetchone()
         return None if row is None else bytes(row[0])
 
-    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any]) -> PredictionRecord:
+    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any],
+                    reviewed_by: str | None = None,
+                    expected_state: str | None = None) -> PredictionRecord:
+        """Record a decision; with `expected_state`, only while the prediction is still in it (a
+        conditional UPDATE, so of concurrent reviewers in any process exactly one wins)."""
         if state not in REVIEW_STATES:
             raise ValueError(f"unknown review state {state!r}")
+        query = ("UPDATE predictions SET review_state = ?, reviewer_decision = ?, reviewed_at = ?, "
+                 "reviewed_by = ? WHERE prediction_id = ?")
+        params: tuple[Any, ...] = (state, to_json(decision), self.dialect.to_db_time(utcnow()), reviewed_by,
+                                   prediction_id)
+        if expected_state is not None:
+            query, params = query + " AND review_state = ?", (*params, expected_state)
         with self._write() as cur:
-            cur.execute(self._q("UPDATE predictions SET review_state = ?, reviewer_decision = ?, "
-                                "reviewed_at = ? WHERE prediction_id = ?"),
-                        (state, to_json(decision), self.dialect.to_db_time(utcnow()), prediction_id))
+            cur.execute(self._q(query), params)
             if cur.rowcount == 0:
-                raise PredictionNotFoundError(prediction_id)
+                cur.execute(self._q("SELECT review_state FROM predictions WHERE prediction_id = ?"),
+                            (prediction_id,))
+                found = cur.fetchone()
+                if found is None:
+                    raise PredictionNotFoundError(prediction_id)
+                raise ConflictError(f"prediction {prediction_id!r} was already reviewed ({found[0]})")
             cur.execute(self._q(f"{_SELECT_PREDICTIONS} WHERE prediction_id = ?"), (prediction_id,))
             row = cur.fetchone()
         return row_to_prediction(row, self.dialect)
@@ -159,6 +228,23 @@ class SqlStore:
             cur.execute(self._q(f"SELECT COUNT(*) FROM predictions{where}"), params)
             return int(cur.fetchone()[0])
 
+    def purge_predictions(self, photos_before: datetime | None,
+                          records_before: datetime | None) -> tuple[int, int]:
+        """Delete the stored photos, then the records, of *unreviewed* predictions made before the
+        given times (retention); reviewed ones are evidence for the catalog and are kept."""
+        photos = records = 0
+        with self._write() as cur:
+            if photos_before is not None:
+                cur.execute(self._q(f"DELETE FROM prediction_images WHERE prediction_id IN "
+                                    f"({_UNREVIEWED_BEFORE})"), (self.dialect.to_db_time(photos_before),))
+                photos = max(0, int(cur.rowcount))
+            if records_before is not None:
+                # their photos go too (ON DELETE CASCADE)
+                cur.execute(self._q("DELETE FROM predictions WHERE review_state = 'unreviewed' "
+                                    "AND created_at < ?"), (self.dialect.to_db_time(records_before),))
+                records = max(0, int(cur.rowcount))
+        return photos, records
+
     def _since(self, since: datetime | None) -> tuple[str, tuple[Any, ...]]:
         if since is None:
             return "", ()
@@ -171,6 +257,7 @@ class SqlStore:
             return
         with self._write() as cur:
             cur.executemany(self._q(_UPSERT_CATALOG), rows)
+            cur.execute(_BUMP_GENERATION)
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
         where, params = ("", ()) if model_id is None else (" WHERE model_id = ?", (model_id,))
@@ -188,10 +275,49 @@ class SqlStore:
             row = cur.fetchone()
         return None if row is None else row_to_catalog(row, self.dialect)
 
+    def list_sightings(self, individual_id: str, model_id: str | None = None) -> list[SightingRecord]:
+        """One individual's photos as sightings, oldest first (metadata columns only, indexed)."""
+        where, params = " WHERE individual_id = ?", (individual_id,)
+        if model_id is not None:
+            where, params = where + " AND model_id = ?", (individual_id, model_id)
+        with self._read() as cur:
+            cur.execute(self._q(f"SELECT {', '.join(SIGHTING_COLUMNS)} FROM catalog_images{where}"), params)
+            return sighting_order(row_to_sighting(r, self.dialect) for r in cur.fetchall())
+
     def remove_individual(self, individual_id: str) -> int:
         with self._write() as cur:
+            self._lock_individual(cur, individual_id)
             cur.execute(self._q("DELETE FROM catalog_images WHERE individual_id = ?"), (individual_id,))
-            return int(cur.rowcount)
+            removed = int(cur.rowcount)
+            cur.execute(_BUMP_GENERATION)  # even when nothing was removed: one write, one step
+            return removed
+
+    def list_individual_images(self, individual_id: str,
+                               model_id: str | None = None) -> list[CatalogImage]:
+        """One individual's photos, oldest first (an indexed look-up, not a catalog scan)."""
+        where, params = " WHERE individual_id = ?", (individual_id,)
+        if model_id is not None:
+            where, params = where + " AND model_id = ?", (individual_id, model_id)
+        with self._read() as cur:
+            cur.execute(self._q(f"{_SELECT_CATALOG}{where} ORDER BY created_at, image_id"), params)
+            rows = cur.fetchall()
+        return [row_to_catalog(r, self.dialect) for r in rows]
+
+    def has_individual(self, individual_id: str) -> bool:
+        """Whether any photo of `individual_id` is enrolled; inside `atomic()` the id stays locked
+        (on PostgreSQL) until the transaction ends, so check-then-create is safe across processes."""
+        with self._read() as cur:
+            self._lock_individual(cur, individual_id)
+            cur.execute(self._q("SELECT 1 FROM catalog_images WHERE individual_id = ? LIMIT 1"),
+                        (individual_id,))
+            return cur.fetchone() is not None
+
+    def catalog_generation(self) -> int:
+        """How many catalog writes the database has seen (one row, read by primary key)."""
+        with self._read() as cur:
+            cur.execute("SELECT generation FROM catalog_generation WHERE id = 1")
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
 
     def catalog_stats(self) -> dict[str, Any]:
         """Images, individuals and species per embedding model, without loading any embedding."""

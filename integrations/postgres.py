@@ -19,6 +19,7 @@ from integrations._sql import SqlStore
 # pg_advisory_xact_lock key for schema changes ("WHALES" in ASCII).
 MIGRATION_LOCK_KEY = 0x574841_4C4553
 DEFAULT_POOL_SIZE = 8
+PING_TIMEOUT_S = 2.0  # readiness must answer quickly when the server is gone
 
 
 class PostgresStore(SqlStore):
@@ -43,7 +44,8 @@ class PostgresStore(SqlStore):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                 apply_migrations(cur, self.dialect)
         self._pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, timeout=timeout,
-                                    open=False, name="whales", check=ConnectionPool.check_connection)
+                                    open=False, name="whales", check=ConnectionPool.check_connection,
+                                    kwargs={"connect_timeout": max(1, int(PING_TIMEOUT_S))})
         self._pool.open(wait=True, timeout=timeout)
 
     def _get_pool(self) -> ConnectionPool:
@@ -52,12 +54,21 @@ class PostgresStore(SqlStore):
         return self._pool
 
     @contextmanager
-    def _write(self) -> Iterator[Cursor]:
+    def _begin(self) -> Iterator[Cursor]:
         # The pool's context manager commits on normal exit and rolls back on an exception.
         with self._get_pool().connection() as conn, conn.cursor() as cur:
             yield cur
 
-    _read = _write
+    _open_read = _begin
+
+    def ping(self) -> None:
+        with self._get_pool().connection(timeout=PING_TIMEOUT_S) as conn:
+            conn.execute("SELECT 1")
+
+    def _lock_individual(self, cur: Cursor, individual_id: str) -> None:
+        # READ COMMITTED would let two transactions both see "no such individual"; this lock, held
+        # to the end of the transaction, makes them take turns.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"individual:{individual_id}",))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -45,7 +45,7 @@ class SQLiteStore(SqlStore):
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
-            with self._write() as cur:  # BEGIN IMMEDIATE: a second process starting now waits here
+            with self._begin() as cur:  # BEGIN IMMEDIATE: a second process starting now waits here
                 apply_migrations(cur, self.dialect)
         except BaseException:
             self.close()
@@ -57,7 +57,7 @@ class SQLiteStore(SqlStore):
         return self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[Cursor]:
+    def _begin(self) -> Iterator[Cursor]:
         with self._lock:
             cur = self._connection().cursor()
             try:
@@ -73,13 +73,19 @@ class SQLiteStore(SqlStore):
                 cur.close()
 
     @contextmanager
-    def _read(self) -> Iterator[Cursor]:
+    def _open_read(self) -> Iterator[Cursor]:
         with self._lock:
             cur = self._connection().cursor()
             try:
                 yield cur
             finally:
                 cur.close()
+
+    def ping(self) -> None:
+        """The file is still there and answers (a deleted or moved file is a down database)."""
+        if self.path != ":memory:" and not Path(self.path).exists():
+            raise sqlite3.OperationalError("the database file is missing")
+        super().ping()
 
     def integrity_check(self) -> str:
         """`PRAGMA integrity_check`: "ok" for a healthy file."""

@@ -52,3 +52,9 @@ class NotFoundError(WhalesError):
     """A catalog record (individual, image, prediction) does not exist."""
 
     code = "not_found"
+
+
+class ConflictError(WhalesError):
+    """A write that lost to another one (a prediction already reviewed, an id already taken)."""
+
+    code = "conflict"

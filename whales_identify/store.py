@@ -7,12 +7,15 @@ The library defines *what* is stored; `integrations/` implements *where* (SQLite
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from whales_identify.errors import ConflictError
 
 REVIEW_STATES = ("unreviewed", "confirmed", "new_individual", "not_cetacean")
 
@@ -74,6 +77,7 @@ class PredictionRecord:
     review_state: str = "unreviewed"
     reviewer_decision: dict[str, Any] | None = None
     reviewed_at: datetime | None = None
+    reviewed_by: str | None = None  # fingerprint of the reviewer's key (never the key itself)
 
 
 @runtime_checkable
@@ -87,7 +91,9 @@ class Store(Protocol):
     def save_prediction(self, record: PredictionRecord, image_jpeg: bytes | None = None) -> None: ...
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None: ...
     def get_prediction_image(self, prediction_id: str) -> bytes | None: ...
-    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any]) -> PredictionRecord: ...
+    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any],
+                    reviewed_by: str | None = None,
+                    expected_state: str | None = None) -> PredictionRecord: ...
     def list_predictions(self, since: datetime | None = None, limit: int | None = None,
                          offset: int = 0) -> list[PredictionRecord]: ...
 
@@ -96,16 +102,26 @@ class Store(Protocol):
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]: ...
     def get_catalog_image(self, image_id: str) -> CatalogImage | None: ...
     def remove_individual(self, individual_id: str) -> int: ...
+    def list_individual_images(self, individual_id: str,
+                               model_id: str | None = None) -> list[CatalogImage]: ...
+    def has_individual(self, individual_id: str) -> bool: ...
+    def catalog_generation(self) -> int: ...
+
+    # one transaction for several writes (a review enrols a photo and records the decision)
+    def atomic(self) -> AbstractContextManager[None]: ...
+    def purge_predictions(self, photos_before: datetime | None,
+                          records_before: datetime | None) -> tuple[int, int]: ...
 
 
 class InMemoryStore:
     """A thread-safe `Store` that lives in memory (tests, dry runs)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: `atomic()` holds it around other writes
         self._predictions: dict[str, PredictionRecord] = {}
         self._prediction_images: dict[str, bytes] = {}
         self._catalog: dict[str, CatalogImage] = {}
+        self._generation = 0
 
     def ping(self) -> None:
         return None
@@ -125,13 +141,18 @@ class InMemoryStore:
     def get_prediction_image(self, prediction_id: str) -> bytes | None:
         return self._prediction_images.get(prediction_id)
 
-    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any]) -> PredictionRecord:
+    def save_review(self, prediction_id: str, state: str, decision: dict[str, Any],
+                    reviewed_by: str | None = None,
+                    expected_state: str | None = None) -> PredictionRecord:
         if state not in REVIEW_STATES:
             raise ValueError(f"unknown review state {state!r}")
         with self._lock:
             record = self._predictions[prediction_id]
+            if expected_state is not None and record.review_state != expected_state:
+                raise ConflictError(f"prediction {prediction_id!r} was already reviewed "
+                                    f"({record.review_state})")
             record = replace(record, review_state=state, reviewer_decision=decision,
-                             reviewed_at=utcnow())
+                             reviewed_at=utcnow(), reviewed_by=reviewed_by)
             self._predictions[prediction_id] = record
             return record
 
@@ -147,6 +168,7 @@ class InMemoryStore:
         with self._lock:
             for image in images:
                 self._catalog[image.image_id] = image
+            self._generation += 1
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
         return [im for im in self._catalog.values() if model_id is None or im.model_id == model_id]
@@ -159,4 +181,43 @@ class InMemoryStore:
             doomed = [k for k, im in self._catalog.items() if im.individual_id == individual_id]
             for key in doomed:
                 del self._catalog[key]
+            self._generation += 1
             return len(doomed)
+
+    def list_individual_images(self, individual_id: str,
+                               model_id: str | None = None) -> list[CatalogImage]:
+        found = [im for im in self._catalog.values() if im.individual_id == individual_id
+                 and (model_id is None or im.model_id == model_id)]
+        return sorted(found, key=lambda im: (im.created_at, im.image_id))
+
+    def has_individual(self, individual_id: str) -> bool:
+        return any(im.individual_id == individual_id for im in self._catalog.values())
+
+    def catalog_generation(self) -> int:
+        return self._generation
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All writes inside commit together; an exception restores the state from before."""
+        with self._lock:
+            saved = (dict(self._predictions), dict(self._prediction_images), dict(self._catalog),
+                     self._generation)
+            try:
+                yield
+            except BaseException:
+                self._predictions, self._prediction_images, self._catalog, self._generation = saved
+                raise
+
+    def purge_predictions(self, photos_before: datetime | None,
+                          records_before: datetime | None) -> tuple[int, int]:
+        with self._lock:
+            old = [r.prediction_id for r in self._predictions.values() if r.review_state == "unreviewed"]
+            created = {k: self._predictions[k].created_at for k in old}
+            photos = [k for k in old if photos_before is not None and created[k] < photos_before
+                      and k in self._prediction_images]
+            records = [k for k in old if records_before is not None and created[k] < records_before]
+            for k in photos + records:
+                self._prediction_images.pop(k, None)
+            for k in records:
+                del self._predictions[k]
+            return len(photos), len(records)
