@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from whales_identify.store import CatalogImage, PredictionRecord, Sighting, utcnow
+from whales_identify.store import CatalogImage, PredictionRecord, Sighting, SightingRecord, utcnow
 
 
 class Cursor(Protocol):
@@ -125,8 +125,19 @@ CATALOG_COLUMNS = (
     "image_id", "individual_id", "species", "model_id", "embedding", "embedding_dtype", "embedding_shape",
     "keypoints", "keypoints_dtype", "keypoints_shape", "descriptors", "descriptors_dtype",
     "descriptors_shape", "thumbnail", "image_sha256", "filename", "source", "observed_at", "latitude",
-    "longitude", "location", "observer", "created_at",
+    "longitude", "location", "observer", "created_at", "feature_width", "feature_height",
 )
+
+
+SIGHTING_COLUMNS = ("image_id", "individual_id", "species", "filename", "source", "observed_at", "latitude",
+                    "longitude", "location", "observer", "created_at")
+
+
+def row_to_sighting(row: Sequence[Any], dialect: Dialect) -> SightingRecord:
+    r = dict(zip(SIGHTING_COLUMNS, row, strict=True))
+    return SightingRecord(image_id=r["image_id"], individual_id=r["individual_id"], species=r["species"],
+                          filename=r["filename"], source=r["source"], sighting=_sighting_from(r, dialect),
+                          created_at=dialect.from_db_time(r["created_at"]) or utcnow())
 
 
 def _sighting_values(sighting: Sighting, dialect: Dialect) -> dict[str, Any]:
@@ -178,6 +189,8 @@ def catalog_to_row(image: CatalogImage, dialect: Dialect) -> tuple[Any, ...]:
         "model_id": image.model_id, "thumbnail": None if image.thumbnail is None else bytes(image.thumbnail),
         "image_sha256": image.image_sha256, "filename": image.filename, "source": image.source,
         **_sighting_values(image.sighting, dialect), "created_at": dialect.to_db_time(image.created_at),
+        "feature_width": None if image.feature_size is None else int(image.feature_size[0]),
+        "feature_height": None if image.feature_size is None else int(image.feature_size[1]),
     }
     for name in ("embedding", "keypoints", "descriptors"):
         values[name], values[f"{name}_dtype"], values[f"{name}_shape"] = encode_array(getattr(image, name))
@@ -197,4 +210,6 @@ def row_to_catalog(row: Sequence[Any], dialect: Dialect) -> CatalogImage:
         thumbnail=None if r["thumbnail"] is None else bytes(r["thumbnail"]),
         image_sha256=r["image_sha256"], filename=r["filename"], source=r["source"],
         sighting=_sighting_from(r, dialect), created_at=dialect.from_db_time(r["created_at"]) or utcnow(),
+        feature_size=(None if r["feature_width"] is None or r["feature_height"] is None
+                      else (int(r["feature_width"]), int(r["feature_height"]))),
     )

@@ -161,15 +161,21 @@ def write_dwca(records: Iterable[PredictionRecord], path_or_fh: str | os.PathLik
     Returns:
         The number of occurrences written.
     """
+    rows = (occurrence_row(record, base_url) for record in records)
+    return write_occurrences((row for row in rows if row is not None), path_or_fh, title)
+
+
+def write_occurrences(rows: Iterable[dict[str, str]], path_or_fh: str | os.PathLike[str] | IO[bytes],
+                      title: str) -> int:
+    """Write a Darwin Core Archive of ready occurrence rows (term -> text; a term a row lacks is
+    written empty); return how many were written."""
     count = 0
     with zipfile.ZipFile(path_or_fh, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         with archive.open("occurrence.txt", "w") as raw, io.TextIOWrapper(raw, "utf-8", newline="\n") as out:
             out.write("\t".join(OCCURRENCE_TERMS) + "\n")
-            for record in records:
-                row = occurrence_row(record, base_url)
-                if row is not None:
-                    out.write("\t".join(row[t] for t in OCCURRENCE_TERMS) + "\n")
-                    count += 1
+            for row in rows:
+                out.write("\t".join(_clean(row.get(t, "")) for t in OCCURRENCE_TERMS) + "\n")
+                count += 1
         archive.writestr("meta.xml", meta_xml())
         archive.writestr("eml.xml", eml_xml(title, count))
     return count

@@ -22,7 +22,7 @@ from PIL import Image
 from whales_identify import matching
 from whales_identify.calibrate import Calibration, load_calibration
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.local_features import LocalFeatures, extract
+from whales_identify.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.results import MatchResult
 from whales_identify.store import CatalogImage, Sighting, Store
@@ -152,7 +152,8 @@ class Catalog:
                 thumbnail=make_thumbnail(image, self.config.thumbnail_side),
                 image_sha256=_pixels_sha256(image),
                 filename=filenames[i] if filenames else "", source=source,
-                sighting=sightings[i] if sightings else Sighting()))
+                sighting=sightings[i] if sightings else Sighting(),
+                feature_size=feature_frame(image.size, self.config.local) if lf is not None else None))
         self.add_images(records)
         return records
 

@@ -10,7 +10,7 @@ Work per query is bounded: a query is verified against at most a fixed number of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -41,13 +41,23 @@ class LocalFeatures:
     descriptors: np.ndarray  # (K, 128) uint8 RootSIFT * 255
 
 
+def feature_frame(size: tuple[int, int], cfg: LocalFeatureConfig | None = None) -> tuple[int, int]:
+    """(width, height) of the image that keypoint coordinates are measured in, for a photo of
+    `size`: downscaled so that its long side is at most `cfg.max_side`, never upscaled."""
+    cfg = cfg or LocalFeatureConfig()
+    w, h = size
+    scale = cfg.max_side / max(h, w, 1)
+    if scale >= 1.0:
+        return w, h
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def _grey(image: Image.Image, cfg: LocalFeatureConfig) -> np.ndarray:
     grey = np.asarray(image.convert("L"))
     h, w = grey.shape
-    scale = cfg.max_side / max(h, w)
-    if scale < 1.0:
-        grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
-                          interpolation=cv2.INTER_AREA)
+    frame = feature_frame((w, h), cfg)
+    if frame != (w, h):
+        grey = cv2.resize(grey, frame, interpolation=cv2.INTER_AREA)
     if cfg.clahe_clip > 0:
         grey = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(8, 8)).apply(grey)
     return grey
@@ -139,17 +149,25 @@ def ransac_inliers(src: np.ndarray, dst: np.ndarray, threshold: float = 8.0) -> 
     near-zero scale collapses every query point onto one spot, so all matches that land there
     (e.g. many query keypoints matched to one featureless gallery keypoint) would be "inliers".
     """
+    fit = ransac_fit(src, dst, threshold)
+    return 0 if fit is None else int(fit[1].sum())
+
+
+def ransac_fit(src: np.ndarray, dst: np.ndarray, threshold: float = 8.0
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RANSAC similarity transform behind `ransac_inliers`: its (2, 3) matrix mapping `src`
+    to `dst` and the (N,) boolean inlier mask, or None (too few points, no fit, degenerate scale)."""
     if len(src) < 3:
-        return 0
+        return None
     m, inl = cv2.estimateAffinePartial2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2),
                                          method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                          maxIters=500, confidence=0.99)
     if m is None or inl is None:
-        return 0
+        return None
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if not (1.0 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE):
-        return 0
-    return int(inl.sum())
+        return None
+    return m, inl.ravel().astype(bool)
 
 
 def one_to_one(sel: np.ndarray, dst_idx: np.ndarray, sim: np.ndarray) -> np.ndarray:
@@ -179,9 +197,57 @@ def verify(query: LocalFeatures, gallery: Sequence[LocalFeatures], ratio: float 
     idx, ok = ratio_matches(q, d, m, ratio)
     out = np.zeros(len(gallery), np.float32)
     for i in range(len(gallery)):
-        sel = np.flatnonzero(ok[i])
-        if len(sel):
-            sim = np.einsum("kd,kd->k", q[sel], d[i, idx[i, sel]])
-            sel = one_to_one(sel, idx[i, sel], sim)
+        sel, _ = _tentative(q, d[i], idx[i], ok[i])
         out[i] = ransac_inliers(qp[sel], p[i, idx[i, sel]], threshold)
     return out
+
+
+def _tentative(q: np.ndarray, d: np.ndarray, idx: np.ndarray, ok: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The one-to-one ratio-test matches of one gallery image: query keypoint indices (their
+    gallery keypoints are `idx[sel]`) and the descriptor cosine similarity of each."""
+    sel = np.flatnonzero(ok)
+    if not len(sel):
+        return sel, np.zeros(0, np.float32)
+    sim = np.einsum("kd,kd->k", q[sel], d[idx[sel]])
+    kept = one_to_one(sel, idx[sel], sim)
+    return kept, sim[np.searchsorted(sel, kept)]
+
+
+@dataclass(frozen=True)
+class Inliers:
+    """What geometric verification found between a query and one gallery image (feature frames).
+
+    Attributes:
+        query / gallery: (N, 2) coordinates of the inlier pairs, most similar descriptors first.
+        similarity: (N,) descriptor cosine similarity of each pair.
+        transform: (2, 3) similarity transform mapping query to gallery coordinates, or None.
+        tentative: one-to-one ratio-test matches RANSAC started from.
+    """
+
+    query: np.ndarray
+    gallery: np.ndarray
+    similarity: np.ndarray
+    transform: np.ndarray | None
+    tentative: int
+
+
+def verify_pairs(query: LocalFeatures, gallery: LocalFeatures, ratio: float = 0.8,
+                 max_keypoints: int = 500, threshold: float = 8.0) -> Inliers:
+    """`verify` for one gallery image, keeping the inlier pairs and the transform, not just the
+    count (the same steps: its `len(query)` equals `verify(query, [gallery], ...)[0]`)."""
+    empty = Inliers(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32),
+                    None, 0)
+    if len(query.descriptors) == 0 or len(gallery.descriptors) == 0:
+        return empty
+    q = as_float(query.descriptors[:max_keypoints])
+    d, p, m = pad_stack([gallery.descriptors], [gallery.keypoints], max_keypoints)
+    idx, ok = ratio_matches(q, d, m, ratio)
+    sel, sim = _tentative(q, d[0], idx[0], ok[0])
+    src, dst = query.keypoints[:max_keypoints][sel], p[0, idx[0, sel]]
+    fit = ransac_fit(src, dst, threshold)
+    if fit is None:
+        return replace(empty, tentative=len(sel))
+    transform, inl = fit
+    order = np.argsort(-sim[inl], kind="stable")
+    return Inliers(src[inl][order], dst[inl][order], sim[inl][order], transform, len(sel))

@@ -239,7 +239,8 @@ def rank(scores: Scores, cal: Calibration, top_k: int) -> MatchResult:
     probs = cal.probability(fused[order]) if order else np.zeros(0)
     candidates = [Candidate(individual_id=scores.individual_ids[i], species=scores.species[i],
                             score=float(fused[i]), probability=float(p),
-                            reference_image_id=scores.image_ids[scores.ref_image[i]])
+                            reference_image_id=scores.image_ids[scores.ref_image[i]],
+                            inliers=int(scores.inliers[i]))
                   for i, p in zip(order, probs, strict=True)]
     if not candidates:
         return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)

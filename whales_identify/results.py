@@ -15,6 +15,9 @@ class Candidate:
     score: float  # fused similarity; higher is better, not a probability
     probability: float  # calibrated probability that this candidate is the right individual
     reference_image_id: str
+    # RANSAC inliers between the query and `reference_image_id` (0: not verified, or no geometric
+    # support); GET /v1/predictions/{id}/matches/{individual_id} draws them
+    inliers: int = 0
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,33 @@ class CatalogImage:
     source: str = ""
     sighting: Sighting = field(default_factory=Sighting)
     created_at: datetime = field(default_factory=utcnow)
+    # (width, height) of the image `keypoints` are measured in (the photo downscaled for local
+    # features); None for records enrolled before it was kept (see whales_identify/explain.py)
+    feature_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class SightingRecord:
+    """One catalog photo of an individual seen as a sighting: when, where, by whom (no pixels or
+    features; `Store.list_sightings` reads these without loading the arrays)."""
+
+    image_id: str
+    individual_id: str
+    species: str
+    filename: str
+    source: str
+    sighting: Sighting
+    created_at: datetime
+
+    @property
+    def when(self) -> datetime:
+        """When the animal was seen: the photo's time, else when it was enrolled."""
+        return self.sighting.observed_at or self.created_at
+
+
+def sighting_order(records: Iterable[SightingRecord]) -> list[SightingRecord]:
+    """Oldest first, by `when`, ties by image id (the order of an individual's history)."""
+    return sorted(records, key=lambda r: (r.when, r.image_id))
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,7 @@ class Store(Protocol):
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]: ...
     def get_catalog_image(self, image_id: str) -> CatalogImage | None: ...
     def remove_individual(self, individual_id: str) -> int: ...
+    def list_sightings(self, individual_id: str, model_id: str | None = None) -> list[SightingRecord]: ...
     def list_individual_images(self, individual_id: str,
                                model_id: str | None = None) -> list[CatalogImage]: ...
     def has_individual(self, individual_id: str) -> bool: ...
@@ -175,6 +203,13 @@ class InMemoryStore:
 
     def get_catalog_image(self, image_id: str) -> CatalogImage | None:
         return self._catalog.get(image_id)
+
+    def list_sightings(self, individual_id: str, model_id: str | None = None) -> list[SightingRecord]:
+        return sighting_order(
+            SightingRecord(im.image_id, im.individual_id, im.species, im.filename, im.source, im.sighting,
+                           im.created_at)
+            for im in list(self._catalog.values())
+            if im.individual_id == individual_id and (model_id is None or im.model_id == model_id))
 
     def remove_individual(self, individual_id: str) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from integrations._migrations import load_migrations
 from integrations.base import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_concurrent_writers_lose_no_rows(store_url):
         assert len(records) == store.count_predictions() == workers * each
         assert {r.prediction_id for r in records} == {f"w{w}-{i:06d}" for w in range(workers)
                                                        for i in range(each)}
-        assert store.schema_versions() == [1]
+        assert store.schema_versions() == [m.version for m in load_migrations()]
     finally:
         store.close()
     print(f"{workers} processes x {each} writes in {elapsed:.2f}s (incl. start-up)")

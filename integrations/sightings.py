@@ -1,0 +1,86 @@
+"""One individual's sighting history as CSV or as a Darwin Core Archive (`organismID` filled in).
+
+The rows are the individual's catalog photos (`Store.list_sightings`), each paired with what the
+caller may see of it (`whales_identify.location_privacy.visible_sighting`): the export never shows
+more than the JSON answer does, and a generalised position carries `dataGeneralizations` and
+`coordinateUncertaintyInMeters` in the archive.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from integrations.darwin_core import _iso, _number, write_occurrences
+from integrations.exports import csv_safe
+from whales_identify.location_privacy import VisibleSighting
+from whales_identify.species import species_info
+from whales_identify.store import SightingRecord
+
+History = Iterable[tuple[SightingRecord, VisibleSighting]]
+
+SIGHTING_CSV_COLUMNS = (
+    "individual_id", "image_id", "species", "scientific_name", "observed_at", "latitude", "longitude",
+    "position_precision", "location", "observer", "filename", "source", "enrolled_at",
+)
+
+
+def iter_sightings_csv(history: History) -> Iterator[str]:
+    """CSV text (formula-safe), a header then one chunk per sighting."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(SIGHTING_CSV_COLUMNS)
+    for record, visible in history:
+        s = visible.sighting
+        row = {"individual_id": record.individual_id, "image_id": record.image_id, "species": record.species,
+               "scientific_name": species_info(record.species).scientific_name,
+               "observed_at": _iso(s.observed_at), "latitude": s.latitude,  # numbers: never formulas
+               "longitude": s.longitude, "position_precision": visible.precision,
+               "location": s.location, "observer": s.observer, "filename": record.filename,
+               "source": record.source, "enrolled_at": _iso(record.created_at)}
+        writer.writerow(["" if row[c] is None else csv_safe(row[c]) for c in SIGHTING_CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def sighting_occurrence(record: SightingRecord, visible: VisibleSighting,
+                        base_url: str | None = None) -> dict[str, str]:
+    """The Darwin Core occurrence of one catalog photo: a verified sighting of `organismID`."""
+    info = species_info(record.species)
+    s = visible.sighting
+    has_position = s.latitude is not None and s.longitude is not None
+    media = f"{base_url.rstrip('/')}/v1/images/{record.image_id}/thumbnail" if base_url else ""
+    return {
+        "occurrenceID": record.image_id,
+        "basisOfRecord": "HumanObservation",  # a person's photo, put in the catalog by a curator
+        "eventDate": _iso(s.observed_at),
+        "decimalLatitude": _number(s.latitude) if has_position else "",
+        "decimalLongitude": _number(s.longitude) if has_position else "",
+        "geodeticDatum": "WGS84" if has_position else "",
+        "coordinateUncertaintyInMeters": str(visible.coordinate_uncertainty_m or ""),
+        "dataGeneralizations": visible.data_generalizations or "",
+        "locality": s.location or "",
+        "recordedBy": s.observer or "",
+        "organismID": record.individual_id,
+        "scientificName": info.scientific_name,
+        "vernacularName": info.common_name,
+        "taxonRank": info.taxon_rank,
+        "kingdom": "Animalia",
+        "identificationVerificationStatus": "verified",
+        "identifiedBy": "EcoMarineAI catalog",
+        "dateIdentified": _iso(record.created_at),
+        "identificationRemarks": f"catalog photo {record.filename}".strip() if record.filename else "",
+        "associatedMedia": media,
+        "occurrenceRemarks": "",
+    }
+
+
+def write_sightings_dwca(history: History, path_or_fh: str | os.PathLike[str] | IO[bytes],
+                         base_url: str | None = None, title: str = "EcoMarineAI sighting history") -> int:
+    """A Darwin Core Archive of one individual's sightings; returns how many were written."""
+    return write_occurrences((sighting_occurrence(r, v, base_url) for r, v in history), path_or_fh, title)
