@@ -3,19 +3,25 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run` installs only what serving needs (no PyTorch, no test tools); `make test` all extras
+SERVE_STAMP := $(VENV)/.installed-serve
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint docs bench clean
 
-$(STAMP): pyproject.toml scripts/install.sh
-	PY=$(PY) VENV=$(VENV) bash scripts/install.sh
+$(SERVE_STAMP): pyproject.toml scripts/install.sh
+	PY=$(PY) VENV=$(VENV) EXTRAS=service,postgres bash scripts/install.sh
 	touch $@
+
+$(STAMP): pyproject.toml scripts/install.sh
+	PY=$(PY) VENV=$(VENV) EXTRAS=service,postgres,dev,train,clip bash scripts/install.sh
+	touch $@ $(SERVE_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(SERVE_STAMP)
 	$(BIN)/uvicorn whales_be_service.main:app --host $(HOST) --port $(PORT)
 
 test: $(STAMP)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -154,13 +157,116 @@ def test_dockerfile_is_multistage_nonroot_and_healthchecked(stages):
     assert any(ln.upper().startswith("EXPOSE ") and "8000" in ln for ln in runtime)
 
 
+def _requirements(extras: list[str]) -> set[str]:
+    """The distributions that `pip install ".[extras]"` names directly (self-references resolved)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def name(req: str) -> str:
+        return re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower()
+
+    names = {name(r) for r in project["dependencies"]}
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra not in seen:
+            seen.add(extra)
+            for req in project["optional-dependencies"][extra]:
+                if name(req) == project["name"]:
+                    todo += re.search(r"\[([^\]]+)\]", req).group(1).split(",")
+                else:
+                    names.add(name(req))
+    return names
+
+
+TORCH_STACK = {"torch", "torchvision", "timm", "open-clip-torch"}
+
+
+def test_serving_installs_without_torch():
+    """`pip install ".[service,postgres]"` (make run, the image) names no PyTorch package; exporting,
+    training and CLIP bring it; test installs have everything."""
+    assert not _requirements(["service", "postgres"]) & (TORCH_STACK | {"scikit-learn", "onnx"})
+    assert {"torch", "torchvision", "timm", "onnx"} <= _requirements(["export"])
+    assert {"torch", "scikit-learn"} <= _requirements(["train"])
+    assert "open-clip-torch" in _requirements(["clip"])
+    make = (ROOT / "Makefile").read_text()
+    serve = re.search(r"^\$\(SERVE_STAMP\):.*\n\t(.*)$", make, re.M).group(1)
+    full = re.search(r"^\$\(STAMP\):.*\n\t(.*)$", make, re.M).group(1)
+    assert "EXTRAS=service,postgres " in serve and "scripts/install.sh" in serve
+    assert {"dev", "train"} <= set(re.search(r"EXTRAS=(\S+)", full).group(1).split(","))
+    assert re.search(r"^run: \$\(SERVE_STAMP\)$", make, re.M), "make run must not install the dev extras"
+    assert re.search(r"^test: \$\(STAMP\)$", make, re.M)
+
+
 def test_image_installs_through_the_one_install_script(stages):
-    """The builder runs scripts/install.sh with CPU wheels; `make install` (CI) runs the same."""
+    """The builder runs scripts/install.sh with the serving extras only; `make run` runs the same."""
     text = " ".join(ln for stage in stages for ln in stage)
     assert re.search(r"RUN .*bash scripts/install\.sh", text)
-    assert "download.pytorch.org/whl/cpu" in text
     assert "EXTRAS=service,postgres" in text.replace('"', "")
+    assert "TORCH_INDEX" not in text and "torch==" not in text
+    assert "id=ca_bundle" in text, "pip behind TLS interception gets the CA bundle as a build secret"
     assert "scripts/install.sh" in (ROOT / "Makefile").read_text()
+
+
+def test_shipped_onnx_exports_verify():
+    """The default models' ONNX exports are in git and in the image's context, and match the
+    installed weights, so a torch-free install serves them (make run, the image)."""
+    from whales_identify.models._onnx import onnx_paths, verified_onnx
+    from whales_identify.models.entries import DEFAULT_REID_MODEL, GATE_FEATURE_MODEL
+
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    for model_id in (GATE_FEATURE_MODEL, DEFAULT_REID_MODEL):
+        for path in onnx_paths(model_id, ROOT / "models"):
+            rel = str(path.relative_to(ROOT))
+            assert f"!{rel}" in ignore, f".dockerignore leaves {rel} out of the image"
+            if shutil.which("git") and (ROOT / ".git").exists():
+                tracked = subprocess.run(["git", "ls-files", "--error-unmatch", rel], cwd=ROOT,
+                                         capture_output=True)
+                assert tracked.returncode == 0, f"{rel} is not committed"
+        verified_onnx(model_id, ROOT / "models")  # raises when stale or altered
+
+
+def test_service_predicts_with_torch_blocked(tmp_path):
+    """The served path imports no PyTorch, timm, torchvision, scikit-learn or onnx: the real app
+    with the default models starts, is ready and predicts with those imports made to fail."""
+    code = """
+import io, sys
+for name in ("torch", "torchvision", "timm", "sklearn", "onnx", "open_clip", "huggingface_hub"):
+    sys.modules[name] = None  # any import of them raises ImportError
+from fastapi.testclient import TestClient
+from PIL import Image
+from whales_be_service.main import app
+buf = io.BytesIO()
+Image.new("RGB", (320, 240), (40, 90, 140)).save(buf, "JPEG")
+with TestClient(app) as client:
+    import time
+    for _ in range(240):
+        ready = client.get("/ready")
+        if ready.status_code == 200:
+            break
+        time.sleep(0.25)
+    assert ready.status_code == 200, ready.text
+    r = client.post("/v1/predict", files={"file": ("x.jpg", buf.getvalue(), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    models = client.get("/v1/models").json()["models"]
+    assert [m["backend"] for m in models if m["role"] == "embedding"] == ["onnx"], models
+print("ok")
+"""
+    env = {**os.environ, "WHALES_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+           "WHALES_MODELS_DIR": str(ROOT / "models")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_metrics_tmpfs_belongs_to_the_image_user(compose, stages):
+    """The workers' metrics folder stays writable for the non-root user after a restart."""
+    runtime = " ".join(stages[-1])
+    uid = re.search(r"useradd .*--uid (\d+)", runtime).group(1)
+    gid = re.search(r"groupadd .*--gid (\d+)", runtime).group(1)
+    api = compose["services"]["api"]
+    folder = api["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert f"{folder}:uid={uid},gid={gid}" in api["tmpfs"]
 
 
 def test_dockerignore_keeps_what_the_image_needs():

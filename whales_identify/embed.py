@@ -11,6 +11,7 @@ Two backends with one interface (`model_id`, `dim`, `cfg`, `features`, `__call__
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +126,9 @@ def create_embedder(model_id: str, models_dir: Path | str | None = None, *,
             if backend == "onnx" or type(exc) is not ModelNotAvailableError:
                 raise
             log.info("serving %s with PyTorch: %s", model_id, exc)
+            if importlib.util.find_spec("torch") is None:
+                raise ModelNotAvailableError(f"{exc}; PyTorch, the fallback, is not installed (a "
+                                             "service install serves the ONNX export only)") from None
     import torch
 
     from whales_identify.models import create_model

@@ -46,7 +46,12 @@ def export_onnx(model_id: str, models_dir: Path | str | None = None) -> dict[str
     """Export `model_id` (an embedding model) with dynamic batch size, check it against PyTorch
     with ONNX Runtime, and write the file and its metadata. Returns the metadata."""
     import onnxruntime as ort
-    import torch
+
+    try:
+        import torch
+    except ImportError:
+        raise ModelNotAvailableError(f"exporting {model_id} to ONNX needs PyTorch, which this install "
+                                     "does not have: pip install '.[export]'") from None
 
     from whales_identify.models._factory import create_model
 
