@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
+from whales_identify.location_privacy import LocationPolicy, apply_policy
 from whales_identify.species import species_info
 from whales_identify.store import PredictionRecord
 
@@ -29,7 +30,8 @@ EML_NS = "eml://ecoinformatics.org/eml-2.1.1"
 # Column order of occurrence.txt; every one is a term in the Darwin Core namespace.
 OCCURRENCE_TERMS = (
     "occurrenceID", "basisOfRecord", "eventDate", "decimalLatitude", "decimalLongitude", "geodeticDatum",
-    "locality", "recordedBy", "organismID", "scientificName", "vernacularName", "taxonRank", "kingdom",
+    "coordinateUncertaintyInMeters", "dataGeneralizations", "locality", "recordedBy", "organismID",
+    "scientificName", "vernacularName", "taxonRank", "kingdom",
     "identificationVerificationStatus", "identifiedBy", "dateIdentified", "identificationRemarks",
     "associatedMedia", "occurrenceRemarks",
 )
@@ -60,11 +62,15 @@ def _clean(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
-def occurrence_row(record: PredictionRecord, base_url: str | None = None) -> dict[str, str] | None:
+def occurrence_row(record: PredictionRecord, base_url: str | None = None,
+                   policy: LocationPolicy | None = None) -> dict[str, str] | None:
     """The occurrence for one prediction, or None when it is not a cetacean sighting.
 
     A reviewer's decision wins over the model: `reviewer_decision["species"]` and
-    `reviewer_decision["individual_id"]` replace the predicted ones when present.
+    `reviewer_decision["individual_id"]` replace the predicted ones when present. With a `policy`
+    (a public archive), the position is generalised or withheld as the policy says, recorded in
+    `dataGeneralizations` and `coordinateUncertaintyInMeters`, and only reviewed occurrences link
+    their photo (the service serves unreviewed photos to key holders only).
     """
     if not is_occurrence(record):
         return None
@@ -74,14 +80,17 @@ def occurrence_row(record: PredictionRecord, base_url: str | None = None) -> dic
     individual = (decision.get("individual_id") if reviewed else None) or (
         None if record.is_new_individual else record.individual_id)
     info = species_info(species)
-    sighting = record.sighting
+    visible = apply_policy(record.sighting, policy)
+    sighting = visible.sighting
     has_position = sighting.latitude is not None and sighting.longitude is not None
     remarks = []
     if record.probability is not None:
         remarks.append(f"probability {record.probability:.3f}")
     gate = f"{record.gate_backend} {record.gate_version}"
     remarks.append(f"cetacean score {record.cetacean_score:.3f} ({gate})")
-    media = f"{base_url.rstrip('/')}/v1/predictions/{record.prediction_id}/image" if base_url else ""
+    linkable = policy is None or reviewed
+    media = (f"{base_url.rstrip('/')}/v1/predictions/{record.prediction_id}/image"
+             if base_url and linkable else "")
     row = {
         "occurrenceID": record.prediction_id,
         "basisOfRecord": "MachineObservation",
@@ -89,6 +98,8 @@ def occurrence_row(record: PredictionRecord, base_url: str | None = None) -> dic
         "decimalLatitude": _number(sighting.latitude) if has_position else "",
         "decimalLongitude": _number(sighting.longitude) if has_position else "",
         "geodeticDatum": "WGS84" if has_position else "",
+        "coordinateUncertaintyInMeters": str(visible.coordinate_uncertainty_m or ""),
+        "dataGeneralizations": visible.data_generalizations or "",
         "locality": sighting.location or "",
         "recordedBy": sighting.observer or "",
         "organismID": individual or "",
@@ -148,7 +159,8 @@ def eml_xml(title: str, count: int, now: datetime | None = None) -> bytes:
 
 
 def write_dwca(records: Iterable[PredictionRecord], path_or_fh: str | os.PathLike[str] | IO[bytes],
-               base_url: str | None = None, title: str = "EcoMarineAI cetacean photo-identifications") -> int:
+               base_url: str | None = None, title: str = "EcoMarineAI cetacean photo-identifications",
+               policy: LocationPolicy | None = None) -> int:
     """Write a Darwin Core Archive.
 
     Args:
@@ -157,11 +169,13 @@ def write_dwca(records: Iterable[PredictionRecord], path_or_fh: str | os.PathLik
         base_url: the service's public URL; when given, associatedMedia links to
             `{base_url}/v1/predictions/{id}/image`.
         title: dataset title in eml.xml.
+        policy: for an archive meant for publication, how positions are generalised
+            (`whales_identify.location_privacy`); None writes them exactly.
 
     Returns:
         The number of occurrences written.
     """
-    rows = (occurrence_row(record, base_url) for record in records)
+    rows = (occurrence_row(record, base_url, policy) for record in records)
     return write_occurrences((row for row in rows if row is not None), path_or_fh, title)
 
 

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from integrations._rows import as_utc, to_json
 from integrations.darwin_core import write_dwca
+from whales_identify.location_privacy import LocationPolicy, apply_policy
 from whales_identify.species import species_info
 from whales_identify.store import PredictionRecord, Store
 
@@ -30,6 +31,7 @@ CSV_COLUMNS = (
     "cetacean_score", "gate_backend", "gate_version", "species", "scientific_name", "individual_id",
     "is_new_individual", "probability", "model_version", "review_state", "reviewer_decision", "reviewed_at",
     "observed_at", "latitude", "longitude", "location", "observer", "candidates",
+    "data_generalizations", "coordinate_uncertainty_m",
 )
 
 # A cell starting with one of these is a formula in Excel, LibreOffice and Google Sheets.
@@ -43,9 +45,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
 
-def record_to_dict(record: PredictionRecord) -> dict[str, Any]:
-    """A JSON-ready view of one prediction, with the species' scientific name added."""
-    s = record.sighting
+def record_to_dict(record: PredictionRecord, policy: LocationPolicy | None = None) -> dict[str, Any]:
+    """A JSON-ready view of one prediction, with the species' scientific name added; with a
+    `policy`, the sighting as the public may see it (and what was generalised)."""
+    visible = apply_policy(record.sighting, policy)
+    s = visible.sighting
     return {
         "prediction_id": record.prediction_id,
         "created_at": _iso(record.created_at),
@@ -71,6 +75,8 @@ def record_to_dict(record: PredictionRecord) -> dict[str, Any]:
         "longitude": s.longitude,
         "location": s.location,
         "observer": s.observer,
+        "data_generalizations": visible.data_generalizations,
+        "coordinate_uncertainty_m": visible.coordinate_uncertainty_m,
     }
 
 
@@ -95,13 +101,13 @@ def _csv_cell(value: Any) -> Any:
     return csv_safe(value)
 
 
-def iter_csv(records: Iterable[PredictionRecord]) -> Iterator[str]:
-    """CSV text, a header then one chunk per record."""
+def iter_csv(records: Iterable[PredictionRecord], policy: LocationPolicy | None = None) -> Iterator[str]:
+    """CSV text, a header then one chunk per record (positions as `policy` allows; None: exact)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for record in records:
-        row = record_to_dict(record)
+        row = record_to_dict(record, policy)
         writer.writerow([_csv_cell(row[c]) for c in CSV_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
@@ -109,10 +115,10 @@ def iter_csv(records: Iterable[PredictionRecord]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def iter_jsonl(records: Iterable[PredictionRecord]) -> Iterator[str]:
-    """One JSON object per line."""
+def iter_jsonl(records: Iterable[PredictionRecord], policy: LocationPolicy | None = None) -> Iterator[str]:
+    """One JSON object per line (positions as `policy` allows; None: exact)."""
     for record in records:
-        yield json.dumps(record_to_dict(record), ensure_ascii=False, default=str) + "\n"
+        yield json.dumps(record_to_dict(record, policy), ensure_ascii=False, default=str) + "\n"
 
 
 def write_csv(records: Iterable[PredictionRecord], fh: IO[str]) -> int:

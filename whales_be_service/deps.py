@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from whales_be_service.errors import ServiceError
-from whales_be_service.ratelimit import RateLimiter
+from whales_be_service.ratelimit import CHARGED, RateLimiter
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
 from whales_identify.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
@@ -94,6 +94,15 @@ def _check_key(settings: Settings, api_key: str) -> None:
         raise ServiceError(403, "forbidden", "the API key is not valid")
 
 
+def key_is_valid(settings: Settings, api_key: str | None) -> bool:
+    """Whether `api_key` is a configured key (never raises; for answers that only add detail)."""
+    try:
+        _check_key(settings, api_key or "")
+    except ServiceError:
+        return False
+    return bool(api_key)
+
+
 def _unauthorized(what: str) -> ServiceError:
     return ServiceError(401, "unauthorized", f"{what} needs an API key in the X-API-Key header",
                         headers={"WWW-Authenticate": "APIKey"})
@@ -133,6 +142,14 @@ async def get_caller(settings: SettingsDep,
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def read_access(request: Request, settings: SettingsDep,
+                      api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """On every rate-limited router: with `WHALES_REQUIRE_KEY_FOR_READS`, each GET needs a valid key
+    (writes check their key themselves)."""
+    if settings.require_key_for_reads and request.method in ("GET", "HEAD"):
+        await get_caller(settings, api_key)
 ApiKeyDep = Annotated[str, Depends(require_api_key)]
 
 
@@ -145,5 +162,8 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
 async def rate_limit(request: Request, limiter: LimiterDep) -> None:
-    """Charge one hit per request (batches charge their extra images themselves)."""
+    """Charge one hit per request (batches charge their extra images themselves); requests with a
+    body were charged by the middleware already, before the body was read."""
+    if getattr(request.state, CHARGED, False):
+        return
     limiter.hit(request, 1, read_only=request.method in ("GET", "HEAD"))

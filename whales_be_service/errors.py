@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whales_identify.errors import (
     CatalogModelMismatchError,
+    ConflictError,
     ImageTooLargeError,
     InvalidImageError,
     ModelNotAvailableError,
@@ -59,6 +60,7 @@ _LIBRARY_STATUS: list[tuple[type[WhalesError], int]] = [
     (ImageTooLargeError, 413),
     (InvalidImageError, 400),
     (NotFoundError, 404),
+    (ConflictError, 409),
     (CatalogModelMismatchError, 503),
     (ModelNotAvailableError, 503),
     (UnknownModelError, 503),
@@ -127,7 +129,19 @@ async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
                           {"limit": str(exc.detail)}, {"Retry-After": retry})
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """An error raised by a database driver (sqlite3, psycopg, its pool): the store is down or busy."""
+    return any(type(e).__module__.split(".")[0] in ("sqlite3", "psycopg", "psycopg_pool")
+               for e in (exc, exc.__cause__) if e is not None)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_error(exc):
+        # The driver's message (paths, SQL, host names) goes to the log only.
+        log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        retry = str(getattr(request.app.state.settings, "retry_after_s", 5))
+        return error_response(503, "store_unavailable", "the database is unavailable; retry shortly",
+                              {"component": "store"}, {"Retry-After": retry})
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 

@@ -15,14 +15,13 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 
 import whales_identify
 from whales_be_service import metrics
-from whales_be_service.deps import rate_limit
+from whales_be_service.deps import rate_limit, read_access
 from whales_be_service.errors import install_error_handlers
 from whales_be_service.inference import InferencePool
-from whales_be_service.middleware import ServiceMiddleware
+from whales_be_service.middleware import ServiceMiddleware, WebPage
 from whales_be_service.ratelimit import RateLimiter
 from whales_be_service.routes import batch, catalog, catalog_import, health, predict, reference, review
 from whales_be_service.settings import Settings
@@ -91,7 +90,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings)
     install_error_handlers(app)
-    limited = [Depends(rate_limit)]
+    limited = [Depends(rate_limit), Depends(read_access)]
     app.include_router(health.router)
     app.include_router(predict.router, dependencies=limited)
     app.include_router(batch.router, dependencies=limited)
@@ -104,9 +103,10 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Retry-After", "X-RateLimit-Limit",
                                                                 "X-RateLimit-Remaining", "X-RateLimit-Reset"])
-    app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_request_bytes,
+                       limiter=app.state.limiter)
     if settings.frontend_dir and Path(settings.frontend_dir).is_dir():
-        app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+        app.mount("/", WebPage(directory=settings.frontend_dir, html=True), name="frontend")
     return app
 
 

@@ -1,15 +1,48 @@
-"""One pure-ASGI middleware: request-size cap (413), request metrics, rate-limit headers."""
+"""One pure-ASGI middleware: request-size cap (413), rate limit charged before a body is read,
+request metrics, rate-limit and security headers; and the web page's static files (`WebPage`)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import PurePosixPath
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whales_be_service import metrics
-from whales_be_service.errors import error_body
+from whales_be_service.errors import ServiceError, error_body, error_response
+from whales_be_service.ratelimit import CHARGED, RateLimiter
+
+UNLIMITED_PATHS = ("/health", "/ready", "/metrics")
+BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+# The page's policy: only its own scripts, styles and API; no framing (clickjacking); same as
+# frontend/nginx.conf, which serves the page behind the compose proxy.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY",
+                "Referrer-Policy": "no-referrer"}
+PAGE_SUFFIXES = frozenset({".html", ".js", ".css", ".svg", ".png", ".ico", ".webmanifest"})
+
+
+class WebPage(StaticFiles):
+    """The static web page with its security headers; files that are not part of a web page (the
+    folder's nginx.conf, notes, dotfiles) are not served."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        name = PurePosixPath(path)
+        if path not in ("", ".") and (name.suffix.lower() not in PAGE_SUFFIXES
+                                      or any(p.startswith(".") for p in name.parts)):
+            raise HTTPException(404)
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
 
 def route_label(scope: Scope) -> str:
@@ -22,9 +55,10 @@ def route_label(scope: Scope) -> str:
 
 
 class ServiceMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, limiter: RateLimiter | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,6 +70,13 @@ class ServiceMiddleware:
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             await self._too_large(send, limit, flags)
+            self._record(scope, flags["status"], started)
+            return
+        refused = self._charge_early(scope)
+        if refused is not None:
+            flags["status"] = refused.status
+            await error_response(refused.status, refused.code, refused.message, refused.details,
+                                 refused.headers)(scope, receive, send)
             self._record(scope, flags["status"], started)
             return
         received = 0
@@ -59,18 +100,32 @@ class ServiceMiddleware:
                     await self._too_large(send, limit, flags)
                     return
                 flags["status"] = message["status"]
-                extra = (scope.get("state") or {}).get("rate_limit_headers")
-                if extra:
-                    present = {k.lower() for k, _ in message.get("headers", [])}
-                    message["headers"] = list(message.get("headers", [])) + [
-                        (k.lower().encode(), v.encode()) for k, v in extra.items()
-                        if k.lower().encode() not in present]
+                extra = {**((scope.get("state") or {}).get("rate_limit_headers") or {}),
+                         "X-Content-Type-Options": "nosniff"}
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k.lower().encode(), v.encode()) for k, v in extra.items()
+                    if k.lower().encode() not in present]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
         finally:
             self._record(scope, flags["status"], started)
+
+    def _charge_early(self, scope: Scope) -> ServiceError | None:
+        """Charge a request that carries a body before reading it (an upload over the limit costs
+        the server nothing); the route's own charge is then skipped. Returns the 429 to send."""
+        if (self.limiter is None or scope.get("method") not in BODY_METHODS
+                or scope.get("path", "") in UNLIMITED_PATHS):
+            return None
+        request = Request(scope)
+        try:
+            self.limiter.hit(request, 1)
+        except ServiceError as exc:
+            return exc
+        setattr(request.state, CHARGED, True)
+        return None
 
     async def _too_large(self, send: Send, limit: int, flags: dict[str, Any]) -> None:
         body = json.dumps(error_body("payload_too_large",

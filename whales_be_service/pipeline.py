@@ -8,23 +8,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from whales_be_service import metrics
 from whales_be_service.errors import ServiceError
-from whales_be_service.state import (
-    ServiceState,
-    note_own_catalog_write,
-    refresh_catalog_metrics,
-    sync_catalog,
-)
+from whales_be_service.state import ServiceState, catalog_write, sync_catalog
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
 from whales_identify.gate import shares_features
 from whales_identify.identify import EMPTY_CATALOG_WARNING
 from whales_identify.results import Prediction
-from whales_identify.store import PredictionRecord, Sighting
+from whales_identify.store import PredictionRecord, Sighting, utcnow
 
 log = logging.getLogger("whales_be_service")
 
@@ -123,7 +119,8 @@ def payload(pred: Prediction, item: Decoded, prediction_id: str, mask: bool,
         "probability": None if pred.probability is None else float(pred.probability),
         "candidates": [
             {"individual_id": c.individual_id, "species": c.species, "score": float(c.score),
-             "probability": float(c.probability), "reference_image_id": c.reference_image_id}
+             "probability": float(c.probability), "reference_image_id": c.reference_image_id,
+             "inliers": int(getattr(c, "inliers", 0))}
             for c in pred.candidates
         ],
         "bbox": bbox,
@@ -136,10 +133,14 @@ def payload(pred: Prediction, item: Decoded, prediction_id: str, mask: bool,
     }
 
 
-def sighting_json(s: Sighting) -> dict[str, Any]:
-    return {"observed_at": s.observed_at.isoformat() if s.observed_at else None,
-            "latitude": s.latitude, "longitude": s.longitude, "location": s.location,
-            "observer": s.observer}
+def sighting_json(s: Sighting, precision: str | None = None) -> dict[str, Any]:
+    """A sighting for an answer; catalog reads pass what `visible_sighting` left of it."""
+    out: dict[str, Any] = {"observed_at": s.observed_at.isoformat() if s.observed_at else None,
+                           "latitude": s.latitude, "longitude": s.longitude, "location": s.location,
+                           "observer": s.observer}
+    if precision is not None:
+        out["precision"] = precision
+    return out
 
 
 def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, prediction_id: str,
@@ -158,8 +159,36 @@ def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, predi
         state.store.save_prediction(record, image_jpeg=jpeg)
     except Exception as exc:
         log.exception("could not store prediction %s", prediction_id)
-        raise ServiceError(503, "store_unavailable", f"the prediction could not be stored: {exc}",
-                           {"prediction_id": prediction_id}) from exc
+        raise store_unavailable(state, "the prediction could not be stored") from exc
+    purge_expired(state)
+
+
+def store_unavailable(state: ServiceState, what: str) -> ServiceError:
+    """503 naming the component; the database's own message goes to the log, not to the client."""
+    retry = str(state.settings.retry_after_s)
+    return ServiceError(503, "store_unavailable", f"{what}: the database is unavailable; retry shortly",
+                        {"component": "store"}, {"Retry-After": retry})
+
+
+def purge_expired(state: ServiceState) -> None:
+    """Apply the retention settings, at most every `retention_check_s` per worker."""
+    s = state.settings
+    if not (s.query_image_retention_days or s.prediction_retention_days):
+        return
+    now = time.monotonic()
+    if state.purged_at and now - state.purged_at < s.retention_check_s:
+        return
+    state.purged_at = now
+    wall = utcnow()
+    days = s.query_image_retention_days, s.prediction_retention_days
+    photos_before, records_before = (wall - timedelta(days=d) if d else None for d in days)
+    try:
+        photos, records = state.store.purge_predictions(photos_before, records_before)
+    except Exception:  # retention never fails a prediction; it is retried at the next check
+        log.warning("retention purge failed", exc_info=True)
+        return
+    if photos or records:
+        log.info("retention: deleted %d query photos and %d unreviewed predictions", photos, records)
 
 
 def identify(state: ServiceState, items: Sequence[Decoded], top_k: int) -> list[Prediction]:
@@ -231,9 +260,15 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int) -> dict[str,
 
 
 def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, species: str,
-           sightings: Sequence[Sighting], source: str, check_gate: bool = True
+           sightings: Sequence[Sighting], source: str, check_gate: bool = True,
+           before_write: Callable[[], None] | None = None,
+           after_write: Callable[[list[Any]], None] | None = None,
            ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Embed and enrol photos of one individual; photos the gate rejects are refused, not enrolled.
+
+    `before_write()` and `after_write(added)` run inside the same database transaction as the
+    enrolment (a review claims the prediction first and records its decision last), so everything
+    commits together or nothing does.
 
     Returns (enrolled CatalogImages, refused [{image_ind, code, message}]).
     """
@@ -254,10 +289,12 @@ def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, sp
     if not keep:
         return [], refused
     embeddings = l2_normalize(features[keep])
-    with state.write_lock:
-        added = state.catalog.enroll([items[i].image for i in keep], embeddings, individual_id, species,
-                                     sightings=[sightings[i] for i in keep],
-                                     filenames=[items[i].name for i in keep], source=source)
-        note_own_catalog_write(state)
-    refresh_catalog_metrics(state)
-    return list(added or []), refused
+    with catalog_write(state):
+        if before_write is not None:
+            before_write()
+        added = list(state.catalog.enroll([items[i].image for i in keep], embeddings, individual_id, species,
+                                          sightings=[sightings[i] for i in keep],
+                                          filenames=[items[i].name for i in keep], source=source) or [])
+        if after_write is not None:
+            after_write(added)
+    return added, refused

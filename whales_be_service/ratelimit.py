@@ -18,6 +18,7 @@ from whales_be_service.errors import ServiceError
 from whales_be_service.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+CHARGED = "rate_charged"  # request.state flag: the middleware charged this request already
 
 
 def _parse_networks(values: list[str]) -> list[Network]:
@@ -61,7 +62,12 @@ class RateLimiter:
 
     def hit(self, request: Request, cost: int = 1, read_only: bool = False) -> None:
         """Charge `cost` hits; read-only GETs draw on their own, larger budget (a catalog page is
-        dozens of thumbnail requests and must not starve predictions)."""
+        dozens of thumbnail requests and must not starve predictions).
+
+        A request the budget cannot cover is refused *without* being charged: a batch too large
+        for what is left answers 429 and leaves the client its remaining hits; one larger than the
+        whole budget is a 413 (split it).
+        """
         if not self.enabled or cost <= 0:
             return
         key = client_address(request, self.trusted)
@@ -70,7 +76,13 @@ class RateLimiter:
             item, namespace = self.read_item, f"{self.namespace}-read"
         else:
             item, namespace = self.item, self.namespace
-        allowed = strategy.hit(item, namespace, key, cost=cost)
+        if cost > item.amount:
+            raise ServiceError(413, "payload_too_large",
+                               f"this request costs {cost} hits (one per image) but the rate limit is "
+                               f"{item}; send at most {item.amount} images per request",
+                               {"cost": cost, "limit": str(item)})
+        allowed = strategy.test(item, namespace, key, cost=cost) and strategy.hit(item, namespace, key,
+                                                                                  cost=cost)
         stats = strategy.get_window_stats(item, namespace, key)
         reset_in = max(1, math.ceil(stats.reset_time - time.time()))
         headers = {"X-RateLimit-Limit": str(item.amount),

@@ -63,6 +63,8 @@ class CandidateOut(BaseModel):
     score: float = Field(description="Fused similarity; higher is better, not a probability.")
     probability: float = Field(description="Calibrated probability that this is the right individual.")
     reference_image_id: str = Field(description="Catalog photo that matched best (see thumbnail).")
+    inliers: int = Field(0, description="Geometrically verified keypoint pairs with that photo (0: none or "
+                                        "not verified); see /v1/predictions/{id}/matches/{individual_id}.")
 
 
 class SightingOut(BaseModel):
@@ -71,6 +73,10 @@ class SightingOut(BaseModel):
     longitude: float | None = None
     location: str | None = None
     observer: str | None = None
+    precision: str | None = Field(None, description="What the position is for this caller on catalog "
+                                  "reads: `exact`, `withheld`, or the grid size in degrees (coordinates are "
+                                  "the cell's centre; see docs/SECURITY.md). Absent in prediction answers, "
+                                  "which echo the uploader's own sighting.")
 
 
 _PREDICTION_EXAMPLE = {

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         False, description="Every /v1 read (catalog, thumbnails, exports, photos) needs X-API-Key too.")
 
     # rate limiting (slowapi)
-    rate_limit: str = Field("60/minute", description="Per-client limit, slowapi/limits syntax.")
+    rate_limit: str = Field("120/minute", description="Per-client limit, slowapi/limits syntax. A batch "
+                            "costs one hit per image, so keep it at least WHALES_MAX_BATCH_IMAGES.")
     read_rate_limit: str = Field("600/minute", description="Per-client limit for read-only GETs "
                                  "(catalog pages, thumbnails), counted apart from predictions.")
     rate_limit_enabled: bool = Field(True, description="Turn rate limiting off entirely.")
@@ -83,7 +84,8 @@ class Settings(BaseSettings):
     max_archive_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest ZIP archive.")
     max_request_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest request body.")
     max_pixels: int = Field(40_000_000, gt=0, description="Most pixels in one image (bomb guard).")
-    max_batch_images: int = Field(500, gt=0, description="Most images in one batch (ZIP entries too).")
+    max_batch_images: int = Field(100, gt=0, description="Most images in one batch (ZIP entries too); "
+                                  "at most the WHALES_RATE_LIMIT budget, which a batch draws on per image.")
     zip_max_total_bytes: int = Field(1024 * 1024 * 1024, gt=0,
                                      description="Most uncompressed bytes in one ZIP.")
     zip_max_ratio: float = Field(100.0, gt=1.0, description="Highest compression ratio of one entry.")
@@ -100,13 +102,23 @@ class Settings(BaseSettings):
                     "runtimes' default (all cores). "
                     "WHALES_TORCH_THREADS is read too.")
     catalog_refresh_s: float = Field(
-        30.0, ge=0.0, description="How often (seconds) a worker checks the database for catalog changes "
-                                  "made by other workers or replicas, and reloads; 0 turns it off.")
+        0.0, ge=0.0, description="0 (default): before every request that reads the catalog, a worker "
+                                 "compares the database's catalog generation (one single-row read) with "
+                                 "its own and reloads when another worker or replica changed it; N > 0: "
+                                 "at most every N seconds (cheaper, may be N seconds stale).")
     batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
 
     # misc
     store_query_images: bool = Field(True, description="Keep each query photo (JPEG) for review.")
+    query_image_retention_days: float = Field(
+        30.0, ge=0.0, description="Delete the stored photo of a prediction nobody reviewed after this "
+                                  "many days (0: keep). Reviewed photos are kept: they are evidence.")
+    prediction_retention_days: float = Field(
+        365.0, ge=0.0, description="Delete unreviewed predictions (the record) after this many days "
+                                   "(0: keep). Reviewed predictions are kept.")
+    retention_check_s: float = Field(3600.0, gt=0.0, description="How often a worker applies the "
+                                     "retention settings (one indexed DELETE, after a prediction).")
     frontend_dir: str | None = Field(str(_DEFAULT_FRONTEND) if _DEFAULT_FRONTEND.is_dir() else None,
                                      description="Static web page folder served at /.")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,28 +47,42 @@ class ServiceState:
     identifier: Any = None
     components: dict[str, str] = field(default_factory=lambda: {c: "pending" for c in COMPONENTS})
     started_at: float = field(default_factory=time.time)
-    write_lock: threading.Lock = field(default_factory=threading.Lock)  # catalog writes
-    review_lock: threading.Lock = field(default_factory=threading.Lock)  # check-then-enrol of a review
+    write_lock: threading.RLock = field(default_factory=threading.RLock)  # catalog writes and reloads
     catalog_factory: Any = None
-    catalog_fingerprint: Any = None  # what the database said when this worker last (re)loaded
+    # The database's catalog generation that this worker's in-memory catalog reflects (None: unknown,
+    # reload at the next check). See `sync_catalog`.
+    catalog_generation: int | None = None
     catalog_checked_at: float = 0.0
+    purged_at: float = 0.0  # last retention purge (monotonic)
 
     @property
     def ready(self) -> bool:
         return all(v == "ok" for v in self.components.values())
 
-    def not_ready_error(self) -> ServiceError:
-        broken = {k: v for k, v in self.components.items() if v != "ok"}
+    def not_ready_error(self, detailed: bool = False) -> ServiceError:
+        """503 naming the components that are not up. The reasons (paths, database errors) are in
+        the server log; only `detailed` answers (to a caller with a valid key) carry them too."""
+        public = {k: v if detailed else public_component_status(v) for k, v in self.components.items()}
+        broken = {k: v for k, v in public.items() if v != "ok"}
         pending = all(v == "pending" for v in broken.values())
         message = ("the service is starting: models are loading" if pending else
                    "the service is not ready: " + "; ".join(f"{k}: {v}" for k, v in broken.items()
-                                                             if v != "pending"))
-        return ServiceError(503, "not_ready", message, {"components": dict(self.components)},
+                                                             if v != "pending")
+                   + ("" if detailed else " (details in the server log, or ask /ready with X-API-Key)"))
+        return ServiceError(503, "not_ready", message, {"components": public},
                             {"Retry-After": str(self.settings.retry_after_s)})
 
     def require_ready(self) -> None:
         if not self.ready:
             raise self.not_ready_error()
+
+
+def public_component_status(status: str) -> str:
+    """What a client may see of a component's status: `ok`, `pending`, `not built because ...`, or
+    `failed (ErrorType)`; the message (which may hold paths or database errors) stays in the log."""
+    if status in ("ok", "pending", "unavailable") or status.startswith("not built because"):
+        return status
+    return f"failed ({status.split(':', 1)[0]})"
 
 
 def open_store_url(url: str) -> Any:
@@ -125,7 +140,7 @@ def build_state(state: ServiceState, overrides: Overrides) -> None:
         _skip(state, "catalog", "store")
     else:
         state.catalog_factory = overrides.catalog_factory or _catalog_class()
-        state.catalog_fingerprint = catalog_fingerprint(state)
+        state.catalog_generation = read_catalog_generation(state)  # before loading: never newer
         state.catalog_checked_at = time.monotonic()
         state.catalog = _step(state, "catalog", lambda: _load_catalog(state.catalog_factory, state))
     if state.gate is None or state.catalog is None:
@@ -191,51 +206,67 @@ def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> An
     return catalog
 
 
-def catalog_fingerprint(state: ServiceState) -> Any:
-    """Images, individuals and newest row of this model's catalog in the database (None: unknown)."""
-    stats = getattr(state.store, "catalog_stats", None)
-    if state.embedder is None or not callable(stats):
-        return None
-    try:
-        return stats().get("models", {}).get(state.embedder.model_id, {})
-    except Exception:
-        log.warning("could not read the catalog fingerprint", exc_info=True)
-        return None
+def read_catalog_generation(state: ServiceState) -> int | None:
+    """The database's catalog generation (None: the store keeps none, e.g. a test fake)."""
+    read = getattr(state.store, "catalog_generation", None)
+    return int(read()) if callable(read) else None
 
 
 def catalog_sync_due(state: ServiceState) -> bool:
-    """Cheap: whether `catalog_refresh_s` has passed since the last look at the database."""
+    """Cheap: whether to look at the database now (always with `catalog_refresh_s` = 0)."""
     interval = state.settings.catalog_refresh_s
-    return (interval > 0 and state.catalog is not None
-            and time.monotonic() - state.catalog_checked_at >= interval)
+    return state.catalog is not None and (
+        interval <= 0 or time.monotonic() - state.catalog_checked_at >= interval)
 
 
 def sync_catalog(state: ServiceState) -> bool:
-    """Reload the catalog when another worker or replica changed it in the shared database.
+    """Reload the catalog when the database's catalog generation differs from the one in memory.
 
-    Each worker keeps the catalog in memory for speed; the database is the source of truth. Called
-    from worker threads (never the event loop), at most once per `catalog_refresh_s`.
+    Called from worker threads (never the event loop) before every request that reads the catalog:
+    one single-row read, so that a change acknowledged to a client by any worker or replica is
+    visible to the next request here. Returns whether it reloaded.
     """
     if not catalog_sync_due(state):
         return False
     state.catalog_checked_at = time.monotonic()
-    fingerprint = catalog_fingerprint(state)
-    if fingerprint is None or fingerprint == state.catalog_fingerprint:
+    generation = read_catalog_generation(state)
+    if generation is None or generation == state.catalog_generation:
         return False
     from whales_identify.identify import Identifier
 
     with state.write_lock:
+        generation = read_catalog_generation(state)  # read before loading: memory is never older
+        if generation == state.catalog_generation:
+            return False  # another thread of this worker reloaded meanwhile
         catalog = _load_catalog(state.catalog_factory, state)
         state.identifier = Identifier(state.gate, state.embedder, catalog)
-        state.catalog, state.catalog_fingerprint = catalog, fingerprint
-    log.info("catalog reloaded after a change by another process: %s", fingerprint)
+        state.catalog, state.catalog_generation = catalog, generation
+    log.info("catalog reloaded at generation %s (changed by another worker or replica)", generation)
     refresh_catalog_metrics(state)
     return True
 
 
-def note_own_catalog_write(state: ServiceState) -> None:
-    """After this worker wrote the catalog, its memory matches the database: no reload needed."""
-    state.catalog_fingerprint = catalog_fingerprint(state)
+@contextmanager
+def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[None]:
+    """This worker writes the catalog (in memory and in the database) inside the block.
+
+    Writes of this worker take turns; with `atomic`, every store call of the block is one database
+    transaction. Afterwards the memory is marked current only when the database moved by exactly
+    this one write since the memory was last in step; otherwise (another worker wrote meanwhile, or
+    the block failed half-way) the next request reloads.
+    """
+    with state.write_lock:
+        before = state.catalog_generation
+        transaction = getattr(state.store, "atomic", None)
+        try:
+            with transaction() if atomic and callable(transaction) else nullcontext():
+                yield
+        except BaseException:
+            state.catalog_generation = None  # memory may hold what the database rolled back
+            raise
+        after = read_catalog_generation(state)
+        state.catalog_generation = after if before is not None and after == before + 1 else None
+    refresh_catalog_metrics(state)
 
 
 def _finish(state: ServiceState) -> None:

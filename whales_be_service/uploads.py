@@ -25,6 +25,12 @@ from whales_identify.images import load_image
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 ZIP_MAX_ENTRIES = 2000  # central-directory records, directories and metadata included
+# zipfile parses the central directory by its size, not its entry count: this bounds that work
+# (46-byte records plus names and extras; 1 KiB per allowed entry is ample for real archives).
+ZIP_MAX_DIRECTORY_BYTES = ZIP_MAX_ENTRIES * 1024
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes + comment)
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # 20 bytes, just before the EOCD record
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")  # 56 bytes, just before the locator
 _CHUNK = 1 << 20
 
 
@@ -79,6 +85,10 @@ def sniff_format(data: bytes, max_pixels: int) -> str:
             "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WEBP)") from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:  # recognised, broken header
         raise InvalidImageError(f"cannot decode the image: {exc}") from exc
+    except (ServiceError, MemoryError):
+        raise
+    except Exception as exc:  # any other failure of a header parser on crafted bytes
+        raise InvalidImageError(f"cannot decode the image ({type(exc).__name__})") from exc
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
@@ -93,11 +103,16 @@ def decode(name: str, data: bytes, settings: Settings) -> Decoded:
         ServiceError: 415 when the bytes are not a supported image at all.
     """
     sniff_format(data, settings.max_pixels)
-    image = load_image(data, max_pixels=settings.max_pixels)
-    original = image.size
-    side = settings.analysis_max_side
-    if max(original) > side:
-        image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    try:
+        image = load_image(data, max_pixels=settings.max_pixels)
+        original = image.size
+        side = settings.analysis_max_side
+        if max(original) > side:
+            image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    except (InvalidImageError, ServiceError, MemoryError):
+        raise
+    except Exception as exc:  # a decoder bug on crafted bytes (TypeError in a TIFF load()...): bad input
+        raise InvalidImageError(f"cannot decode the image ({type(exc).__name__})") from exc
     return Decoded(name, image, original, hashlib.sha256(data).hexdigest(), data)
 
 
@@ -149,8 +164,44 @@ def _skip_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def directory_size(fh: IO[bytes], label: str) -> tuple[int, int]:
+    """(entries, bytes) of a ZIP's central directory, from its end records alone (zip64 included).
+
+    Reads at most the last 64 KiB + 98 bytes, like `zipfile` finds the same records, so an archive
+    whose directory is too large is refused before anything is parsed.
+    """
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    tail_len = min(size, _EOCD.size + 0xFFFF)
+    fh.seek(size - tail_len)
+    tail = fh.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise ServiceError(400, "invalid_archive", f"{label} is not a readable ZIP archive: no end of "
+                                                   f"central directory record")
+    _, _, _, _, entries, cd_bytes, _, _ = _EOCD.unpack(tail[at:at + _EOCD.size])
+    locator_at = size - tail_len + at - _ZIP64_LOCATOR.size
+    if locator_at >= _ZIP64_EOCD.size:
+        fh.seek(locator_at - _ZIP64_EOCD.size)
+        block = fh.read(_ZIP64_EOCD.size + _ZIP64_LOCATOR.size)
+        if block[_ZIP64_EOCD.size:_ZIP64_EOCD.size + 4] == b"PK\x06\x07" and block[:4] == b"PK\x06\x06":
+            fields = _ZIP64_EOCD.unpack(block[:_ZIP64_EOCD.size])
+            entries, cd_bytes = fields[7], fields[8]
+    fh.seek(0)
+    return int(entries), int(cd_bytes)
+
+
 def plan_archive(fh: IO[bytes], label: str, settings: Settings) -> list[BatchItem]:
-    """Validate a ZIP's central directory and return one item per entry (no data read yet)."""
+    """Validate a ZIP's central directory and return one item per entry (no data read yet).
+
+    The entry count and directory size come from the end records first: an archive listing more
+    entries than allowed is refused in constant time and memory, before `zipfile` parses anything.
+    """
+    entries, cd_bytes = directory_size(fh, label)
+    if entries > ZIP_MAX_ENTRIES or cd_bytes > ZIP_MAX_DIRECTORY_BYTES:
+        raise too_large(f"{label} lists {entries} entries in a {cd_bytes}-byte central directory; the "
+                        f"limit is {ZIP_MAX_ENTRIES} entries ({ZIP_MAX_DIRECTORY_BYTES} bytes)",
+                        {"entries": entries, "directory_bytes": cd_bytes, "limit": ZIP_MAX_ENTRIES})
     try:
         archive = zipfile.ZipFile(fh)
         infos = archive.infolist()

@@ -126,3 +126,9 @@ def visible_sighting(sighting: Sighting, policy: LocationPolicy, authorised: boo
         return VisibleSighting(sighting, False, policy.describe())
     return VisibleSighting(replace(sighting, **updates), True, policy.describe(),  # type: ignore[arg-type]
                            "; ".join(notes), uncertainty)
+
+
+def apply_policy(sighting: Sighting, policy: LocationPolicy | None) -> VisibleSighting:
+    """For exports: the public view under `policy`, or the exact sighting when `policy` is None
+    (an export for key holders)."""
+    return visible_sighting(sighting, policy or LocationPolicy(), authorised=policy is None)

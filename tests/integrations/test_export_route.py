@@ -69,7 +69,20 @@ def test_dwca_download_reads_back(client, tmp_path):
     dwc = "http://rs.tdwg.org/dwc/terms/"
     assert [r.id for r in rows] == ["e0", "e1", "e2"]  # e3 was rejected by the gate
     assert rows[0].data[dwc + "scientificName"] == "Balaenoptera musculus"
-    assert rows[0].data[dwc + "associatedMedia"] == "http://testserver/v1/predictions/e0/image"
+    # a Darwin Core Archive is for publishing: positions generalised by default (issue 19), and
+    # unreviewed photos (served to key holders only) are not linked
+    first = rows[0].data
+    assert (first[dwc + "decimalLatitude"], first[dwc + "decimalLongitude"]) == ("-39.95", "174.55")
+    assert rows[0].data[dwc + "coordinateUncertaintyInMeters"] == "7872"
+    assert "0.1 degree" in rows[0].data[dwc + "dataGeneralizations"]
+    assert rows[0].data[dwc + "associatedMedia"] == ""
+    exact = client.get("/v1/export", params={"format": "dwca", "positions": "exact"}, headers=KEY)
+    path.write_bytes(exact.content)
+    with DwCAReader(str(path)) as archive:
+        first = next(iter(archive))
+    assert (first.data[dwc + "decimalLatitude"], first.data[dwc + "decimalLongitude"]) == ("-40", "174.5")
+    assert first.data[dwc + "dataGeneralizations"] == ""
+    assert first.data[dwc + "associatedMedia"] == "http://testserver/v1/predictions/e0/image"
 
 
 @pytest.mark.parametrize("params", [{"format": "xlsx"}, {"since": "not-a-date"}])

@@ -55,7 +55,7 @@ def test_import_enrols_each_row_and_names_every_problem(client, auth):
     assert body["summary"] == {**body["summary"], "rows": 8, "enrolled": 2, "already_present": 0,
                                "skipped": 6, "individuals_created": 2}
 
-    ind = client.get("/v1/individuals/ind_1").json()
+    ind = client.get("/v1/individuals/ind_1", headers=auth).json()  # with a key: exact position
     assert ind["species"] == "humpback_whale" and ind["n_images"] == 1
     sighting = ind["images"][0]["sighting"]
     assert (sighting["latitude"], sighting["longitude"]) == (64.1, -21.9)
@@ -107,7 +107,7 @@ def test_column_names_are_detected(client, auth):
     csv_text = "Photo;ID;Species;Observer\nphotos/a.jpg;ind_9;humpback whale;J. Smith\n"
     body = _import(client, auth, _archive(), csv_text).json()
     assert [e["individual_id"] for e in body["enrolled"]] == ["ind_9"], body
-    image = client.get("/v1/individuals/ind_9").json()["images"][0]
+    image = client.get("/v1/individuals/ind_9", headers=auth).json()["images"][0]
     assert image["sighting"]["observer"] == "J. Smith" and image["species"] == "humpback_whale"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from svc_fakes import FakeEmbedder
+from svc_fakes import API_KEY, FakeEmbedder
 
 from whales_identify.store import InMemoryStore
 
@@ -29,8 +29,12 @@ def test_ready_names_the_broken_component_and_predict_is_503(make_client):
     r = client.get("/ready")
     assert r.status_code == 503
     err = r.json()["error"]
-    assert err["code"] == "not_ready" and "store" in err["message"] and "refused" in err["message"]
+    # the public answer names the component; the driver's message (hosts, paths) stays in the log
+    assert err["code"] == "not_ready" and "store" in err["message"] and "ConnectionError" in err["message"]
+    assert "db:5432" not in r.text and "refused" not in r.text
     assert r.headers["Retry-After"]
+    detailed = client.get("/ready", headers={"X-API-Key": API_KEY}).json()["error"]
+    assert "refused" in detailed["message"]  # an operator with a key sees the reason
     assert client.get("/health").status_code == 200
     r = client.post("/v1/predict", files={"file": ("a.jpg", b"xx", "image/jpeg")})
     assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"

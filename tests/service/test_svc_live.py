@@ -160,7 +160,7 @@ def test_missing_gate_head_fails_readiness_with_the_fix(tmp_path):
 
     port = free_port()
     env = {**os.environ, "WHALES_DATABASE_URL": "memory://", "WHALES_GATE": "embedded",
-           "WHALES_MODELS_DIR": str(tmp_path / "empty-models")}
+           "WHALES_MODELS_DIR": str(tmp_path / "empty-models"), "WHALES_API_KEYS": "ops-key"}
     with open(tmp_path / "log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "whales_be_service.main:app", "--host",
                                  "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
@@ -179,6 +179,9 @@ def test_missing_gate_head_fails_readiness_with_the_fix(tmp_path):
                 pass
             time.sleep(0.5)
         assert r.status_code == 503, body
+        # public: the component, no absolute path; with a key: the fix, naming the folder
+        assert "gate" in body["error"]["message"] and str(tmp_path) not in r.text
+        body = httpx.get(f"{url}/ready", headers={"X-API-Key": "ops-key"}).json()
         assert "gate" in body["error"]["message"] and "models/gate" in body["error"]["message"].replace(
             str(tmp_path / "empty-models"), "models")
         assert httpx.get(f"{url}/health").status_code == 200

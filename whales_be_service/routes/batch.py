@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from whales_be_service.deps import LimiterDep, ReadyStateDep
 from whales_be_service.errors import ServiceError
@@ -32,7 +31,8 @@ async def batch(
         raise ServiceError(422, "validation_error", "send a ZIP as `archive` or photos as `files` parts")
     parts: list[tuple[str, IO[bytes]]] = [(upload_name(u, f"file_{i}"), u.file)
                                           for i, u in enumerate(uploads)]
-    plan = await run_in_threadpool(plan_batch, parts, state.settings)
+    # planning reads the archive's directory: bounded work, and it queues in the bounded pool too
+    plan = await state.pool.run(plan_batch, parts, state.settings)
     if state.settings.batch_counts_per_image and plan.images > 1:
         limiter.hit(request, plan.images - 1)  # the request itself was charged once already
     return await state.pool.run(predict_batch, state, plan, top_k)

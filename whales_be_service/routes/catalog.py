@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 
-from whales_be_service.deps import ApiKeyDep, CatalogDep, ReadyStateDep, StoreDep
+from whales_be_service.deps import ApiKeyDep, Caller, CallerDep, CatalogDep, ReadyStateDep, StoreDep
 from whales_be_service.errors import ServiceError, too_large
 from whales_be_service.pipeline import enroll, exif_sighting, normalise_species, sighting_json
 from whales_be_service.routes.predict import ERRORS, upload_name
@@ -23,8 +23,9 @@ from whales_be_service.schemas import (
     IndividualPage,
     SpeciesOut,
 )
-from whales_be_service.state import note_own_catalog_write
+from whales_be_service.state import catalog_write, sync_catalog
 from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
+from whales_identify.location_privacy import LocationPolicy
 
 router = APIRouter(tags=["catalog"])
 
@@ -52,11 +53,20 @@ def individual_out(summary: Any) -> IndividualOut:
                          thumbnail_url=f"/v1/images/{thumb}/thumbnail" if thumb else None)
 
 
-def image_out(image: Any) -> CatalogImageOut:
+def image_out(image: Any, caller: Caller, policy: LocationPolicy) -> CatalogImageOut:
+    """A catalog photo as this caller may see it (positions generalised or withheld without a key)."""
+    seen = caller.sighting(image.sighting, policy)
     return CatalogImageOut(image_id=image.image_id, individual_id=image.individual_id, species=image.species,
                            filename=image.filename, source=image.source, created_at=image.created_at,
                            thumbnail_url=f"/v1/images/{image.image_id}/thumbnail",
-                           sighting=sighting_json(image.sighting))
+                           sighting=sighting_json(seen.sighting, seen.precision))
+
+
+def read_cache_headers(state: Any, caller: Caller) -> dict[str, str]:
+    """Answers that depend on the key (or need one) are never stored by shared caches."""
+    if caller.authorised or state.settings.require_key_for_reads:
+        return {"Cache-Control": "private, no-store", "Vary": "X-API-Key"}
+    return {"Cache-Control": "public, max-age=60", "Vary": "X-API-Key"}
 
 
 @router.get("/v1/species", response_model=list[SpeciesOut])
@@ -83,17 +93,17 @@ def list_individuals(
 
 
 @router.get("/v1/individuals/{individual_id}", response_model=IndividualDetail, responses=NOT_FOUND)
-def get_individual(individual_id: IndividualId, catalog: CatalogDep,
-                         store: StoreDep) -> IndividualDetail:
-    """One individual with its reference photos."""
+def get_individual(individual_id: IndividualId, catalog: CatalogDep, store: StoreDep, state: ReadyStateDep,
+                   caller: CallerDep, response: Response) -> IndividualDetail:
+    """One individual with its reference photos; without a key, positions at the public precision."""
     summary = catalog.get_individual(individual_id)
     if summary is None:
         raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
-    images = [im for im in store.list_catalog_images(model_id=catalog.model_id)
-              if im.individual_id == individual_id]
-    images.sort(key=lambda im: (im.created_at, im.image_id))
+    images = store.list_individual_images(individual_id, model_id=catalog.model_id)  # indexed
+    policy = state.settings.location_policy()
+    response.headers.update(read_cache_headers(state, caller))
     base = individual_out(summary)
-    return IndividualDetail(**base.model_dump(), images=[image_out(im) for im in images])
+    return IndividualDetail(**base.model_dump(), images=[image_out(im, caller, policy) for im in images])
 
 
 def _decode_all(state: Any, files: Sequence[tuple[str, Any]]) -> tuple[list[Decoded], list[dict[str, Any]]]:
@@ -125,15 +135,16 @@ async def enrol_images(
     if len(files) > state.settings.max_batch_images:
         raise too_large(f"{len(files)} files; the limit is {state.settings.max_batch_images}")
     species = normalise_species(species)
-    existing = state.catalog.get_individual(individual_id)
-    known_species = _field(existing, "species") if existing is not None else None
-    if species and known_species and known_species != "unknown" and species != known_species:
-        raise ServiceError(409, "conflict", f"individual {individual_id!r} is recorded as {known_species!r}, "
-                                            f"not {species!r}")
-    final_species = species or known_species or "unknown"
     parts = [(upload_name(f, f"file_{i}"), f.file) for i, f in enumerate(files)]
 
     def job() -> EnrolOut:
+        sync_catalog(state)  # another worker may have created or deleted this individual
+        existing = state.catalog.get_individual(individual_id)
+        known_species = _field(existing, "species") if existing is not None else None
+        if species and known_species and known_species != "unknown" and species != known_species:
+            raise ServiceError(409, "conflict", f"individual {individual_id!r} is recorded as "
+                                                f"{known_species!r}, not {species!r}")
+        final_species = species or known_species or "unknown"
         decoded, refused = _decode_all(state, parts)
         sightings = [exif_sighting(d.data) for d in decoded]
         added, gate_refused = enroll(state, decoded, individual_id, final_species, sightings, source="api")
@@ -152,26 +163,24 @@ async def enrol_images(
 async def delete_individual(individual_id: IndividualId, state: ReadyStateDep, _key: ApiKeyDep) -> DeleteOut:
     """Remove an individual and all its reference photos."""
     def job() -> int:
-        with state.write_lock:
-            removed = int(state.catalog.remove_individual(individual_id))
-            note_own_catalog_write(state)
-            return removed
+        sync_catalog(state)
+        with catalog_write(state):
+            return int(state.catalog.remove_individual(individual_id))
 
     removed = await state.pool.run(job)
     if removed == 0:
         raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
-    from whales_be_service.state import refresh_catalog_metrics
-
-    refresh_catalog_metrics(state)
     return DeleteOut(individual_id=individual_id, removed_images=removed)
 
 
 @router.get("/v1/images/{image_id}/thumbnail", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."}, **NOT_FOUND})
-def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep) -> Response:
-    """The JPEG thumbnail of a catalog photo."""
+def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep, state: ReadyStateDep,
+              caller: CallerDep) -> Response:
+    """The JPEG thumbnail of a catalog photo (re-encoded: no EXIF, so no position)."""
     image = store.get_catalog_image(image_id)
     if image is None or not image.thumbnail:
         raise ServiceError(404, "not_found", f"no thumbnail for image {image_id!r}")
-    return Response(image.thumbnail, media_type="image/jpeg",
-                    headers={"Cache-Control": "public, max-age=86400"})
+    # behind a key, shared caches (proxies, CDNs) must not keep a copy for the next caller
+    cache = "private, max-age=3600" if state.settings.require_key_for_reads else "public, max-age=86400"
+    return Response(image.thumbnail, media_type="image/jpeg", headers={"Cache-Control": cache})

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Security
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from whales_be_service import metrics
-from whales_be_service.deps import StateDep
+from whales_be_service.deps import StateDep, api_key_header, key_is_valid
+from whales_be_service.errors import ServiceError, error_response
 from whales_be_service.schemas import ErrorResponse, Health, ModelEntry, ModelsOut, Ready
-from whales_be_service.state import catalog_stats
+from whales_be_service.state import ServiceState, catalog_stats
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("whales_be_service")
+STORE_PING_TIMEOUT_S = 3.0
 
 
 @router.get("/health", response_model=Health)
@@ -23,14 +29,28 @@ async def health(state: StateDep) -> Health:
 
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": ErrorResponse}})
-async def ready(state: StateDep) -> Any:
-    """Readiness: 200 once models, catalog and store are up; 503 naming what is not."""
-    if not state.ready:
-        error = state.not_ready_error()
-        from whales_be_service.errors import error_response
-
+async def ready(state: StateDep,
+                api_key: Annotated[str | None, Security(api_key_header)] = None) -> Any:
+    """Readiness: 200 once models, catalog and store are up (the store is pinged on every call);
+    503 naming what is not (the reasons only with a valid X-API-Key)."""
+    if not state.ready or not await store_answers(state):
+        error = state.not_ready_error(detailed=key_is_valid(state.settings, api_key))
+        if state.ready:  # everything was built; the database stopped answering since
+            components = {**error.details["components"], "store": "unavailable"}
+            error = ServiceError(503, "not_ready", "the service is not ready: store: unavailable "
+                                 "(details in the server log)", {"components": components}, error.headers)
         return error_response(503, error.code, error.message, error.details, error.headers)
     return Ready(components=dict(state.components))
+
+
+async def store_answers(state: ServiceState) -> bool:
+    """One cheap round trip to the database (off the event loop, at most `STORE_PING_TIMEOUT_S`)."""
+    try:
+        await asyncio.wait_for(run_in_threadpool(state.store.ping), STORE_PING_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("readiness: the store does not answer: %s", exc)
+        return False
+    return True
 
 
 @router.get("/v1/models", response_model=ModelsOut)
@@ -60,7 +80,8 @@ async def list_models(state: StateDep) -> ModelsOut:
         try:
             catalog = catalog_stats(state.catalog)
         except Exception as exc:
-            catalog = {"error": str(exc)}
+            log.warning("catalog statistics failed", exc_info=True)
+            catalog = {"error": type(exc).__name__}
         catalog.setdefault("model_id", getattr(state.catalog, "model_id", None))
     return ModelsOut(models=entries, catalog=catalog)
 
