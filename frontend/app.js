@@ -2,6 +2,7 @@
 import { apiKey } from "./api.js";
 import { initBatch } from "./batch.js";
 import { fillSpeciesSelect, initCatalog, showIndividual, showList } from "./catalog.js";
+import { initImport, refreshEmptyNotice } from "./catalog_import.js";
 import { $, $$ } from "./dom.js";
 import { initIdentify } from "./identify.js";
 import { loadSpecies } from "./species.js";
@@ -23,6 +24,7 @@ function route() {
   const [name, ...rest] = hash.split("/");
   const tab = TABS.includes(name) ? name : "identify";
   selectTab(tab);
+  refreshEmptyNotice(); // a review may have filled the catalog meanwhile
   if (tab === "catalog") {
     const id = rest.join("/");
     if (id) showIndividual(id);
@@ -77,5 +79,6 @@ initTabs();
 initIdentify();
 initBatch();
 initCatalog();
+initImport(() => { if (!$("#panel-catalog").hidden) showList(); });
 route();
 loadSpecies().then(() => fillSpeciesSelect());

@@ -80,7 +80,7 @@ export async function loadList() {
     if (seq !== state.seq) return;
     state.total = total;
     replace(grid, items.length ? items.map(card) : h("li", { class: "empty muted",
-      text: state.q || state.species ? "No individual matches this search." : "The catalog is empty. Enrol photos from the Identify tab." }));
+      text: state.q || state.species ? "No individual matches this search." : "The catalog is empty. Import a ZIP of photos with a CSV above, or enrol photos from the Identify tab." }));
     $("#catalog-count").textContent = `${total} individual${total === 1 ? "" : "s"}`;
     const page = Math.floor(state.offset / PAGE) + 1, pages = Math.max(1, Math.ceil(total / PAGE));
     $("#catalog-page").textContent = `Page ${page} of ${pages}`;

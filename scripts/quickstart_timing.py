@@ -33,12 +33,12 @@ FOLDER = "positives/noaa_right_whale_headcrops/"
 KEY = "quickstart-key"
 
 
-def select(data_dir: Path, n_photos: int, n_queries: int) -> tuple[list[tuple[Path, str, str]],
-                                                                   list[tuple[Path, str]]]:
+def select(data_dir: Path, n_photos: int, n_queries: int, per_individual: int
+           ) -> tuple[list[tuple[Path, str, str]], list[tuple[Path, str]]]:
     """Catalog rows (path, individual, species) and held-out queries (path, individual).
 
     Every whale with two or more photos keeps its last photo out of the catalog as a query; the
-    catalog takes the others until it holds `n_photos`.
+    catalog takes up to `per_individual` of the others until it holds `n_photos`.
     """
     by_id: dict[str, list] = {}
     for row in read_manifest(data_dir / "manifest.csv"):
@@ -50,7 +50,7 @@ def select(data_dir: Path, n_photos: int, n_queries: int) -> tuple[list[tuple[Pa
         if len(rows) < 2 or len(catalog) >= n_photos:
             continue
         rows = sorted(rows, key=lambda r: r.relpath)
-        for r in rows[:-1][: n_photos - len(catalog)]:
+        for r in rows[:-1][:per_individual][: n_photos - len(catalog)]:
             catalog.append((data_dir / r.relpath, ind, r.species))
         queries.append((data_dir / rows[-1].relpath, ind))
     return catalog, queries[:n_queries]
@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="Shared data folder (default $WHALES_DATA_DIR or "
                                                  "../shared/data/cetaceans).")
     ap.add_argument("--photos", type=int, default=300, help="Catalog photos.")
+    ap.add_argument("--per-individual", type=int, default=4, help="Most catalog photos per whale.")
     ap.add_argument("--queries", type=int, default=50, help="New photos to identify (<= the rate limit).")
     ap.add_argument("--url", default=None, help="Use a running service (API key $WHALES_API_KEY) "
                                                 "instead of starting one.")
@@ -147,7 +148,7 @@ def main() -> None:
     data_dir = resolve_data_dir(args.data)
     if not (data_dir / "manifest.csv").is_file():
         raise SystemExit(f"no shared data at {data_dir}")
-    catalog, queries = select(data_dir, args.photos, args.queries)
+    catalog, queries = select(data_dir, args.photos, args.queries, args.per_individual)
     report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "load_avg_at_start": os.getloadavg()},
                     "catalog_photos": len(catalog), "catalog_individuals": len({c[1] for c in catalog})}
