@@ -1,5 +1,6 @@
-// Catalog import (ZIP of photos + CSV) with a progress bar and per-row problems, and the notice shown
-// on every tab while the catalog is empty (species and individuals come from the catalog).
+// Catalog import (ZIP of photos + CSV) with a progress bar and per-row problems, and the notices shown
+// on every tab while the catalog is empty (species and individuals come from the catalog) or while
+// the server has no API keys (writes refused).
 import { ApiError, apiKey } from "./api.js";
 import { $, announce, h, replace } from "./dom.js";
 
@@ -16,13 +17,14 @@ export function initImport(onImported) {
   refreshEmptyNotice();
 }
 
-/** Show or hide the empty-catalog notice from `GET /v1/models` (catalog statistics). */
+/** Show or hide the empty-catalog and no-keys notices from `GET /v1/models`. */
 export async function refreshEmptyNotice() {
   const notice = $("#catalog-empty-notice");
   try {
     const response = await fetch("/v1/models", { headers: { Accept: "application/json" } });
     if (!response.ok) return;
     const body = await response.json();
+    $("#no-keys-notice").hidden = body?.write_enabled !== false;
     const empty = (body?.catalog?.images ?? 1) === 0;
     notice.hidden = !empty;
     if (empty) $("#import-card").open = true;

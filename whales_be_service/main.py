@@ -41,6 +41,12 @@ DESCRIPTION = """Identify individual whales and dolphins in photographs.
 """
 
 
+NO_KEYS_HINT = ("no API keys configured: catalog import, enrolment, review and export are refused "
+                "(403). Set WHALES_API_KEYS=<a long random key> (comma-separated for several) and "
+                "restart, e.g. WHALES_API_KEYS=$(python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))')")
+
+
 def _lifespan(overrides: Overrides) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +54,8 @@ def _lifespan(overrides: Overrides) -> Callable[[FastAPI], Any]:
         pool = InferencePool(settings.inference_workers, settings.queue_size, settings.retry_after_s)
         state = ServiceState(settings=settings, pool=pool)
         app.state.whales = state
+        if not settings.api_keys:
+            log.warning(NO_KEYS_HINT)
         metrics.set_ready(False)
         build = asyncio.create_task(asyncio.to_thread(build_state, state, overrides))
         try:

@@ -55,6 +55,8 @@ class ModelsOut(BaseModel):
         "catalog": {"model_id": "efficientnet_lite0.imagenet", "images": 120, "individuals": 40}}})
     models: list[ModelEntry]
     catalog: dict[str, Any] = Field(description="Catalog statistics (size, embedding model).")
+    write_enabled: bool = Field(True, description="False when the server has no API keys "
+                                "(`WHALES_API_KEYS`): enrolment, import, review and export are refused.")
 
 
 class CandidateOut(BaseModel):

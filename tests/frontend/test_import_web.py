@@ -165,3 +165,23 @@ def _inject_zip(page, photo: Path) -> None:
         zf.writestr("broken.jpg", photo.read_bytes()[:200])
     data = base64.b64encode(buf.getvalue()).decode()
     page.evaluate("(b64) => { window.__zip = { zipBase64: b64 }; }", data)
+
+
+def test_no_keys_notice_follows_the_server(web, live_service):
+    """The notice shows when `/v1/models` says writes are disabled (the answer of a server started
+    without WHALES_API_KEYS, made here from the live answer) and stays hidden otherwise."""
+    page, watch = web
+    _open(page, live_service)
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#no-keys-notice")).to_be_hidden()
+
+    def no_keys(route):
+        body = httpx.get(f"{live_service.url}/v1/models", timeout=30).json()
+        assert body["write_enabled"] is True
+        route.fulfill(json={**body, "write_enabled": False})
+
+    page.route("**/v1/models", no_keys)
+    _open(page, live_service)
+    expect(page.locator("#no-keys-notice")).to_be_visible()
+    assert "WHALES_API_KEYS" in page.inner_text("#no-keys-notice")
+    watch.assert_clean()

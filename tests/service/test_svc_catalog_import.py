@@ -145,3 +145,15 @@ def test_empty_catalog_answer_says_why_and_how_to_fill_it(client):
     assert "species comes from the matching catalog individuals" in EMPTY_CATALOG_WARNING
     rejected = client.post("/v1/predict", files={"file": ("r.jpg", image_bytes(RED), "image/jpeg")}).json()
     assert rejected["rejected"] is True and FILL_CATALOG_HINT not in rejected["warnings"]
+
+
+def test_no_api_keys_is_said_in_the_log_and_to_the_page(make_client, caplog):
+    with caplog.at_level("WARNING", logger="whales_be_service"):
+        client = make_client(api_keys=[])
+    assert any("WHALES_API_KEYS" in r.getMessage() for r in caplog.records)
+    assert client.get("/v1/models").json()["write_enabled"] is False
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="whales_be_service"):
+        client = make_client()
+    assert client.get("/v1/models").json()["write_enabled"] is True
+    assert not any("WHALES_API_KEYS" in r.getMessage() for r in caplog.records)

@@ -83,7 +83,7 @@ async def list_models(state: StateDep) -> ModelsOut:
             log.warning("catalog statistics failed", exc_info=True)
             catalog = {"error": type(exc).__name__}
         catalog.setdefault("model_id", getattr(state.catalog, "model_id", None))
-    return ModelsOut(models=entries, catalog=catalog)
+    return ModelsOut(models=entries, catalog=catalog, write_enabled=bool(s.api_keys))
 
 
 def gate_sha256(gate: Any) -> str | None:
