@@ -100,6 +100,12 @@ export const api = {
   /** A server-given `thumbnail_url`, accepted only when it is a path on this origin. */
   sameOriginUrl: (url) => (typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : null),
   listSpecies: () => getJson("/v1/species"),
+  /** The verified keypoint pairs behind one candidate (optionally with another catalog photo). */
+  matchPairs: (predictionId, individualId, referenceImageId) => getJson(
+    `/v1/predictions/${encodeURIComponent(predictionId)}/matches/${encodeURIComponent(individualId)}`,
+    { reference_image_id: referenceImageId }),
+  /** An individual's sightings, oldest first, paged. */
+  sightings: (id, params) => getJson(`/v1/individuals/${encodeURIComponent(id)}/sightings`, params),
 
   /** `POST /v1/predictions/{id}/review` with the API key. */
   async review(predictionId, body) {
@@ -117,19 +123,25 @@ export const api = {
   },
 
   /** `GET /v1/export?format=csv|dwca`: fetched as a Blob because a link cannot send the key header. */
-  async exportBlob(format) {
-    let response;
-    try {
-      response = await fetch(`/v1/export?format=${encodeURIComponent(format)}`, { headers: authHeaders() });
-    } catch {
-      throw errorFrom(0, null);
-    }
-    if (!response.ok) {
-      const type = response.headers.get("content-type") || "";
-      throw errorFrom(response.status, type.includes("json") ? await response.json().catch(() => null) : null);
-    }
-    const disposition = response.headers.get("content-disposition") || "";
-    const match = /filename="?([^";]+)"?/i.exec(disposition);
-    return { blob: await response.blob(), filename: match ? match[1] : null };
-  },
+  exportBlob: (format) => fetchBlob(`/v1/export?format=${encodeURIComponent(format)}`),
+  /** One individual's sighting history as `csv` or `dwca`. */
+  sightingsExport: (id, format) => fetchBlob(
+    `/v1/individuals/${encodeURIComponent(id)}/sightings/export?format=${encodeURIComponent(format)}`),
 };
+
+/** A download as `{blob, filename}` (with the key header, which a plain link cannot send). */
+async function fetchBlob(path) {
+  let response;
+  try {
+    response = await fetch(path, { headers: authHeaders() });
+  } catch {
+    throw errorFrom(0, null);
+  }
+  if (!response.ok) {
+    const type = response.headers.get("content-type") || "";
+    throw errorFrom(response.status, type.includes("json") ? await response.json().catch(() => null) : null);
+  }
+  const disposition = response.headers.get("content-disposition") || "";
+  const match = /filename="?([^";]+)"?/i.exec(disposition);
+  return { blob: await response.blob(), filename: match ? match[1] : null };
+}

@@ -1,6 +1,7 @@
 // Catalog tab: individuals with thumbnails, search by id or species, a page per individual.
 import { api } from "./api.js";
 import { $, announce, h, replace } from "./dom.js";
+import { historySection } from "./history.js";
 import { knownSpecies, speciesNames, speciesText } from "./species.js";
 
 const PAGE = 24;
@@ -100,10 +101,6 @@ function fmtDate(value) {
   return Number.isNaN(d.getTime()) ? String(value) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
-function coord(v) {
-  return typeof v === "number" ? v.toFixed(5) : "—";
-}
-
 /** The page of one individual: every photo and every sighting. */
 export async function showIndividual(id) {
   const view = $("#catalog-detail-view");
@@ -130,17 +127,7 @@ export async function showIndividual(id) {
         h("figure", {},
           h("img", { src: thumbnailOf(im), alt: `Photo ${im.filename || im.image_id} of ${ind.individual_id}`, loading: "lazy" }),
           h("figcaption", { text: im.filename || im.image_id }))))),
-      h("h3", { text: "Sightings" }),
-      h("div", { class: "table-wrap" }, h("table", { class: "data" },
-        h("caption", { class: "visually-hidden", text: `Sightings of ${ind.individual_id}` }),
-        h("thead", {}, h("tr", {}, ["Observed", "Location", "Latitude", "Longitude", "Observer", "Photo"].map((t) => h("th", { scope: "col", text: t })))),
-        h("tbody", {}, images.map((im) => {
-          const s = im.sighting || {};
-          return h("tr", {},
-            h("td", { text: fmtDate(s.observed_at) }), h("td", { text: s.location || "—" }),
-            h("td", { class: "num", text: coord(s.latitude) }), h("td", { class: "num", text: coord(s.longitude) }),
-            h("td", { text: s.observer || "—" }), h("td", {}, h("span", { class: "file", text: im.filename || im.image_id })));
-        }))))));
+      historySection(ind.individual_id)));
   announce(`Individual ${ind.individual_id}, ${speciesText(ind.species, ind)}, ${images.length} photos`);
   view.querySelector("h2").setAttribute("tabindex", "-1");
   view.querySelector("h2").focus();

@@ -1,33 +1,39 @@
 // Review panel: the query photo beside its top-5 candidates; Confirm / New individual / Not a cetacean.
 import { api, apiKey } from "./api.js";
 import { announce, h, num, pct, replace } from "./dom.js";
+import { matchExplainer } from "./matchlines.js";
 import { knownSpecies, speciesNames } from "./species.js";
 
 const THUMBS_PER_CANDIDATE = 3;
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/; // the service's INDIVIDUAL_ID_PATTERN
 
-function thumb(imageId, alt, url = null) {
-  return h("img", { class: "thumb", src: api.sameOriginUrl(url) || api.thumbnailUrl(imageId), alt, loading: "lazy", width: 96, height: 96 });
+function thumb(imageId, alt, url = null, onPick = null) {
+  const img = h("img", { class: "thumb", src: api.sameOriginUrl(url) || api.thumbnailUrl(imageId), alt, loading: "lazy", width: 96, height: 96 });
+  if (!onPick) return img;
+  // a button: clicking a catalog photo (or Enter/Space on it) draws its matched points with the query
+  return h("button", { type: "button", class: "thumb-btn", "data-image-id": imageId, title: "Show the matched points with this photo",
+    onclick: () => onPick(imageId) }, img);
 }
 
 /** Fill a candidate's thumbnail strip with other catalog photos of that individual. */
-async function fillThumbs(strip, candidate) {
+async function fillThumbs(strip, candidate, onPick) {
   try {
     const ind = await api.getIndividual(candidate.individual_id);
     const others = (ind.images || []).filter((im) => im.image_id && im.image_id !== candidate.reference_image_id);
     for (const im of others.slice(0, THUMBS_PER_CANDIDATE - 1)) {
-      strip.append(thumb(im.image_id, `Catalog photo of ${candidate.individual_id}`, im.thumbnail_url));
+      strip.append(thumb(im.image_id, `Catalog photo of ${candidate.individual_id}`, im.thumbnail_url, onPick));
     }
   } catch {
     // the reference thumbnail alone is enough to review
   }
 }
 
-function candidateCard(candidate, index, name) {
+function candidateCard(candidate, index, name, explainer) {
   const radioId = `cand-${index}`;
+  const onPick = explainer ? (imageId) => explainer.show(candidate, imageId) : null;
   const strip = h("div", { class: "thumbs" },
-    candidate.reference_image_id ? thumb(candidate.reference_image_id, `Best matching catalog photo of ${candidate.individual_id}`) : null);
-  fillThumbs(strip, candidate);
+    candidate.reference_image_id ? thumb(candidate.reference_image_id, `Best matching catalog photo of ${candidate.individual_id}`, null, onPick) : null);
+  fillThumbs(strip, candidate, onPick);
   const names = speciesNames(candidate.species, candidate);
   return h("li", { class: "candidate" },
     h("input", { type: "radio", name, id: radioId, value: candidate.individual_id, checked: index === 0 }),
@@ -52,6 +58,12 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
   }
   const candidates = (result.candidates || []).slice(0, 5);
   const groupName = `candidate-${result.prediction_id}`;
+  const explainer = candidates.length && !rejected ? matchExplainer(result.prediction_id, queryUrl) : null;
+  const chosenCandidate = () => {
+    const chosen = target.querySelector(`input[name="${CSS.escape(groupName)}"]:checked`);
+    return candidates.find((c) => c.individual_id === chosen?.value) || candidates[0];
+  };
+  explainer?.bind(chosenCandidate);
   const status = h("p", { class: "review-status", role: "status" });
   const newId = h("input", { id: "new-individual-id", type: "text", maxlength: 128, autocomplete: "off",
     placeholder: "e.g. hw_new_0001", "aria-describedby": "new-id-help" });
@@ -124,9 +136,11 @@ export function renderReview(target, result, queryUrl, { rejected = false } = {}
       h("fieldset", { class: "candidates" },
         h("legend", { text: candidates.length > 1 ? `Top ${candidates.length} candidates` : candidates.length ? "Top candidate" : "Candidates" }),
         candidates.length
-          ? h("ol", { class: "candidate-list" }, candidates.map((c, i) => candidateCard(c, i, groupName)))
+          ? h("ol", { class: "candidate-list", onchange: () => explainer?.refresh(chosenCandidate()) },
+            candidates.map((c, i) => candidateCard(c, i, groupName, explainer)))
           : h("p", { class: "muted", text: rejected ? "Rejected photos are not matched against the catalog."
             : "No candidates: the catalog is empty or holds no similar individual." }))),
+    explainer ? h("div", { class: "match-explain" }, explainer.toggle, explainer.panel) : null,
     h("div", { class: "review-actions" },
       confirmBtn,
       h("div", { class: "new-id" },

@@ -23,7 +23,17 @@ from whales_be_service.errors import install_error_handlers
 from whales_be_service.inference import InferencePool
 from whales_be_service.middleware import ServiceMiddleware, WebPage
 from whales_be_service.ratelimit import RateLimiter
-from whales_be_service.routes import batch, catalog, catalog_import, health, predict, reference, review
+from whales_be_service.routes import (
+    batch,
+    catalog,
+    catalog_import,
+    explain,
+    health,
+    predict,
+    reference,
+    review,
+    sightings,
+)
 from whales_be_service.settings import Settings
 from whales_be_service.state import Overrides, ServiceState, build_state
 
@@ -106,6 +116,8 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
     app.include_router(review.router, dependencies=limited)
     app.include_router(catalog_import.router, dependencies=limited)
     app.include_router(reference.router, dependencies=limited)
+    app.include_router(explain.router, dependencies=limited)
+    app.include_router(sightings.router, dependencies=limited)
     _include_export(app, limited)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -117,6 +117,17 @@ def apply_review(state: Any, prediction_id: str, body: ReviewIn, reviewer: str |
                      enrolled_image_ids=[str(getattr(im, "image_id", "")) for im in added])
 
 
+def require_photo_access(record: Any, settings: Any, caller: Any) -> bool:
+    """The rule for a prediction's photo (and what is derived from it, e.g. its match explanation):
+    public once reviewed as an occurrence, otherwise 401 without a key. Returns whether it is public."""
+    public = record.review_state in PUBLIC_STATES and not settings.require_key_for_reads
+    if not public and not caller.authorised:
+        raise ServiceError(401, "unauthorized", "the photo of an unreviewed prediction needs an API key "
+                                                "in the X-API-Key header",
+                           headers={"WWW-Authenticate": "APIKey"})
+    return public
+
+
 @router.get("/v1/predictions/{prediction_id}/image", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "The stored query photo (JPEG, "
                              "no EXIF)."}, **{c: {"model": ErrorResponse} for c in (401, 403, 404)}})
@@ -126,11 +137,7 @@ def prediction_image(prediction_id: PredictionId, store: StoreDep, state: ReadyS
     record = store.get_prediction(prediction_id)
     if record is None:
         raise ServiceError(404, "not_found", f"no prediction {prediction_id!r}")
-    public = record.review_state in PUBLIC_STATES and not state.settings.require_key_for_reads
-    if not public and not caller.authorised:
-        raise ServiceError(401, "unauthorized", "the photo of an unreviewed prediction needs an API key "
-                                                "in the X-API-Key header",
-                           headers={"WWW-Authenticate": "APIKey"})
+    public = require_photo_access(record, state.settings, caller)
     photo = store.get_prediction_image(prediction_id)
     if not photo:
         raise ServiceError(404, "not_found", f"the photo of prediction {prediction_id!r} is not stored "

@@ -1,0 +1,96 @@
+"""An individual's sighting history: `GET /v1/individuals/{id}/sightings` (paged JSON) and
+`GET /v1/individuals/{id}/sightings/export` (CSV or Darwin Core Archive).
+
+Every catalog photo of the individual is one sighting (when, where, by whom). Positions, places and
+observers follow the location-privacy rule: callers without a key see what
+`WHALES_PUBLIC_LOCATION_PRECISION` allows (`whales_identify.location_privacy`, docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from integrations.sightings import iter_sightings_csv, write_sightings_dwca
+from whales_be_service.deps import CallerDep, ReadyStateDep
+from whales_be_service.errors import ServiceError
+from whales_be_service.pipeline import sighting_json
+from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
+from whales_be_service.schemas import ErrorResponse
+from whales_be_service.schemas_history import SightingEntryOut, SightingPage
+from whales_identify.location_privacy import VisibleSighting
+from whales_identify.store import SightingRecord
+
+router = APIRouter(tags=["catalog"])
+
+FORMATS = {"csv": ("text/csv; charset=utf-8", "csv"), "dwca": ("application/zip", "zip")}
+
+
+def _history(state: Any, individual_id: str, caller: Any
+             ) -> tuple[str, list[tuple[SightingRecord, VisibleSighting]]]:
+    """(species, [(sighting, what this caller may see of it)]), oldest first; 404 when unknown."""
+    model_id = getattr(state.catalog, "model_id", None)
+    records = state.store.list_sightings(individual_id, model_id)
+    if not records:
+        raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
+    policy = state.settings.location_policy()
+    return records[0].species, [(r, caller.sighting(r.sighting, policy)) for r in records]
+
+
+@router.get("/v1/individuals/{individual_id}/sightings", response_model=SightingPage,
+            responses={**NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
+async def list_sightings(
+    individual_id: IndividualId,
+    state: ReadyStateDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SightingPage:
+    """One individual's sightings over time (oldest first, paged), with first and last seen."""
+    species, history = await state.pool.run(_history, state, individual_id, caller)
+    times = [r.sighting.observed_at for r, _ in history if r.sighting.observed_at is not None]
+    items = [SightingEntryOut(image_id=r.image_id, observed_at=r.sighting.observed_at,
+                              created_at=r.created_at, sighting=sighting_json(v.sighting),
+                              position_precision=v.precision, filename=r.filename, source=r.source,
+                              thumbnail_url=f"/v1/images/{r.image_id}/thumbnail")
+             for r, v in history[offset:offset + limit]]
+    return SightingPage(individual_id=individual_id, species=species, total=len(history),
+                        first_seen=min(times) if times else None, last_seen=max(times) if times else None,
+                        limit=limit, offset=offset, items=items)
+
+
+@router.get("/v1/individuals/{individual_id}/sightings/export", response_class=StreamingResponse,
+            responses={200: {"description": "The history file.",
+                             "content": {media: {} for media, _ in FORMATS.values()}},
+                       **NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
+async def export_sightings(
+    individual_id: IndividualId,
+    request: Request,
+    state: ReadyStateDep,
+    caller: CallerDep,
+    format: Annotated[Literal["csv", "dwca"], Query(
+        description="csv (spreadsheet-safe) or dwca (Darwin Core Archive with organismID)")] = "csv",
+) -> StreamingResponse:
+    """Download one individual's sighting history as CSV or a Darwin Core Archive."""
+    species, history = await state.pool.run(_history, state, individual_id, caller)
+    media_type, extension = FORMATS[format]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"whales-{individual_id}-sightings-{stamp}.{extension}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "csv":
+        lines = _encoded(iter_sightings_csv(history))
+        return StreamingResponse(lines, media_type=media_type, headers=headers)
+    buffer = io.BytesIO()  # one individual's history: small, built in memory
+    write_sightings_dwca(history, buffer, base_url=str(request.base_url).rstrip("/"),
+                         title=f"EcoMarineAI sightings of {individual_id} ({species})")
+    return StreamingResponse(iter([buffer.getvalue()]), media_type=media_type, headers=headers)
+
+
+def _encoded(chunks: Iterator[str]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk.encode("utf-8")
