@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from whales_identify.location_privacy import LocationPolicy, apply_policy
+from whales_identify.location_privacy import LocationPolicy, VisibleSighting, apply_policy
 from whales_identify.species import species_info
 from whales_identify.store import PredictionRecord
 
@@ -62,6 +62,22 @@ def _clean(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+def sighting_terms(visible: VisibleSighting) -> dict[str, str]:
+    """When, where and by whom, as the caller may see it: the Darwin Core terms of one sighting."""
+    s = visible.sighting
+    has_position = s.latitude is not None and s.longitude is not None
+    return {
+        "eventDate": _iso(s.observed_at),
+        "decimalLatitude": _number(s.latitude) if has_position else "",
+        "decimalLongitude": _number(s.longitude) if has_position else "",
+        "geodeticDatum": "WGS84" if has_position else "",
+        "coordinateUncertaintyInMeters": str(visible.coordinate_uncertainty_m or ""),
+        "dataGeneralizations": visible.data_generalizations or "",
+        "locality": s.location or "",
+        "recordedBy": s.observer or "",
+    }
+
+
 def occurrence_row(record: PredictionRecord, base_url: str | None = None,
                    policy: LocationPolicy | None = None) -> dict[str, str] | None:
     """The occurrence for one prediction, or None when it is not a cetacean sighting.
@@ -81,8 +97,6 @@ def occurrence_row(record: PredictionRecord, base_url: str | None = None,
         None if record.is_new_individual else record.individual_id)
     info = species_info(species)
     visible = apply_policy(record.sighting, policy)
-    sighting = visible.sighting
-    has_position = sighting.latitude is not None and sighting.longitude is not None
     remarks = []
     if record.probability is not None:
         remarks.append(f"probability {record.probability:.3f}")
@@ -94,14 +108,7 @@ def occurrence_row(record: PredictionRecord, base_url: str | None = None,
     row = {
         "occurrenceID": record.prediction_id,
         "basisOfRecord": "MachineObservation",
-        "eventDate": _iso(sighting.observed_at),
-        "decimalLatitude": _number(sighting.latitude) if has_position else "",
-        "decimalLongitude": _number(sighting.longitude) if has_position else "",
-        "geodeticDatum": "WGS84" if has_position else "",
-        "coordinateUncertaintyInMeters": str(visible.coordinate_uncertainty_m or ""),
-        "dataGeneralizations": visible.data_generalizations or "",
-        "locality": sighting.location or "",
-        "recordedBy": sighting.observer or "",
+        **sighting_terms(visible),
         "organismID": individual or "",
         "scientificName": info.scientific_name,
         "vernacularName": info.common_name,

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from integrations.darwin_core import _iso, _number, write_occurrences
+from integrations.darwin_core import _iso, sighting_terms, write_occurrences
 from integrations.exports import csv_safe
 from whales_identify.location_privacy import VisibleSighting
 from whales_identify.species import species_info
@@ -52,20 +52,11 @@ def sighting_occurrence(record: SightingRecord, visible: VisibleSighting,
                         base_url: str | None = None) -> dict[str, str]:
     """The Darwin Core occurrence of one catalog photo: a verified sighting of `organismID`."""
     info = species_info(record.species)
-    s = visible.sighting
-    has_position = s.latitude is not None and s.longitude is not None
     media = f"{base_url.rstrip('/')}/v1/images/{record.image_id}/thumbnail" if base_url else ""
     return {
         "occurrenceID": record.image_id,
         "basisOfRecord": "HumanObservation",  # a person's photo, put in the catalog by a curator
-        "eventDate": _iso(s.observed_at),
-        "decimalLatitude": _number(s.latitude) if has_position else "",
-        "decimalLongitude": _number(s.longitude) if has_position else "",
-        "geodeticDatum": "WGS84" if has_position else "",
-        "coordinateUncertaintyInMeters": str(visible.coordinate_uncertainty_m or ""),
-        "dataGeneralizations": visible.data_generalizations or "",
-        "locality": s.location or "",
-        "recordedBy": s.observer or "",
+        **sighting_terms(visible),
         "organismID": record.individual_id,
         "scientificName": info.scientific_name,
         "vernacularName": info.common_name,
