@@ -30,7 +30,7 @@ CSV_COLUMNS = (
     "prediction_id", "created_at", "image_sha256", "filename", "rejected", "rejection_reason",
     "cetacean_score", "gate_backend", "gate_version", "species", "scientific_name", "individual_id",
     "is_new_individual", "probability", "model_version", "review_state", "reviewer_decision", "reviewed_at",
-    "observed_at", "latitude", "longitude", "location", "observer", "candidates",
+    "reviewed_by", "observed_at", "latitude", "longitude", "location", "observer", "candidates",
     "data_generalizations", "coordinate_uncertainty_m",
 )
 
@@ -70,6 +70,7 @@ def record_to_dict(record: PredictionRecord, policy: LocationPolicy | None = Non
         "review_state": record.review_state,
         "reviewer_decision": record.reviewer_decision,
         "reviewed_at": _iso(record.reviewed_at),
+        "reviewed_by": record.reviewed_by,  # a fingerprint of the reviewer's key, never the key
         "observed_at": _iso(s.observed_at),
         "latitude": s.latitude,
         "longitude": s.longitude,

@@ -66,12 +66,13 @@ StoreDep = Annotated[Any, Depends(get_store)]
 
 
 async def get_catalog(state: StateDep) -> Any:
-    catalog = _component(state, "catalog")
+    _component(state, "catalog")
     # Another worker may have enrolled or deleted: reload off the event loop when the database changed.
     # The due check is cheap and stays on the loop; the database look (and any reload) does not.
-    if catalog_sync_due(state) and await run_in_threadpool(sync_catalog, state):
-        catalog = state.catalog
-    return catalog
+    # The catalog is read from the state afterwards, whichever thread reloaded it.
+    if catalog_sync_due(state):
+        await run_in_threadpool(sync_catalog, state)
+    return _component(state, "catalog")
 
 
 CatalogDep = Annotated[Any, Depends(get_catalog)]
