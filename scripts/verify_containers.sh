@@ -12,8 +12,9 @@
 # Environment: DOCKER (client, default docker), COMPOSE (default `docker compose`, else
 # docker-compose), CA_BUNDLE (passed to pip as a BuildKit secret when the file exists; default
 # /etc/ssl/certs/ca-certificates.crt), LOCAL_IMAGES (auto|1|0), PHOTO and PHOTO2 (JPEGs to
-# predict; default: two photos of ../shared/data/cetaceans or $WHALES_DATA_DIR), KEEP=1 leaves the
-# stack and its volumes up. Ports 8000, 8080 and 9090 are published on 127.0.0.1.
+# predict; default: two photos of ../shared/data/cetaceans or $WHALES_DATA_DIR), NO_CACHE=1 builds
+# the API image from scratch (its build time), KEEP=1 leaves the stack and its volumes up.
+# Ports 8000, 8080 and 9090 are published on 127.0.0.1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,6 +51,14 @@ wait_for() {  # wait_for SECONDS URL [STATUS]: polls until URL answers STATUS (2
   return 1
 }
 
+all_ready() {  # /ready answered 200 on 8 new connections in a row: every worker has loaded
+  local t0=$SECONDS n=0
+  while [ $((SECONDS - t0)) -lt 240 ] && [ "$n" -lt 8 ]; do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$API/ready")" = 200 ]; then n=$((n + 1)); else n=0; sleep 1; fi
+  done
+  [ "$n" -ge 8 ]
+}
+
 # --- images ---------------------------------------------------------------------------------
 $DOCKER info >/dev/null 2>&1 || die "no Docker engine answers ($DOCKER info); start dockerd"
 if [ "$LOCAL_IMAGES" = auto ]; then
@@ -77,6 +86,7 @@ if [ "$LOCAL_IMAGES" = 1 ]; then
   compose_files+=(-f deploy/compose.debian.yml)
 fi
 [ -s "$CA_BUNDLE" ] && build_args+=(--secret "id=ca_bundle,src=$CA_BUNDLE")
+[ "${NO_CACHE:-0}" = 1 ] && build_args+=(--no-cache)
 log "building $API_IMAGE"
 t0=$SECONDS
 $DOCKER build "${build_args[@]}" -t "$API_IMAGE" . >"$WORK/build-api.log" 2>&1 \
@@ -94,8 +104,9 @@ trap '[ "${KEEP:-0}" = 1 ] || dc down -v --remove-orphans >/dev/null 2>&1; rm -r
 t0=$SECONDS
 dc up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; die "compose up failed"; }
 wait_for 240 "$API/ready" || { dc logs --tail 50 api; die "the API did not become ready"; }
-ready_s=$((SECONDS - t0))
-check "/ready on the API" 0 "200 after $ready_s s (compose up to ready, PostgreSQL healthcheck included)"
+first_s=$((SECONDS - t0))
+all_ready
+check "/ready on the API" $? "200 after $first_s s, from every worker after $((SECONDS - t0)) s (compose up to ready, PostgreSQL healthcheck included)"
 cid=$(dc ps -q api)
 procs=$($DOCKER top "$cid" -o pid,rss,args)
 rss=$(awk 'NR > 1 {n++; s += $2; w = w sprintf(" %.0f", $2 / 1024)} END {printf "%d processes, %.0f MB RSS in all (each, MB:%s)", n, s / 1024, w}' <<<"$procs")
@@ -162,15 +173,20 @@ EOF
 matches() {  # matches N: predicts PHOTO N times, 4 at a time on new connections; prints how many named IND
   local i hits=0
   for i in $(seq "$1"); do
-    curl -s -F "file=@$PHOTO" "$WEB/v1/predict" -o "$WORK/p$i.json" &
+    curl -s -F "file=@$PHOTO" "$WEB/v1/predict" -o "$WORK/p$i.json" -w '%{http_code}' >"$WORK/p$i.code" &
     [ $((i % 4)) = 0 ] && wait
   done
   wait
   for i in $(seq "$1"); do
-    [ "$(json "d.get('individual_id')" <"$WORK/p$i.json" 2>/dev/null)" = "$IND" ] && hits=$((hits + 1))
+    if [ "$(json "d.get('individual_id')" <"$WORK/p$i.json" 2>/dev/null)" = "$IND" ]; then
+      hits=$((hits + 1))
+    else
+      log "      answer $i: HTTP $(cat "$WORK/p$i.code") $(head -c 200 "$WORK/p$i.json")" >&2
+    fi
   done
   echo "$hits"
 }
+
 # both workers must answer with the new individual: the one that did not enrol reloads the shared
 # catalog (WHALES_CATALOG_REFRESH_S, default 30 s)
 sleep 31
@@ -185,7 +201,7 @@ check "two workers share the catalog" "$([ "$hits" = "$total" ] && [ "$both" -ge
   "$hits/$total predictions named $IND; known answers per worker pid: $seen"
 
 dc restart api >/dev/null 2>&1
-wait_for 240 "$API/ready"
+all_ready
 ind=$(curl -s -o /dev/null -w '%{http_code}' "$WEB/v1/individuals/$IND")
 hits=$(matches 4)
 check "enrolment survives 'restart api'" "$([ "$ind" = 200 ] && [ "$hits" = 4 ] && echo 0 || echo 1)" \
@@ -193,7 +209,7 @@ check "enrolment survives 'restart api'" "$([ "$ind" = 200 ] && [ "$hits" = 4 ] 
 
 dc down >/dev/null 2>&1
 dc up -d --no-build >/dev/null 2>&1
-wait_for 240 "$API/ready" && wait_for 60 "$WEB/"
+all_ready && wait_for 60 "$WEB/"
 ind=$(curl -s -o /dev/null -w '%{http_code}' "$WEB/v1/individuals/$IND")
 hits=$(matches 4)
 check "enrolment survives 'down' + 'up' (volumes kept)" "$([ "$ind" = 200 ] && [ "$hits" = 4 ] && echo 0 || echo 1)" \

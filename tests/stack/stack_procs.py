@@ -203,8 +203,17 @@ class Stack:
         return Path(self.api_env["PROMETHEUS_MULTIPROC_DIR"])
 
     def wait_api_ready(self) -> None:
+        # /ready answers for the worker that took the connection: 8 in a row on new connections,
+        # so that both workers have loaded
+        streak = [0]
+
         def ready() -> bool:
-            return httpx.get(f"{self.api_url}/ready", timeout=5).status_code == 200
+            try:
+                ok = httpx.get(f"{self.api_url}/ready", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            streak[0] = streak[0] + 1 if ok else 0
+            return streak[0] >= 8
 
         wait_until("the API's /ready", ready, READY_TIMEOUT_S, alive=self.api.alive, log=self.api.log)
 
