@@ -9,15 +9,17 @@ line and column instead of stopping the others.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from whales_be_service.errors import ServiceError, unsupported_media
+from whales_be_service.errors import ServiceError, too_large, unsupported_media
 from whales_be_service.pipeline import enroll, exif_sighting
+from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState
-from whales_be_service.uploads import BatchItem, Decoded, decode, describe_error, is_zip, plan_batch
+from whales_be_service.uploads import BatchItem, Decoded, decode, describe_error, is_zip, plan_archive
 from whales_identify.catalog_csv import (
     CatalogCsvError,
     CatalogRow,
@@ -72,7 +74,7 @@ def plan_import(state: ServiceState, archive: tuple[str, IO[bytes]], manifest: b
         raise ServiceError(422, "invalid_csv", f"manifest: {exc}") from exc
     if not sheet.rows and not sheet.problems:
         raise ServiceError(422, "invalid_csv", "manifest: the CSV has a header but no rows")
-    items = {it.name: it for it in plan_batch([(label, fh)], state.settings).items}
+    items = {it.name: it for it in plan_import_archive(state.settings, label, fh)}
     column = sheet.columns["filename"]
     pairs, unmatched = match_files(sheet.rows, [n for n, it in items.items() if not it.skipped], column)
     problems = [p.to_dict() for p in sheet.problems + unmatched]
@@ -96,6 +98,23 @@ def plan_import(state: ServiceState, archive: tuple[str, IO[bytes]], manifest: b
             todo.append((row, item))
     problems.sort(key=lambda p: p["line"])
     return ImportPlan(todo, problems, len(sheet.rows) + len(sheet.problems), already, column)
+
+
+def plan_import_archive(settings: Settings, label: str, fh: IO[bytes]) -> list[BatchItem]:
+    """The ZIP checks of a batch, with the import's own photo cap (`max_import_images`)."""
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    if size > settings.max_archive_bytes:
+        raise too_large(f"archive {label!r} is {size} bytes; the limit is {settings.max_archive_bytes}",
+                        {"limit_bytes": settings.max_archive_bytes})
+    items = plan_archive(fh, repr(label), settings)
+    images = sum(1 for it in items if it.read is not None)
+    if images > settings.max_import_images:
+        raise too_large(f"the archive holds {images} images; one import takes at most "
+                        f"{settings.max_import_images} (WHALES_MAX_IMPORT_IMAGES): split it",
+                        {"images": images, "limit": settings.max_import_images})
+    return items
 
 
 def _species_conflict(state: ServiceState, row: CatalogRow, species_of: dict[str, str]) -> str | None:

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, gt=0, description="Most pixels in one image (bomb guard).")
     max_batch_images: int = Field(100, gt=0, description="Most images in one batch (ZIP entries too); "
                                   "at most the WHALES_RATE_LIMIT budget, which a batch draws on per image.")
+    max_import_images: int = Field(2000, gt=0, description="Most photos in one catalog import "
+                                   "(POST /v1/catalog/import: key required, one rate-limit hit).")
     zip_max_total_bytes: int = Field(1024 * 1024 * 1024, gt=0,
                                      description="Most uncompressed bytes in one ZIP.")
     zip_max_ratio: float = Field(100.0, gt=1.0, description="Highest compression ratio of one entry.")

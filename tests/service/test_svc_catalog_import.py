@@ -157,3 +157,15 @@ def test_no_api_keys_is_said_in_the_log_and_to_the_page(make_client, caplog):
         client = make_client()
     assert client.get("/v1/models").json()["write_enabled"] is True
     assert not any("WHALES_API_KEYS" in r.getMessage() for r in caplog.records)
+
+
+def test_import_has_its_own_photo_cap_and_one_rate_limit_hit(make_client, auth):
+    client = make_client(max_batch_images=2, max_import_images=4, rate_limit="2/minute")
+    sheet = "filename,individual_id\n" + "".join(f"p{i}.jpg,ind_{i}\n" for i in range(4))
+    archive = make_zip({f"p{i}.jpg": image_bytes((60 * i, 90, 200 - 40 * i), seed=i) for i in range(4)})
+    r = _import(client, auth, archive, sheet)
+    assert r.status_code == 200 and r.json()["summary"]["enrolled"] == 4, r.text  # 4 > the batch cap of 2
+    bigger = make_zip({f"p{i}.jpg": image_bytes(BLUE, seed=i) for i in range(5)})
+    r = _import(client, auth, bigger, sheet)
+    assert r.status_code == 413 and "WHALES_MAX_IMPORT_IMAGES" in r.json()["error"]["message"]
+    assert _import(client, auth, archive, sheet).status_code == 429  # the third request of the minute
