@@ -60,13 +60,14 @@ class RateLimiter:
                                storage_uri=settings.rate_limit_storage, headers_enabled=True,
                                enabled=settings.rate_limit_enabled)
 
-    def hit(self, request: Request, cost: int = 1, read_only: bool = False) -> None:
+    def hit(self, request: Request, cost: int = 1, read_only: bool = False, whole: int | None = None) -> None:
         """Charge `cost` hits; read-only GETs draw on their own, larger budget (a catalog page is
         dozens of thumbnail requests and must not starve predictions).
 
         A request the budget cannot cover is refused *without* being charged: a batch too large
         for what is left answers 429 and leaves the client its remaining hits; one larger than the
-        whole budget is a 413 (split it).
+        whole budget is a 413 (split it); `whole` is the request's full cost when part of it was
+        charged already.
         """
         if not self.enabled or cost <= 0:
             return
@@ -76,11 +77,12 @@ class RateLimiter:
             item, namespace = self.read_item, f"{self.namespace}-read"
         else:
             item, namespace = self.item, self.namespace
-        if cost > item.amount:
+        whole = max(cost, whole or 0)
+        if whole > item.amount:
             raise ServiceError(413, "payload_too_large",
-                               f"this request costs {cost} hits (one per image) but the rate limit is "
+                               f"this request costs {whole} hits (one per image) but the rate limit is "
                                f"{item}; send at most {item.amount} images per request",
-                               {"cost": cost, "limit": str(item)})
+                               {"cost": whole, "limit": str(item)})
         allowed = strategy.test(item, namespace, key, cost=cost) and strategy.hit(item, namespace, key,
                                                                                   cost=cost)
         stats = strategy.get_window_stats(item, namespace, key)

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
 
 
 def image_bytes(colour: tuple[int, int, int] = (30, 60, 120), size: tuple[int, int] = (96, 64),
@@ -84,3 +85,43 @@ def many_entries_zip(n: int = 10_000) -> bytes:
         for i in range(n):
             zf.writestr(f"img_{i:05d}.jpg", b"x")
     return buf.getvalue()
+
+
+def directory_only_zip(n: int, claimed: int | None = None, name: bytes = b"a") -> bytes:
+    """A ZIP whose central directory lists `n` entries that all point at one empty stored file:
+    ~47 bytes per entry (1,000,000 entries: 47 MB), with zip64 end records. `claimed` is the
+    entry count the end records state (default `n`; less to lie about it)."""
+    claimed = n if claimed is None else claimed
+    crc = zlib.crc32(b"")
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, 0, 0, len(name), 0) + name
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 20, 0, 0, 0, 0, crc, 0, 0, len(name), 0, 0, 0,
+                         0, 0, 0) + name
+    directory = record * n
+    offset, size = len(local), len(directory)
+    zip64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, claimed, claimed, size, offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + size, 1)
+    short = min(claimed, 0xFFFF)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, short, short, min(size, 0xFFFFFFFF),
+                      min(offset, 0xFFFFFFFF), 0)
+    return local + directory + zip64 + locator + end
+
+
+def _dms(value: float) -> tuple[IFDRational, ...]:
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = (value - degrees - minutes / 60) * 3600
+    return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 10000), 10000)
+
+
+def gps_photo(colour: tuple[int, int, int], lat: float | None = None, lon: float | None = None,
+              seed: int = 0) -> bytes:
+    """A 96x64 JPEG of one colour with noise (the fake embedder tells colours apart), with GPS."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.asarray(colour, np.float32) + rng.normal(0, 12, (64, 96, 3)), 0, 255)
+    exif = Image.Exif()
+    if lat is not None and lon is not None:
+        exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)),
+                                     3: "E" if lon >= 0 else "W", 4: _dms(abs(lon))})
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buffer, "JPEG", quality=95, exif=exif)
+    return buffer.getvalue()

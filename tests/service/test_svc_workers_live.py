@@ -23,9 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 from PIL import Image
-from PIL.TiffImagePlugin import IFDRational
-from svc_archives import many_entry_zip
 from svc_fakes import API_KEY
+from svc_helpers import directory_only_zip, gps_photo
 from svc_server import free_port, wait_http_ready
 
 from whales_be_service.deps import key_fingerprint
@@ -124,29 +123,6 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 # ------------------------------------------------------------------------------------------ photos
 
 
-def _dms(value: float) -> tuple[IFDRational, ...]:
-    degrees = int(value)
-    minutes = int((value - degrees) * 60)
-    seconds = (value - degrees - minutes / 60) * 3600
-    return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 10000), 10000)
-
-
-def photo(colour: tuple[int, int, int], lat: float | None = None, lon: float | None = None,
-          seed: int = 0) -> bytes:
-    """A 96x64 JPEG of one colour with noise (the fake embedder tells colours apart), with GPS."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.asarray(colour, np.float32) + rng.normal(0, 12, (64, 96, 3)), 0, 255)
-    exif = Image.Exif()
-    if lat is not None and lon is not None:
-        exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)),
-                                     3: "E" if lon >= 0 else "W", 4: _dms(abs(lon))})
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8), "RGB").save(buffer, "JPEG", quality=95, exif=exif)
-    return buffer.getvalue()
-
-
 def colour_for(i: int) -> tuple[int, int, int]:
     """Distinct, never red (the fake gate rejects red)."""
     return (20 + (i * 37) % 120, 40 + (i * 53) % 200, 60 + (i * 71) % 190)
@@ -193,7 +169,7 @@ def _both_workers_answered(service: Service, probes: int = 80) -> None:
 def test_every_worker_sees_an_acknowledged_enrolment_and_deletion_at_once(service: Service):
     tag = uuid.uuid4().hex[:6]
     individual = f"hw_seen_{tag}"
-    data = photo(colour_for(1), seed=1)
+    data = gps_photo(colour_for(1), seed=1)
     assert _enrol(service, individual, data).status_code == 200
     # the very next requests, on both workers, know it: no refresh interval to wait for
     reads = _parallel([lambda: service.call("GET", f"/v1/individuals/{individual}") for _ in range(12)])
@@ -216,10 +192,11 @@ def test_concurrent_enrolments_deletions_and_predictions_stay_consistent(service
     tag = uuid.uuid4().hex[:6]
     keep = [f"hw_keep_{tag}_{i}" for i in range(4)]
     doomed = f"hw_doomed_{tag}"
-    assert _enrol(service, doomed, photo(colour_for(20), seed=20)).status_code == 200
-    calls = [lambda i=i: _enrol(service, keep[i], photo(colour_for(10 + i), seed=10 + i)) for i in range(4)]
+    assert _enrol(service, doomed, gps_photo(colour_for(20), seed=20)).status_code == 200
+    calls = [lambda i=i: _enrol(service, keep[i], gps_photo(colour_for(10 + i), seed=10 + i))
+             for i in range(4)]
     calls += [lambda: service.call("DELETE", f"/v1/individuals/{doomed}", headers=KEY)]
-    calls += [lambda i=i: _predict(service, photo(colour_for(10 + i), seed=100 + i)) for i in range(4)]
+    calls += [lambda i=i: _predict(service, gps_photo(colour_for(10 + i), seed=100 + i)) for i in range(4)]
     results = _parallel(calls)
     failed = [r.text for r in results if r.status_code != 200]
     assert not failed, failed
@@ -235,10 +212,11 @@ def test_concurrent_confirms_have_exactly_one_winner(service: Service):
     for round_ in range(4):
         tag = uuid.uuid4().hex[:6]
         target = f"hw_race_{tag}"
-        query = _predict(service, photo(colour_for(30 + round_), seed=300 + round_))
+        query = _predict(service, gps_photo(colour_for(30 + round_), seed=300 + round_))
         assert query.status_code == 200
         prediction = query.json()["prediction_id"]
-        assert _enrol(service, target, photo(colour_for(30 + round_), seed=30 + round_)).status_code == 200
+        enrolled = _enrol(service, target, gps_photo(colour_for(30 + round_), seed=30 + round_))
+        assert enrolled.status_code == 200
         # four reviewers confirm the prediction to the just-created individual, at once
         body = {"decision": "confirm", "individual_id": target}
         reviews = _parallel([lambda p=prediction, b=body: service.call(
@@ -264,7 +242,7 @@ def test_concurrent_confirms_have_exactly_one_winner(service: Service):
 def test_concurrent_new_individuals_with_one_id_have_exactly_one_winner(service: Service):
     tag = uuid.uuid4().hex[:6]
     new_id = f"hw_new_{tag}"
-    predictions = [_predict(service, photo(colour_for(50 + i), seed=500 + i)).json()["prediction_id"]
+    predictions = [_predict(service, gps_photo(colour_for(50 + i), seed=500 + i)).json()["prediction_id"]
                    for i in range(4)]
     reviews = _parallel([lambda p=p: service.call(
         "POST", f"/v1/predictions/{p}/review", headers=KEY,
@@ -285,7 +263,7 @@ def test_public_reads_never_show_the_exact_position(service: Service):
     tag = uuid.uuid4().hex[:6]
     individual = f"eg_{tag}"  # a North Atlantic right whale, say
     lat, lon = 41.723456, -69.912345
-    assert _enrol(service, individual, photo(colour_for(70), lat, lon, seed=70)).status_code == 200
+    assert _enrol(service, individual, gps_photo(colour_for(70), lat, lon, seed=70)).status_code == 200
     public = service.call("GET", f"/v1/individuals/{individual}")
     seen = public.json()["images"][0]["sighting"]
     assert (seen["latitude"], seen["longitude"], seen["precision"]) == (41.75, -69.95, "0.1")
@@ -300,7 +278,7 @@ def test_public_reads_never_show_the_exact_position(service: Service):
 
 
 def test_prediction_photos_and_darwin_core_links(service: Service):
-    query = _predict(service, photo(colour_for(80), 42.5, -70.25, seed=80)).json()
+    query = _predict(service, gps_photo(colour_for(80), 42.5, -70.25, seed=80)).json()
     pid = query["prediction_id"]
     path = f"/v1/predictions/{pid}/image"
     assert service.call("GET", path).status_code == 401  # unreviewed: key holders only
@@ -325,7 +303,7 @@ def test_prediction_photos_and_darwin_core_links(service: Service):
 
 def test_a_zip_listing_a_million_entries_is_refused_in_bounded_time_and_memory(service: Service):
     _both_workers_answered(service)
-    archive = many_entry_zip(1_000_000)  # 47 MB
+    archive = directory_only_zip(1_000_000)  # 47 MB
     rss_before = {pid: _rss_mb(pid) for pid in service.pids}
     started = time.perf_counter()
     r = service.call("POST", "/v1/predict-batch", files={"archive": ("big.zip", archive, "application/zip")})
@@ -337,7 +315,7 @@ def test_a_zip_listing_a_million_entries_is_refused_in_bounded_time_and_memory(s
           f"(upload included); worker RSS +{grew:.0f} MB")
     assert elapsed < 2.0 and grew < 100
     # lying end records (3 entries claimed, 60,000 listed: 2.8 MB) are refused by the directory's size
-    liar = many_entry_zip(60_000, claimed=3)
+    liar = directory_only_zip(60_000, claimed=3)
     r = service.call("POST", "/v1/predict-batch", files={"archive": ("liar.zip", liar, "application/zip")})
     assert r.status_code == 413, r.text
 

@@ -34,7 +34,8 @@ async def batch(
     # planning reads the archive's directory: bounded work, and it queues in the bounded pool too
     plan = await state.pool.run(plan_batch, parts, state.settings)
     if state.settings.batch_counts_per_image and plan.images > 1:
-        limiter.hit(request, plan.images - 1)  # the request itself was charged once already
+        # the request itself was charged once already
+        limiter.hit(request, plan.images - 1, whole=plan.images)
     return await state.pool.run(predict_batch, state, plan, top_k)
 
 
