@@ -61,4 +61,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 # Workers: uvicorn reads WEB_CONCURRENCY; give each worker cores / workers threads (OMP_NUM_THREADS).
-CMD ["uvicorn", "whales_be_service.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# X-Forwarded-For/-Proto are believed only from WHALES_TRUSTED_PROXIES, by uvicorn and by the rate
+# limiter alike (uvicorn's own default would trust loopback); unset: from nobody.
+CMD ["sh", "-c", "exec uvicorn whales_be_service.main:app --host 0.0.0.0 --port 8000 --forwarded-allow-ips \"${WHALES_TRUSTED_PROXIES:-}\""]

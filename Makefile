@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml scripts/install.sh
 install: $(STAMP)
 
 run: $(SERVE_STAMP)
-	$(BIN)/uvicorn whales_be_service.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn whales_be_service.main:app --host $(HOST) --port $(PORT) \
+		--forwarded-allow-ips "$${WHALES_TRUSTED_PROXIES:-}"  # the same proxies as the rate limiter; none by default
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -20,7 +20,8 @@ FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 
 
 def create():
-    settings = fake_settings(database_url=os.environ["WHALES_TEST_DB_URL"], rate_limit="100000/minute",
+    rate = os.environ.get("WHALES_TEST_RATE_LIMIT", "100000/minute")
+    settings = fake_settings(database_url=os.environ["WHALES_TEST_DB_URL"], rate_limit=rate,
                              read_rate_limit="100000/minute", max_batch_images=100,
                              frontend_dir=str(FRONTEND))
     app = create_app(settings, embedder=FakeEmbedder(), gate=FakeGate(), catalog_factory=Catalog)
