@@ -117,9 +117,14 @@ def run_queries(url: str, work: Path, queries: list[tuple[Path, str]]) -> tuple[
     truth = {p.name: ind for p, ind in queries}
     results = r.json()["results"]
     top1 = sum(1 for p in results if p["individual_id"] == truth[p["image_ind"]])
+    first = sum(1 for p in results if p["candidates"] and p["candidates"][0]["individual_id"]
+                == truth[p["image_ind"]])
     top5 = sum(1 for p in results if truth[p["image_ind"]] in [c["individual_id"] for c in p["candidates"]])
     species = sum(1 for p in results if p["species"] == "north_atlantic_right_whale")
-    return {"queries": len(queries), "answered": len(results), "matched_top1": top1, "in_top5": top5,
+    # matched: named as the individual (above the open-set threshold); first_candidate: the right whale
+    # ranked first whether or not it passed the threshold (a reviewer confirms it in one click)
+    return {"queries": len(queries), "answered": len(results), "matched": top1,
+            "first_candidate_right": first, "in_top5": top5,
             "new_individual": sum(1 for p in results if p["is_new_individual"]),
             "species_right": species, "rejected": sum(1 for p in results if p["rejected"])}, seconds
 
