@@ -21,6 +21,23 @@ function authHeaders(extra = {}) {
   return key ? { ...extra, "X-API-Key": key } : extra;
 }
 
+/**
+ * An <img> cannot send X-API-Key: when the service keeps its photos behind a key
+ * (WHALES_REQUIRE_KEY_FOR_READS) the load fails, and the photo is fetched again with the key and
+ * shown from a blob: URL (allowed by the page's Content-Security-Policy). Once per image.
+ */
+export async function retryImageWithKey(img) {
+  const src = img.getAttribute("src") || "";
+  if (!apiKey.get() || !src.startsWith("/v1/") || img.dataset.keyed) return;
+  img.dataset.keyed = "1";
+  try {
+    const response = await fetch(src, { headers: authHeaders() });
+    if (response.ok) img.src = URL.createObjectURL(await response.blob());
+  } catch {
+    // the image stays broken, as it would without this retry
+  }
+}
+
 /** Turn the service's `{"error": {code, message, details}}` (or FastAPI's `{"detail"}`) into an ApiError. */
 function errorFrom(status, body) {
   const err = body && typeof body === "object" ? body.error : null;

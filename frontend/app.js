@@ -1,5 +1,5 @@
 // Entry point: tabs with hash routes (#identify, #batch, #catalog, #catalog/<id>) and the API key.
-import { apiKey } from "./api.js";
+import { apiKey, retryImageWithKey } from "./api.js";
 import { initBatch } from "./batch.js";
 import { fillSpeciesSelect, initCatalog, showIndividual, showList } from "./catalog.js";
 import { initImport, refreshEmptyNotice } from "./catalog_import.js";
@@ -75,6 +75,10 @@ function initKey() {
 }
 
 initKey();
+// photos behind a key: a failed <img> load is retried with X-API-Key (error events do not bubble)
+document.addEventListener("error", (event) => {
+  if (event.target instanceof HTMLImageElement) retryImageWithKey(event.target);
+}, true);
 initTabs();
 initIdentify();
 initBatch();

@@ -23,7 +23,8 @@ def create():
     rate = os.environ.get("WHALES_TEST_RATE_LIMIT", "100000/minute")
     settings = fake_settings(database_url=os.environ["WHALES_TEST_DB_URL"], rate_limit=rate,
                              read_rate_limit="100000/minute", max_batch_images=100,
-                             frontend_dir=str(FRONTEND))
+                             frontend_dir=str(FRONTEND),
+                             require_key_for_reads=os.environ.get("WHALES_TEST_REQUIRE_KEY") == "1")
     app = create_app(settings, embedder=FakeEmbedder(), gate=FakeGate(), catalog_factory=Catalog)
 
     @app.middleware("http")

@@ -183,4 +183,5 @@ def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep, s
         raise ServiceError(404, "not_found", f"no thumbnail for image {image_id!r}")
     # behind a key, shared caches (proxies, CDNs) must not keep a copy for the next caller
     cache = "private, max-age=3600" if state.settings.require_key_for_reads else "public, max-age=86400"
-    return Response(image.thumbnail, media_type="image/jpeg", headers={"Cache-Control": cache})
+    return Response(image.thumbnail, media_type="image/jpeg", headers={"Cache-Control": cache,
+                                                                       "Vary": "X-API-Key"})
