@@ -19,3 +19,15 @@ def test_benchmark_catalog_runs_small(tmp_path):
     assert report["global"][0]["images"] == 200 and report["global"][0]["global_ms_per_query"] > 0
     assert report["rerank"]["verified_images_per_query_max"] > 0
     assert report["vote"]["index_descriptors"] > 0 and report["vote"]["vote_ms_per_query"] > 0
+
+
+def test_quickstart_timing_runs_small(tmp_path, data_dir):
+    """docs/QUICKSTART.md's timing: a real service, a 6-photo import, 2 new photos identified."""
+    out = tmp_path / "quickstart.json"
+    subprocess.run([sys.executable, "scripts/quickstart_timing.py", "--data", str(data_dir), "--photos", "6",
+                    "--queries", "2", "--per-individual", "2", "--out", str(out)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["import_summary"]["rows"] == 6 and 3 <= report["catalog_individuals"] <= 6
+    assert report["import_summary"]["enrolled"] + report["import_summary"]["skipped"] == 6
+    assert report["identify"]["answered"] == 2 and report["import_s"] > 0
