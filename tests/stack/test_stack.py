@@ -6,6 +6,7 @@ restart of the API, on PostgreSQL with the real default models."""
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -103,3 +104,29 @@ def test_enrolment_is_seen_by_both_workers_and_after_a_restart(stack: Stack, pho
     stack.restart_api()
     assert httpx.get(f"{stack.web_url}/v1/individuals/{INDIVIDUAL}").status_code == 200
     assert all(_predict(stack.web_url, photos[0])["individual_id"] == INDIVIDUAL for _ in range(4))
+
+
+def test_catalog_import_and_reference_batch_via_nginx(stack: Stack, photos):
+    """The page's import (NDJSON progress through nginx) and a reference-API client's batch call."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("season/p1.jpg", photos[1])  # photos[0] is the enrolment test's individual
+        z.writestr("broken.jpg", photos[0][:300])
+    sheet = ("filename,individual_id,species\n"
+             "p1.jpg,stack_import_1,humpback_whale\nmissing.jpg,stack_import_2,beluga\n")
+    with httpx.stream("POST", f"{stack.web_url}/v1/catalog/import", timeout=180,
+                      headers={"X-API-Key": API_KEY, "Accept": "application/x-ndjson"},
+                      files={"archive": ("c.zip", buf.getvalue()),
+                             "manifest": ("c.csv", sheet.encode())}) as r:
+        assert r.status_code == 200
+        events = [line for line in r.iter_lines() if line.strip()]
+    parsed = [json.loads(e) for e in events]
+    assert [e["event"] for e in parsed] == ["progress", "progress", "result"]
+    assert parsed[-1]["summary"]["enrolled"] == 1
+    assert [(p["line"], p["code"]) for p in parsed[-1]["problems"]] == [(3, "file_not_found")]
+    r = httpx.post(f"{stack.web_url}/reference/v1/predict-batch", timeout=180,
+                   files={"archive": ("b.zip", buf.getvalue(), "application/zip")})
+    assert r.status_code == 200 and isinstance(r.json(), list)
+    assert [(d["image_ind"], d["rejection_reason"]) for d in r.json()] == [
+        ("season/p1.jpg", None), ("broken.jpg", "corrupted_image")]
+    assert r.json()[0]["class_animal"] == "stack_import_1"
