@@ -1,7 +1,7 @@
 // Batch tab: a ZIP or many photos -> progress, sortable/filterable table, species chart, downloads.
 import { api } from "./api.js";
 import { barChart } from "./chart.js";
-import { $, announce, dropZone, h, num, pct, replace, saveBlob } from "./dom.js";
+import { $, announce, dropZone, h, num, pct, progressRow, replace, saveBlob } from "./dom.js";
 import { learnSpecies, speciesNames } from "./species.js";
 
 const CHUNK = 8; // loose photos are sent a few at a time, so the bar shows real progress
@@ -55,13 +55,7 @@ function errorRow(e) {
     isNew: "", probability: null, cetacean: null, note: e.message || e.code || "failed", raw: e };
 }
 
-function setProgress(fraction, text) {
-  const bar = $("#batch-progress-bar");
-  $("#batch-progress").hidden = fraction === false;
-  if (fraction === null) bar.removeAttribute("value");
-  else if (typeof fraction === "number") bar.value = Math.round(fraction * 100);
-  $("#batch-progress-text").textContent = text || "";
-}
+const setProgress = progressRow("batch");
 
 async function run(files) {
   replace($("#batch-error"));

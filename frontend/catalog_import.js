@@ -2,7 +2,7 @@
 // on every tab while the catalog is empty (species and individuals come from the catalog) or while
 // the server has no API keys (writes refused).
 import { ApiError, apiKey } from "./api.js";
-import { $, announce, h, replace } from "./dom.js";
+import { $, announce, h, progressRow, replace } from "./dom.js";
 
 const NDJSON = "application/x-ndjson";
 
@@ -33,13 +33,7 @@ export async function refreshEmptyNotice() {
   }
 }
 
-function setProgress(fraction, text) {
-  const bar = $("#import-progress-bar");
-  $("#import-progress").hidden = fraction === false;
-  if (fraction === null) bar.removeAttribute("value");
-  else if (typeof fraction === "number") bar.value = Math.round(fraction * 100);
-  $("#import-progress-text").textContent = text || "";
-}
+const setProgress = progressRow("import");
 
 function errorOf(status, text) {
   try {

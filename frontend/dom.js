@@ -92,3 +92,18 @@ export function saveBlob(blob, filename) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+/**
+ * The updater of a progress row `#<name>-progress` (bar `#<name>-progress-bar`, text
+ * `#<name>-progress-text`): a fraction 0..1, `null` for indeterminate (the server is working),
+ * `false` to hide it.
+ */
+export function progressRow(name) {
+  return (fraction, text) => {
+    const bar = $(`#${name}-progress-bar`);
+    $(`#${name}-progress`).hidden = fraction === false;
+    if (fraction === null) bar.removeAttribute("value");
+    else if (typeof fraction === "number") bar.value = Math.round(fraction * 100);
+    $(`#${name}-progress-text`).textContent = text || "";
+  };
+}

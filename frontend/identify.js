@@ -1,6 +1,6 @@
 // Identify tab: one photo -> result card or rejection card, then the review panel.
 import { api } from "./api.js";
-import { $, announce, dropZone, h, pct, replace } from "./dom.js";
+import { $, announce, dropZone, h, pct, progressRow, replace } from "./dom.js";
 import { renderReview } from "./review.js";
 import { learnSpecies, speciesNames } from "./species.js";
 
@@ -30,14 +30,7 @@ function sightingFields() {
   return fields;
 }
 
-function setProgress(fraction, text) {
-  const box = $("#identify-progress");
-  const bar = $("#identify-progress-bar");
-  box.hidden = fraction === false;
-  if (fraction === null) bar.removeAttribute("value"); // indeterminate: the server is working
-  else if (typeof fraction === "number") bar.value = Math.round(fraction * 100);
-  $("#identify-progress-text").textContent = text || "";
-}
+const setProgress = progressRow("identify");
 
 async function identify(file) {
   if (!file.type.startsWith("image/") && !/\.(jpe?g|png|webp|tiff?|bmp|heic)$/i.test(file.name)) {
