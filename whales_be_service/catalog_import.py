@@ -18,7 +18,7 @@ from typing import IO, Any
 from whales_be_service.errors import ServiceError, too_large, unsupported_media
 from whales_be_service.pipeline import enroll, exif_sighting
 from whales_be_service.settings import Settings
-from whales_be_service.state import ServiceState
+from whales_be_service.state import ServiceState, sync_catalog
 from whales_be_service.uploads import BatchItem, Decoded, decode, describe_error, is_zip, plan_archive
 from whales_identify.catalog_csv import (
     CatalogCsvError,
@@ -75,6 +75,7 @@ def plan_import(state: ServiceState, archive: tuple[str, IO[bytes]], manifest: b
     if not sheet.rows and not sheet.problems:
         raise ServiceError(422, "invalid_csv", "manifest: the CSV has a header but no rows")
     items = {it.name: it for it in plan_import_archive(state.settings, label, fh)}
+    sync_catalog(state)  # another worker may have enrolled some of these since this one last looked
     column = sheet.columns["filename"]
     pairs, unmatched = match_files(sheet.rows, [n for n, it in items.items() if not it.skipped], column)
     problems = [p.to_dict() for p in sheet.problems + unmatched]

@@ -40,4 +40,11 @@ def test_import_streams_and_every_worker_matches_at_once(service: Service):
     for i, p in zip(range(0, N, 5), preds, strict=True):
         assert p.status_code == 200 and p.json()["candidates"][0]["individual_id"] == ids[i], p.text
         assert p.json()["species"] == "humpback_whale"
+    # importing the same sheet again, on whichever worker, adds nothing: both know what is there
+    again = _parallel([lambda: service.call("POST", "/v1/catalog/import", headers=KEY, files={
+        "archive": ("photos.zip", make_zip(photos), "application/zip"),
+        "manifest": ("catalog.csv", sheet.encode(), "text/csv")}) for _ in range(4)])
+    for r in again:
+        assert r.status_code == 200 and r.json()["summary"]["already_present"] == N, r.text
+        assert r.json()["summary"]["enrolled"] == 0
     _both_workers_answered(service)
