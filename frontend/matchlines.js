@@ -79,7 +79,11 @@ export function matchExplainer(predictionId, queryUrl) {
           ` between the query photo (left) and catalog photo `, h("code", { text: ex.reference_image_id }),
           ` of ${candidate.individual_id} (right).`),
         ex.query_size && ex.reference_size ? drawPairs(ex, photo) : null,
-        ex.reason ? h("p", { class: "hint match-reason", text: `Why none: ${ex.reason}` }) : null);
+        ex.reason ? h("p", { class: "hint match-reason", text: `Why none: ${ex.reason}` }) : null,
+        // recomputed from the stored JPEG, the count can differ by a few from matching's own
+        !other && typeof ex.verified_inliers === "number" && ex.verified_inliers !== ex.inliers && !ex.reason
+          ? h("p", { class: "hint", text: `Matching counted ${ex.verified_inliers} when the photo was identified; these pairs are recomputed from the stored photo.` })
+          : null);
     } catch (err) {
       if (mine === seq) replace(panel, h("p", { class: "review-status error", text: err.message }));
     }

@@ -41,7 +41,8 @@ function candidateCard(candidate, index, name, explainer) {
       h("span", { class: "rank", text: `#${index + 1}` }),
       h("code", { class: "cand-id", text: candidate.individual_id }),
       h("span", { class: "cand-species" }, names.common, names.latin ? h("i", { text: ` ${names.latin}` }) : null),
-      h("span", { class: "cand-score" }, `score ${num(candidate.score)}`, " · ", `p ${pct(candidate.probability)}`)),
+      h("span", { class: "cand-score" }, `score ${num(candidate.score)}`, " · ", `p ${pct(candidate.probability)}`,
+        typeof candidate.inliers === "number" ? ` · ${candidate.inliers} matching point${candidate.inliers === 1 ? "" : "s"}` : "")),
     strip);
 }
 
