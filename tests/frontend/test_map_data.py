@@ -3,20 +3,17 @@ committed frontend/coastline.js is plausible Natural Earth land (no network, no 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _gen():
-    spec = importlib.util.spec_from_file_location("gen_coastline", ROOT / "scripts" / "gen_coastline.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+def _gen() -> SimpleNamespace:
+    return SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "gen_coastline.py")))
 
 
 def test_topojson_arcs_are_delta_decoded_and_joined(tmp_path):
