@@ -188,8 +188,8 @@ matches() {  # matches N: predicts PHOTO N times, 4 at a time on new connections
 }
 
 # both workers must answer with the new individual: the one that did not enrol reloads the shared
-# catalog (WHALES_CATALOG_REFRESH_S, default 30 s)
-sleep 31
+# catalog when it sees the database's catalog generation move (WHALES_CATALOG_REFRESH_S)
+sleep 1
 hits=0; total=0; seen=""
 for round in 1 2 3 4 5; do
   hits=$((hits + $(matches 8))); total=$((total + 8))
