@@ -41,8 +41,8 @@ function timelineEntry(item, index, individualId) {
       alt: `Photo ${item.filename || item.image_id} of ${individualId}`, loading: "lazy", width: 96, height: 96 }),
     h("div", { class: "timeline-text" },
       h("time", { datetime: item.observed_at || "", text: when(item.observed_at) }),
-      h("span", { text: s.location || (item.position_precision === "exact" ? "place not recorded" : "place withheld") }),
-      h("span", { class: "muted", text: position(s, item.position_precision) }),
+      h("span", { text: s.location || (s.precision === "exact" ? "place not recorded" : "place withheld") }),
+      h("span", { class: "muted", text: position(s, s.precision) }),
       h("span", { class: "muted", text: s.observer ? `observed by ${s.observer}` : "" })));
 }
 
@@ -67,10 +67,10 @@ export function historySection(individualId) {
       .filter(({ it }) => typeof it.sighting?.latitude === "number" && typeof it.sighting?.longitude === "number");
     const points = located.map(({ it, i }) => ({
       lat: it.sighting.latitude, lon: it.sighting.longitude,
-      cell: Number.parseFloat(it.position_precision) || null,
-      label: `Sighting ${i + 1}: ${when(it.observed_at)}, ${position(it.sighting, it.position_precision)}`,
+      cell: Number.parseFloat(it.sighting.precision) || null,
+      label: `Sighting ${i + 1}: ${when(it.observed_at)}, ${position(it.sighting, it.sighting.precision)}`,
     }));
-    const generalised = items.some((it) => it.position_precision !== "exact");
+    const generalised = items.some((it) => it.sighting?.precision !== "exact");
     const status = h("span", { class: "hint", role: "status" });
     replace(section,
       h("h3", { id: "history-title", text: "Sighting history" }),

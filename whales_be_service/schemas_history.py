@@ -54,9 +54,7 @@ class SightingEntryOut(BaseModel):
     observed_at: datetime | None = Field(description="When the photo was taken (null when unknown).")
     created_at: datetime = Field(description="When the photo was enrolled.")
     sighting: SightingOut = Field(description="Position, place and observer as this caller may see "
-                                              "them (see docs/SECURITY.md).")
-    position_precision: str = Field(description="`exact`, `withheld` or the grid size in degrees "
-                                                "the coordinates were generalised to.")
+                                              "them; `precision` says which (see docs/SECURITY.md).")
     filename: str
     source: str
     thumbnail_url: str

@@ -107,7 +107,7 @@ def test_individual_history_has_three_points_and_entries(web, live_service, data
             review = client.post(f"/v1/predictions/{pid}/review", json=decision, headers=key)
             assert review.status_code == 200, review.text
         public = client.get(f"/v1/individuals/{individual}/sightings").json()
-    assert public["total"] == 3 and all(it["position_precision"] != "exact" for it in public["items"])
+    assert public["total"] == 3 and all(it["sighting"]["precision"] != "exact" for it in public["items"])
 
     _open(page, live_service)
     _set_key(page, live_service)  # a reviewer sees the exact positions, places and observers

@@ -45,14 +45,14 @@ def test_public_history_is_generalised(make_client, store):
     assert first["sighting"]["latitude"] == pytest.approx(41.55)
     assert first["sighting"]["longitude"] == pytest.approx(-70.65)
     assert first["sighting"]["location"] is None and first["sighting"]["observer"] is None
-    assert first["position_precision"] == "0.1" and first["thumbnail_url"] == "/v1/images/img1/thumbnail"
+    assert first["sighting"]["precision"] == "0.1" and first["thumbnail_url"] == "/v1/images/img1/thumbnail"
 
 
 def test_a_key_sees_everything(make_client, store, auth):
     body = make_client(store=store).get("/v1/individuals/rw_1/sightings", headers=auth).json()
     first = body["items"][0]
     assert first["sighting"]["latitude"] == pytest.approx(41.512345)
-    assert first["sighting"]["location"] == "Cape Cod Bay" and first["position_precision"] == "exact"
+    assert first["sighting"]["location"] == "Cape Cod Bay" and first["sighting"]["precision"] == "exact"
 
 
 def test_paging_keeps_the_totals(make_client, store):
@@ -65,7 +65,7 @@ def test_paging_keeps_the_totals(make_client, store):
 def test_withheld_positions_and_required_keys(make_client, store, auth):
     withheld = make_client(store=store, public_location_precision="withheld")
     item = withheld.get("/v1/individuals/rw_1/sightings").json()["items"][0]
-    assert item["sighting"]["latitude"] is None and item["position_precision"] == "withheld"
+    assert item["sighting"]["latitude"] is None and item["sighting"]["precision"] == "withheld"
     locked = make_client(store=store, require_key_for_reads=True)
     assert locked.get("/v1/individuals/rw_1/sightings").status_code == 401
     assert locked.get("/v1/individuals/rw_1/sightings/export").status_code == 401

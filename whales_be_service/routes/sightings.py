@@ -55,8 +55,8 @@ async def list_sightings(
     species, history = await state.pool.run(_history, state, individual_id, caller)
     times = [r.sighting.observed_at for r, _ in history if r.sighting.observed_at is not None]
     items = [SightingEntryOut(image_id=r.image_id, observed_at=r.sighting.observed_at,
-                              created_at=r.created_at, sighting=sighting_json(v.sighting),
-                              position_precision=v.precision, filename=r.filename, source=r.source,
+                              created_at=r.created_at, sighting=sighting_json(v.sighting, v.precision),
+                              filename=r.filename, source=r.source,
                               thumbnail_url=f"/v1/images/{r.image_id}/thumbnail")
              for r, v in history[offset:offset + limit]]
     return SightingPage(individual_id=individual_id, species=species, total=len(history),
