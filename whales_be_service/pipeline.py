@@ -289,9 +289,11 @@ def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, sp
     if not keep:
         return [], refused
     embeddings = l2_normalize(features[keep])
-    with catalog_write(state):
+    with catalog_write(state) as write:
         if before_write is not None:
+            write.touched = False  # a refused claim (409, 404) leaves the memory as it was
             before_write()
+            write.touched = True
         added = list(state.catalog.enroll([items[i].image for i in keep], embeddings, individual_id, species,
                                           sightings=[sightings[i] for i in keep],
                                           filenames=[items[i].name for i in keep], source=source) or [])

@@ -246,23 +246,33 @@ def sync_catalog(state: ServiceState) -> bool:
     return True
 
 
+@dataclass
+class CatalogWrite:
+    """Handed to the body of `catalog_write`: `touched` is False while the block has not yet changed
+    the in-memory catalog (a failed check then needs no reload)."""
+
+    touched: bool = True
+
+
 @contextmanager
-def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[None]:
+def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[CatalogWrite]:
     """This worker writes the catalog (in memory and in the database) inside the block.
 
     Writes of this worker take turns; with `atomic`, every store call of the block is one database
     transaction. Afterwards the memory is marked current only when the database moved by exactly
     this one write since the memory was last in step; otherwise (another worker wrote meanwhile, or
-    the block failed half-way) the next request reloads.
+    the block failed after touching the memory) the next request reloads.
     """
     with state.write_lock:
         before = state.catalog_generation
         transaction = getattr(state.store, "atomic", None)
+        write = CatalogWrite()
         try:
             with transaction() if atomic and callable(transaction) else nullcontext():
-                yield
+                yield write
         except BaseException:
-            state.catalog_generation = None  # memory may hold what the database rolled back
+            if write.touched:
+                state.catalog_generation = None  # memory may hold what the database rolled back
             raise
         after = read_catalog_generation(state)
         state.catalog_generation = after if before is not None and after == before + 1 else None

@@ -313,7 +313,7 @@ def test_a_zip_listing_a_million_entries_is_refused_in_bounded_time_and_memory(s
     grew = _rss_mb(pid) - rss_before.get(pid, _rss_mb(pid))
     print(f"\n[{service.backend}] 47 MB ZIP listing 1,000,000 entries: 413 after {elapsed:.2f} s "
           f"(upload included); worker RSS +{grew:.0f} MB")
-    assert elapsed < 2.0 and grew < 100
+    assert elapsed < 5.0 and grew < 100  # the upload itself included; planning alone: test_svc_security
     # lying end records (3 entries claimed, 60,000 listed: 2.8 MB) are refused by the directory's size
     liar = directory_only_zip(60_000, claimed=3)
     r = service.call("POST", "/v1/predict-batch", files={"archive": ("liar.zip", liar, "application/zip")})
