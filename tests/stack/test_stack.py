@@ -124,6 +124,7 @@ def test_catalog_import_and_reference_batch_via_nginx(stack: Stack, photos):
     assert [e["event"] for e in parsed] == ["progress", "progress", "result"]
     assert parsed[-1]["summary"]["enrolled"] == 1
     assert [(p["line"], p["code"]) for p in parsed[-1]["problems"]] == [(3, "file_not_found")]
+    time.sleep(1.5)  # the other worker reloads the catalog within WHALES_CATALOG_REFRESH_S=1
     r = httpx.post(f"{stack.web_url}/reference/v1/predict-batch", timeout=180,
                    files={"archive": ("b.zip", buf.getvalue(), "application/zip")})
     assert r.status_code == 200 and isinstance(r.json(), list)
