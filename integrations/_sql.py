@@ -12,7 +12,7 @@ process can tell cheaply whether its in-memory catalog is current (`catalog_gene
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -86,22 +86,19 @@ class SqlStore:
         return getattr(local, "cursor", None)
 
     @contextmanager
-    def _write(self) -> Iterator[Cursor]:
+    def _joined_or(self, open_cursor: Callable[[], AbstractContextManager[Cursor]]) -> Iterator[Cursor]:
         joined = self._joined()
         if joined is not None:
             yield joined
             return
-        with self._begin() as cur:
+        with open_cursor() as cur:
             yield cur
 
-    @contextmanager
-    def _read(self) -> Iterator[Cursor]:
-        joined = self._joined()
-        if joined is not None:
-            yield joined
-            return
-        with self._open_read() as cur:
-            yield cur
+    def _write(self) -> AbstractContextManager[Cursor]:
+        return self._joined_or(self._begin)
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        return self._joined_or(self._open_read)
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

@@ -4,7 +4,6 @@ it works), and usable when every read needs a key (photos fetched with the key t
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,26 +16,19 @@ SERVICE_TESTS = ROOT / "tests" / "service"
 sys.path.insert(0, str(SERVICE_TESTS))
 from svc_fakes import API_KEY  # noqa: E402
 from svc_helpers import gps_photo  # noqa: E402
-from svc_server import free_port, wait_http_ready  # noqa: E402
+from svc_server import start_uvicorn, stop_process  # noqa: E402
 
 
 @pytest.fixture
 def keyed_service(tmp_path: Path):
     """The fake-model app (real store and catalog) with WHALES_REQUIRE_KEY_FOR_READS on."""
-    port = free_port()
     env = {**os.environ, "WHALES_TEST_DB_URL": f"sqlite:///{tmp_path / 'w.db'}",
            "WHALES_TEST_REQUIRE_KEY": "1", "PYTHONPATH": f"{SERVICE_TESTS}{os.pathsep}{ROOT}"}
-    with open(tmp_path / "log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "svc_shared_app:create", "--factory",
-                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_uvicorn(["svc_shared_app:create", "--factory"], env, tmp_path / "log", 60)
     try:
-        wait_http_ready(url, 60, alive=lambda: proc.poll() is None)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_process(proc)
 
 
 def test_photos_behind_a_key_show_once_the_key_is_entered(browser, keyed_service):

@@ -107,9 +107,30 @@ def start_live_server(tmp: Path, api_key: str, extra_env: dict[str, str] | None 
 
 
 def stop_live_server(server: LiveServer) -> None:
-    server.process.terminate()
+    stop_process(server.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
-        server.process.wait(20)
+        process.wait(20)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(5)
+        process.kill()
+        process.wait(5)
+
+
+def start_uvicorn(app: list[str], env: dict[str, str], log_path: Path,
+                  timeout: float = 90.0) -> tuple[str, subprocess.Popen[bytes]]:
+    """`uvicorn <app...>` on a free loopback port, waited for until /ready; (url, process)."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port",
+                                    str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ready(url, timeout, alive=lambda: process.poll() is None)
+    except Exception as exc:
+        stop_process(process)
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+        raise RuntimeError(f"{exc}\n--- server log ---\n{tail}") from exc
+    return url, process

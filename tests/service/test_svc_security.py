@@ -175,12 +175,10 @@ def test_uvicorn_believes_forwarded_headers_only_from_the_trusted_proxies(tmp_pa
     pick its rate-limit identity with X-Forwarded-For."""
     import os
     import re
-    import subprocess
-    import sys
     from pathlib import Path
 
     import httpx
-    from svc_server import free_port, wait_http_ready
+    from svc_server import start_uvicorn, stop_process
 
     root = Path(__file__).resolve().parents[2]
     flag = '--forwarded-allow-ips "${WHALES_TRUSTED_PROXIES:-}"'
@@ -188,24 +186,18 @@ def test_uvicorn_believes_forwarded_headers_only_from_the_trusted_proxies(tmp_pa
     assert flag.replace('"', '\\"') in (root / "Dockerfile").read_text()
     assert "--forwarded-allow-ips" in (root / "docs" / "DEPLOYMENT.md").read_text()
     expanded = re.sub(r"\$\{WHALES_TRUSTED_PROXIES:-\}", "", flag).split(" ", 1)[1].strip('"')
-    port = free_port()
     here = Path(__file__).resolve().parent
     env = {**os.environ, "WHALES_TEST_DB_URL": f"sqlite:///{tmp_path / 'w.db'}",
            "WHALES_TEST_RATE_LIMIT": "2/minute", "PYTHONPATH": f"{here}{os.pathsep}{root}"}
-    with open(tmp_path / "log", "wb") as log:
-        cmd = [sys.executable, "-m", "uvicorn", "svc_shared_app:create", "--factory", "--host", "127.0.0.1",
-               "--port", str(port), "--forwarded-allow-ips", expanded]
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_uvicorn(["svc_shared_app:create", "--factory", "--forwarded-allow-ips", expanded], env,
+                              tmp_path / "log")
     try:
-        wait_http_ready(url, 60, alive=lambda: proc.poll() is None)
         codes = [httpx.post(f"{url}/v1/predict", headers={"X-Forwarded-For": f"203.0.113.{i}"},
                             files={"file": ("q.jpg", image_bytes(BLUE), "image/jpeg")}).status_code
                  for i in range(3)]
         assert codes == [200, 200, 429]  # three "clients" were one: the header was not believed
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_process(proc)
 
 
 def test_planning_a_zip_listing_a_million_entries_is_bounded_in_time_and_memory():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ import pytest
 from PIL import Image
 from svc_fakes import API_KEY
 from svc_helpers import directory_only_zip, gps_photo
-from svc_server import free_port, wait_http_ready
+from svc_server import start_uvicorn, stop_process
 
 from whales_be_service.deps import key_fingerprint
 
@@ -54,35 +53,13 @@ class Service:
                 self.pids.add(r.headers["x-test-pid"])
         return r
 
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
 
 def _start(db_url: str, tmp: Path, backend: str) -> Service:
-    port = free_port()
     env = {**os.environ, "WHALES_TEST_DB_URL": db_url, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}",
            "PYTHONUNBUFFERED": "1"}
     log = tmp / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "svc_shared_app:create", "--factory",
-                                 "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    service = Service(backend, f"http://127.0.0.1:{port}", db_url, proc, log)
-    try:
-        wait_http_ready(service.url, 90, alive=lambda: proc.poll() is None)
-    except Exception as exc:
-        _stop(service)
-        raise RuntimeError(f"{exc}\n{service.log_tail()}") from exc
-    return service
-
-
-def _stop(service: Service) -> None:
-    service.proc.terminate()
-    try:
-        service.proc.wait(20)
-    except subprocess.TimeoutExpired:
-        service.proc.kill()
-        service.proc.wait(5)
+    url, proc = start_uvicorn(["svc_shared_app:create", "--factory", "--workers", "2"], env, log)
+    return Service(backend, url, db_url, proc, log)
 
 
 def _postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
@@ -115,7 +92,7 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         yield running
     finally:
-        _stop(running)
+        stop_process(running.proc)
         if databases is not None:
             next(databases, None)
 
