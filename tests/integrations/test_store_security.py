@@ -92,12 +92,21 @@ def test_individual_images_by_index(store):
                               make_image(4, "hw1", model_id="m.b")])
     assert [im.image_id for im in store.list_individual_images("hw1", model_id="m.a")] == ["img1", "img3"]
     assert len(store.list_individual_images("hw1")) == 3 and store.list_individual_images("zz") == []
+    query = "SELECT image_id FROM catalog_images WHERE individual_id = ? AND model_id = ?"
     if isinstance(store, SQLiteStore):
         with store._read() as cur:
-            cur.execute("EXPLAIN QUERY PLAN SELECT image_id FROM catalog_images "
-                        "WHERE individual_id = ? AND model_id = ?", ("hw1", "m.a"))
+            cur.execute(f"EXPLAIN QUERY PLAN {query}", ("hw1", "m.a"))
             plan = " ".join(str(r[-1]) for r in cur.fetchall())
         assert "USING INDEX" in plan, plan
+        return
+    # PostgreSQL plans from statistics: give it a catalog of 60 individuals, as a real one has
+    store.add_catalog_images([make_image(10 + i, f"ind{i % 60}") for i in range(240)])
+    with store._read() as cur:
+        cur.execute("ANALYZE catalog_images")
+        cur.execute("SET LOCAL enable_seqscan = off")  # a table this small is scanned whatever the index
+        cur.execute(f"EXPLAIN {query.replace('?', '%s')}", ("hw1", "m.a"))
+        plan = " ".join(str(r[0]) for r in cur.fetchall())
+    assert "catalog_images_individual" in plan, plan
 
 
 def test_retention_purges_only_old_unreviewed_predictions(store):
