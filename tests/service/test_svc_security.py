@@ -223,3 +223,17 @@ def test_planning_a_zip_listing_a_million_entries_is_bounded_in_time_and_memory(
     tracemalloc.stop()
     assert refused.value.status == 413 and refused.value.details["entries"] == 1_000_000
     assert elapsed < 0.5 and peak < 1_000_000, (elapsed, peak)
+
+
+def test_archive_planning_waits_in_the_bounded_pool(make_client):
+    """With the pool full, even reading an archive's directory is refused (503), not done beside it."""
+    client = make_client(inference_workers=1, queue_size=0)
+    pool = client.app.state.whales.pool
+    pool._acquire()  # the one worker is busy
+    try:
+        r = client.post("/v1/predict-batch", files={"archive": ("bad.zip", b"PK\x03\x04 not really a zip")})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"  # not 400: never planned
+    finally:
+        pool._release()
+    r = client.post("/v1/predict-batch", files={"archive": ("bad.zip", b"PK\x03\x04 not really a zip")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_archive"
