@@ -16,7 +16,7 @@ $(SERVE_STAMP): pyproject.toml scripts/install.sh
 	touch $@
 
 $(STAMP): pyproject.toml scripts/install.sh
-	PY=$(PY) VENV=$(VENV) EXTRAS=service,postgres,dev,train,clip bash scripts/install.sh
+	PY=$(PY) VENV=$(VENV) EXTRAS=service,postgres,batch,dev,train,clip bash scripts/install.sh
 	touch $@ $(SERVE_STAMP)
 
 install: $(STAMP)

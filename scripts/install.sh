@@ -2,13 +2,13 @@
 # One install path for humans, CI and the Docker image: a venv with the project and its extras.
 #   EXTRAS=service,postgres             `make run` and the image: no PyTorch (ONNX Runtime serves the
 #                                        verified exports shipped in models/onnx/)
-#   EXTRAS=service,postgres,dev,train,clip   `make test` (the default): PyTorch for the library's
+#   EXTRAS=service,postgres,batch,dev,train,clip   `make test` (the default): PyTorch for the library's
 #                                        tests, training and exporting
 # TORCH_INDEX (optional) points pip at another wheel index for PyTorch, e.g. CPU-only wheels.
 set -euo pipefail
 PY=${PY:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-service,postgres,dev,train,clip}
+EXTRAS=${EXTRAS:-service,postgres,batch,dev,train,clip}
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip

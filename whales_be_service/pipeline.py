@@ -144,7 +144,7 @@ def sighting_json(s: Sighting, precision: str | None = None) -> dict[str, Any]:
 
 
 def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, prediction_id: str,
-                     sighting: Sighting) -> None:
+                     sighting: Sighting, job_id: str | None = None) -> None:
     record = PredictionRecord(
         prediction_id=prediction_id, image_sha256=item.sha256, filename=item.name,
         rejected=pred.rejected, rejection_reason=pred.rejection_reason,
@@ -153,7 +153,7 @@ def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, predi
         is_new_individual=pred.is_new_individual,
         probability=None if pred.probability is None else float(pred.probability),
         candidates=[dict(c.__dict__) for c in pred.candidates], model_version=pred.model_version,
-        sighting=sighting)
+        sighting=sighting, job_id=job_id)
     jpeg = encode_jpeg(item.image) if state.settings.store_query_images else None
     try:
         state.store.save_prediction(record, image_jpeg=jpeg)
@@ -216,8 +216,11 @@ def predict_one(state: ServiceState, name: str, data: bytes, top_k: int, mask: b
     return payload(pred, item, prediction_id, mask, sighting)
 
 
-def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int) -> dict[str, Any]:
-    """Run a planned batch in chunks of `batch_size`; every item ends in `results` or `errors`."""
+def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
+                  job_id: str | None = None) -> dict[str, Any]:
+    """Run a planned batch in chunks of `batch_size`; every item ends in `results` or `errors`.
+
+    `job_id` (a `whales batch` job) is stored with each prediction."""
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -231,7 +234,7 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int) -> dict[str,
         for (item, t_decode), pred in zip(pending, preds, strict=True):
             prediction_id = new_prediction_id()
             sighting = exif_sighting(item.data)
-            store_prediction(state, pred, item, prediction_id, sighting)
+            store_prediction(state, pred, item, prediction_id, sighting, job_id)
             metrics.record_prediction(outcome(pred), {"decode": t_decode, **pred.timings})
             results.append(payload(pred, item, prediction_id, False, sighting))
         pending.clear()

@@ -105,6 +105,7 @@ class PredictionRecord:
     reviewer_decision: dict[str, Any] | None = None
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None  # fingerprint of the reviewer's key (never the key itself)
+    job_id: str | None = None  # the `whales batch` job that made it (None: the service)
 
 
 @runtime_checkable

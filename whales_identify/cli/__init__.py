@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from whales_identify.cli import catalog, evaluate, export, gate, models, train
+from whales_identify.cli import batch, catalog, evaluate, export, gate, models, train
 
 app = typer.Typer(
     name="whales",
@@ -18,5 +18,6 @@ app.add_typer(catalog.app, name="catalog")
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("train")(train.train)
+app.command("batch")(batch.batch)
 
 __all__ = ["app"]
