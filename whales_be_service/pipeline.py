@@ -18,7 +18,7 @@ from whales_be_service.errors import ServiceError
 from whales_be_service.state import ServiceState, catalog_write, sync_catalog
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
 from whales_identify.gate import shares_features
-from whales_identify.identify import EMPTY_CATALOG_WARNING
+from whales_identify.identify import EMPTY_CATALOG_WARNING, outcome, prediction_fields
 from whales_identify.results import Prediction
 from whales_identify.store import PredictionRecord, Sighting, utcnow
 
@@ -68,65 +68,25 @@ def normalise_species(name: str | None) -> str | None:
     return str(normalise_species_key(name))
 
 
-def species_names(species: str) -> tuple[str | None, str | None]:
-    if not species or species == "unknown":
-        return None, None
-    try:
-        from whales_identify.species import species_info
-
-        info = species_info(species)
-        return getattr(info, "common_name", None), getattr(info, "scientific_name", None)
-    except Exception:
-        return None, None
-
-
-def outcome(pred: Prediction) -> str:
-    if pred.rejected:
-        return "rejected"
-    if pred.is_new_individual:
-        return "new_individual"
-    return "known" if pred.individual_id else "unmatched"
-
-
 def payload(pred: Prediction, item: Decoded, prediction_id: str, mask: bool,
             sighting: Sighting) -> dict[str, Any]:
-    """The JSON answer for one photo (see `schemas.PredictionOut`)."""
-    scale = item.scale
-    bbox = [round(v * scale) for v in pred.bbox]
+    """The JSON answer for one photo (see `schemas.PredictionOut`): the library's
+    `prediction_fields` (shared with `whales identify`) plus the service's own fields."""
+    fields = prediction_fields(pred)
+    bbox = [round(v * item.scale) for v in pred.bbox]
     bbox[2] = min(bbox[2], item.original_size[0])
     bbox[3] = min(bbox[3], item.original_size[1])
-    warnings = list(pred.warnings)
+    warnings = fields["warnings"]
     if EMPTY_CATALOG_WARNING in warnings:
         warnings.append(FILL_CATALOG_HINT)
     if mask:
         warnings.append(MASK_UNAVAILABLE)
-    common, scientific = species_names(pred.species)
     return {
         "image_ind": item.name,
         "prediction_id": prediction_id,
-        "rejected": pred.rejected,
-        "rejection_reason": pred.rejection_reason,
-        "is_cetacean": pred.is_cetacean,
-        "cetacean_score": float(pred.cetacean_score),
-        "gate_backend": pred.gate_backend,
-        "gate_band": pred.gate_band,
-        "species": pred.species or "unknown",
-        "species_score": float(pred.species_score),
-        "species_common_name": common,
-        "species_scientific_name": scientific,
-        "individual_id": pred.individual_id,
-        "is_new_individual": pred.is_new_individual,
-        "probability": None if pred.probability is None else float(pred.probability),
-        "candidates": [
-            {"individual_id": c.individual_id, "species": c.species, "score": float(c.score),
-             "probability": float(c.probability), "reference_image_id": c.reference_image_id,
-             "inliers": int(getattr(c, "inliers", 0))}
-            for c in pred.candidates
-        ],
+        **fields,
         "bbox": bbox,
         "mask": None,
-        "model_version": pred.model_version,
-        "warnings": warnings,
         "sighting": sighting_json(sighting),
         "class_animal": pred.individual_id or "",
         "id_animal": pred.species if pred.species and not pred.rejected else "unknown",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -91,3 +91,45 @@ class Identifier:
                                   probability=match.probability, candidates=match.candidates,
                                   warnings=warnings, timings=timings, embedding=emb, **base))
         return out
+
+
+def outcome(pred: Prediction) -> str:
+    """`rejected`, `new_individual`, `known` or `unmatched`: the one-word result of a prediction."""
+    if pred.rejected:
+        return "rejected"
+    if pred.is_new_individual:
+        return "new_individual"
+    return "known" if pred.individual_id else "unmatched"
+
+
+def prediction_fields(pred: Prediction) -> dict[str, Any]:
+    """The answer for one photo as plain JSON fields, shared by `POST /v1/predict` and `whales identify`
+    (the service adds its photo name, prediction id, sighting and hints; bbox is in analysed pixels)."""
+    from whales_identify.species import species_info
+
+    named = bool(pred.species) and pred.species != "unknown"
+    info = species_info(pred.species) if named else None
+    return {
+        "rejected": pred.rejected,
+        "rejection_reason": pred.rejection_reason,
+        "is_cetacean": pred.is_cetacean,
+        "cetacean_score": float(pred.cetacean_score),
+        "gate_backend": pred.gate_backend,
+        "gate_band": pred.gate_band,
+        "species": pred.species or "unknown",
+        "species_score": float(pred.species_score),
+        "species_common_name": info.common_name if info else None,
+        "species_scientific_name": info.scientific_name if info else None,
+        "individual_id": pred.individual_id,
+        "is_new_individual": pred.is_new_individual,
+        "probability": None if pred.probability is None else float(pred.probability),
+        "candidates": [
+            {"individual_id": c.individual_id, "species": c.species, "score": float(c.score),
+             "probability": float(c.probability), "reference_image_id": c.reference_image_id,
+             "inliers": int(c.inliers)}
+            for c in pred.candidates
+        ],
+        "bbox": list(pred.bbox),
+        "model_version": pred.model_version,
+        "warnings": list(pred.warnings),
+    }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from whales_identify.cli import batch, catalog, evaluate, export, gate, models, train
+from whales_identify.cli import batch, catalog, evaluate, export, gate, identify, models, train
 
 app = typer.Typer(
     name="whales",
@@ -12,9 +14,29 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"whales {version('ecomarineai')}")
+        except PackageNotFoundError:
+            typer.echo("whales (not installed as a package: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = False) -> None:
+    """EcoMarineAI: identify individual whales and dolphins in photographs."""
+
+
 app.add_typer(models.app, name="models")
 app.add_typer(gate.app, name="gate")
 app.add_typer(catalog.app, name="catalog")
+app.command("identify")(identify.identify)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("train")(train.train)
