@@ -120,6 +120,7 @@ PREDICTION_COLUMNS = (
     "cetacean_score", "gate_backend", "gate_version", "species", "individual_id", "is_new_individual",
     "probability", "candidates", "model_version", "observed_at", "latitude", "longitude", "location",
     "observer", "review_state", "reviewer_decision", "reviewed_at", "reviewed_by", "job_id",
+    "batch_id",
 )
 CATALOG_COLUMNS = (
     "image_id", "individual_id", "species", "model_id", "embedding", "embedding_dtype", "embedding_shape",
@@ -164,6 +165,7 @@ def prediction_to_row(record: PredictionRecord, dialect: Dialect) -> tuple[Any, 
         "review_state": record.review_state, "reviewer_decision": to_json(record.reviewer_decision),
         "reviewed_at": dialect.to_db_time(record.reviewed_at), "reviewed_by": record.reviewed_by,
         "job_id": record.job_id,
+        "batch_id": record.batch_id,
     }
     return tuple(values[c] for c in PREDICTION_COLUMNS)
 
@@ -182,6 +184,7 @@ def row_to_prediction(row: Sequence[Any], dialect: Dialect) -> PredictionRecord:
         reviewer_decision=None if r["reviewer_decision"] is None else json.loads(r["reviewer_decision"]),
         reviewed_at=dialect.from_db_time(r["reviewed_at"]), reviewed_by=r["reviewed_by"],
         job_id=r["job_id"],
+        batch_id=r["batch_id"],
     )
 
 

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
+from integrations import _queue
 from integrations._rows import (
     CATALOG_COLUMNS,
     PREDICTION_COLUMNS,
@@ -31,6 +32,7 @@ from integrations._rows import (
     to_json,
 )
 from whales_identify.errors import ConflictError, NotFoundError
+from whales_identify.review_queue import PredictionQuery
 from whales_identify.store import (
     REVIEW_STATES,
     CatalogImage,
@@ -217,6 +219,21 @@ class SqlStore:
             if len(rows) < page_size:
                 return
             after = (rows[-1][1], rows[-1][0])
+
+    def query_predictions(self, query: PredictionQuery) -> list[PredictionRecord]:
+        """One page of the review queue (integrations/_queue.py): filters, sort, keyset position."""
+        with self._read() as cur:
+            return _queue.query_predictions(cur, query, self.dialect)
+
+    def undo_review(self, prediction_id: str, expected_state: str | None = None,
+                    undone_by: str | None = None) -> tuple[PredictionRecord, list[str]]:
+        """Undo a review in one transaction; returns (the record before, the catalog photo ids removed)."""
+        with self._write() as cur:
+            return _queue.undo_review(cur, prediction_id, expected_state, undone_by, self.dialect)
+
+    def list_undos(self, prediction_id: str) -> list[dict[str, Any]]:
+        with self._read() as cur:
+            return _queue.list_undos(cur, prediction_id, self.dialect)
 
     def count_predictions(self, since: datetime | None = None) -> int:
         """How many predictions were stored from `since` on (all when None)."""

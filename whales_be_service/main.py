@@ -30,6 +30,7 @@ from whales_be_service.routes import (
     explain,
     health,
     predict,
+    queue,
     reference,
     review,
     sightings,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
     app.include_router(batch.router, dependencies=limited)
     app.include_router(catalog.router, dependencies=limited)
     app.include_router(review.router, dependencies=limited)
+    app.include_router(queue.router, dependencies=limited)
     app.include_router(catalog_import.router, dependencies=limited)
     app.include_router(reference.router, dependencies=limited)
     app.include_router(explain.router, dependencies=limited)

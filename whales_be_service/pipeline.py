@@ -104,7 +104,8 @@ def sighting_json(s: Sighting, precision: str | None = None) -> dict[str, Any]:
 
 
 def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, prediction_id: str,
-                     sighting: Sighting, job_id: str | None = None) -> None:
+                     sighting: Sighting, job_id: str | None = None,
+                     batch_id: str | None = None) -> None:
     record = PredictionRecord(
         prediction_id=prediction_id, image_sha256=item.sha256, filename=item.name,
         rejected=pred.rejected, rejection_reason=pred.rejection_reason,
@@ -113,7 +114,7 @@ def store_prediction(state: ServiceState, pred: Prediction, item: Decoded, predi
         is_new_individual=pred.is_new_individual,
         probability=None if pred.probability is None else float(pred.probability),
         candidates=[dict(c.__dict__) for c in pred.candidates], model_version=pred.model_version,
-        sighting=sighting, job_id=job_id)
+        sighting=sighting, job_id=job_id, batch_id=batch_id)
     jpeg = encode_jpeg(item.image) if state.settings.store_query_images else None
     try:
         state.store.save_prediction(record, image_jpeg=jpeg)
@@ -186,6 +187,7 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
     errors: list[dict[str, Any]] = []
     skipped = 0
     pending: list[tuple[Decoded, float]] = []
+    batch_id = new_prediction_id()  # the review queue's `batch_id` filter
 
     def flush() -> None:
         if not pending:
@@ -194,7 +196,7 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
         for (item, t_decode), pred in zip(pending, preds, strict=True):
             prediction_id = new_prediction_id()
             sighting = exif_sighting(item.data)
-            store_prediction(state, pred, item, prediction_id, sighting, job_id)
+            store_prediction(state, pred, item, prediction_id, sighting, job_id, batch_id)
             metrics.record_prediction(outcome(pred), {"decode": t_decode, **pred.timings})
             results.append(payload(pred, item, prediction_id, False, sighting))
         pending.clear()
@@ -218,7 +220,8 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
     accepted = sum(1 for r in results if not r["rejected"])
     summary = {"images": len(plan.items) - skipped, "accepted": accepted,
                "rejected": len(results) - accepted, "failed": len(errors) - skipped,
-               "skipped": skipped, "seconds": round(time.perf_counter() - started, 3)}
+               "skipped": skipped, "seconds": round(time.perf_counter() - started, 3),
+               "batch_id": batch_id}
     return {"results": results, "errors": errors, "summary": summary}
 
 

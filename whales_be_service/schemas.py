@@ -140,6 +140,8 @@ class BatchSummary(BaseModel):
     failed: int
     skipped: int = Field(description="Directories, __MACOSX and hidden entries (listed in `errors`).")
     seconds: float
+    batch_id: str | None = Field(None, description="Id of this batch: `GET /v1/predictions?batch_id=` lists "
+                                                   "its predictions for review.")
 
 
 class BatchOut(BaseModel):

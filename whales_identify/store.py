@@ -15,7 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from whales_identify.errors import ConflictError
+from whales_identify.errors import ConflictError, NotFoundError
+from whales_identify.review_queue import PredictionQuery, select
 
 REVIEW_STATES = ("unreviewed", "confirmed", "new_individual", "not_cetacean")
 
@@ -105,6 +106,7 @@ class PredictionRecord:
     reviewer_decision: dict[str, Any] | None = None
     reviewed_at: datetime | None = None
     reviewed_by: str | None = None  # fingerprint of the reviewer's key (never the key itself)
+    batch_id: str | None = None  # the /v1/predict-batch call that made it (None: a single photo)
     job_id: str | None = None  # the `whales batch` job that made it (None: the service)
 
 
@@ -124,6 +126,10 @@ class Store(Protocol):
                     expected_state: str | None = None) -> PredictionRecord: ...
     def list_predictions(self, since: datetime | None = None, limit: int | None = None,
                          offset: int = 0) -> list[PredictionRecord]: ...
+    def query_predictions(self, query: PredictionQuery) -> list[PredictionRecord]: ...
+    def undo_review(self, prediction_id: str, expected_state: str | None = None,
+                    undone_by: str | None = None) -> tuple[PredictionRecord, list[str]]: ...
+    def list_undos(self, prediction_id: str) -> list[dict[str, Any]]: ...
 
     # catalog
     def add_catalog_images(self, images: Sequence[CatalogImage]) -> None: ...
@@ -142,6 +148,19 @@ class Store(Protocol):
                           records_before: datetime | None) -> tuple[int, int]: ...
 
 
+def enrolled_by_review(record: PredictionRecord) -> list[str]:
+    """The catalog photo ids a review of `record` enrolled (kept in its decision)."""
+    return [str(i) for i in (record.reviewer_decision or {}).get("enrolled_image_ids") or [] if i]
+
+
+def check_undoable(state: str, expected_state: str | None, prediction_id: str) -> None:
+    """Raise `ConflictError` unless the prediction holds a decision (the one expected, if given)."""
+    if state == "unreviewed":
+        raise ConflictError(f"prediction {prediction_id!r} is not reviewed (nothing to undo)")
+    if expected_state is not None and state != expected_state:
+        raise ConflictError(f"prediction {prediction_id!r} is {state}, not {expected_state}")
+
+
 class InMemoryStore:
     """A thread-safe `Store` that lives in memory (tests, dry runs)."""
 
@@ -151,6 +170,7 @@ class InMemoryStore:
         self._prediction_images: dict[str, bytes] = {}
         self._catalog: dict[str, CatalogImage] = {}
         self._generation = 0
+        self._undos: list[tuple[str, dict[str, Any]]] = []  # (prediction id, audit row)
 
     def ping(self) -> None:
         return None
@@ -192,6 +212,32 @@ class InMemoryStore:
             rows = [r for r in rows if r.created_at >= since]
         rows = rows[offset:]
         return rows[:limit] if limit is not None else rows
+
+    def query_predictions(self, query: PredictionQuery) -> list[PredictionRecord]:
+        return select(list(self._predictions.values()), query)
+
+    def undo_review(self, prediction_id: str, expected_state: str | None = None,
+                    undone_by: str | None = None) -> tuple[PredictionRecord, list[str]]:
+        """Back to `unreviewed`, removing the catalog photos the review enrolled (see SqlStore);
+        returns (the record before the undo, the removed catalog photo ids)."""
+        with self._lock:
+            record = self._predictions.get(prediction_id)
+            if record is None:
+                raise NotFoundError(f"no prediction {prediction_id!r}")
+            check_undoable(record.review_state, expected_state, prediction_id)
+            removed = [i for i in enrolled_by_review(record) if i in self._catalog]
+            for image_id in removed:
+                del self._catalog[image_id]
+            self._generation += 1
+            self._undos.append((prediction_id, {
+                "undone_at": utcnow(), "undone_by": undone_by, "review_state": record.review_state,
+                "reviewer_decision": record.reviewer_decision, "reviewed_by": record.reviewed_by}))
+            self._predictions[prediction_id] = replace(record, review_state="unreviewed", reviewed_at=None,
+                                                       reviewer_decision=None, reviewed_by=None)
+            return record, removed
+
+    def list_undos(self, prediction_id: str) -> list[dict[str, Any]]:
+        return [row for pid, row in self._undos if pid == prediction_id]
 
     def add_catalog_images(self, images: Iterable[CatalogImage]) -> None:
         with self._lock:
