@@ -56,9 +56,12 @@ def sighting_occurrence(record: SightingRecord, visible: VisibleSighting,
     return {
         "occurrenceID": record.image_id,
         "basisOfRecord": "HumanObservation",  # a person's photo, put in the catalog by a curator
+        "occurrenceStatus": "present",
         **sighting_terms(visible),
         "organismID": record.individual_id,
+        "individualCount": "1",
         "scientificName": info.scientific_name,
+        "scientificNameID": info.scientific_name_id,
         "vernacularName": info.common_name,
         "taxonRank": info.taxon_rank,
         "kingdom": "Animalia",
