@@ -12,6 +12,7 @@ from whales_identify.batch.results import (
 )
 from whales_identify.batch.sources import (
     IMAGE_SUFFIXES,
+    Listing,
     PhotoRef,
     SourceProblem,
     hash_photo,
@@ -19,5 +20,5 @@ from whales_identify.batch.sources import (
     read_photo,
 )
 
-__all__ = ["IMAGE_SUFFIXES", "RESULT_COLUMNS", "PhotoRef", "ResultsDir", "SourceProblem", "hash_photo",
-           "list_photos", "read_photo", "row_from_error", "row_from_result", "summarise"]
+__all__ = ["IMAGE_SUFFIXES", "RESULT_COLUMNS", "Listing", "PhotoRef", "ResultsDir", "SourceProblem",
+           "hash_photo", "list_photos", "read_photo", "row_from_error", "row_from_result", "summarise"]

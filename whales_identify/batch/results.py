@@ -57,9 +57,10 @@ def row_from_error(error: Mapping[str, Any], sha256: str, job_id: str) -> dict[s
     return {c: _cell(row.get(c)) for c in RESULT_COLUMNS}
 
 
-def summarise(rows: Iterable[Mapping[str, str]]) -> dict[str, int]:
-    """The counts of `/v1/predict-batch`'s `summary` (images, accepted, rejected, failed, skipped)."""
-    counts = {"images": 0, "accepted": 0, "rejected": 0, "failed": 0, "skipped": 0}
+def summarise(rows: Iterable[Mapping[str, str]], skipped: int = 0) -> dict[str, int]:
+    """The counts of `/v1/predict-batch`'s `summary` (images, accepted, rejected, failed, skipped:
+    ZIP entries that are no photos)."""
+    counts = {"images": 0, "accepted": 0, "rejected": 0, "failed": 0, "skipped": skipped}
     for row in rows:
         counts["images"] += 1
         if row["status"] != "ok":

@@ -28,6 +28,16 @@ class PhotoRef:
     entry: str | None = None
 
 
+@dataclass
+class Listing:
+    """What `list_photos` found: photos, sources it could not list, and ZIP entries it skipped
+    (folders, `__MACOSX`, hidden files: `/v1/predict-batch` counts them as `skipped` too)."""
+
+    photos: list[PhotoRef]
+    problems: list[SourceProblem]
+    skipped: int = 0
+
+
 @dataclass(frozen=True)
 class SourceProblem:
     """A source that could not be listed (missing folder, unreadable CSV or ZIP)."""
@@ -41,10 +51,12 @@ def _zip_skipped(name: str) -> bool:
     return name.endswith("/") or any(p == "__MACOSX" or p.startswith(".") for p in parts)
 
 
-def _list_zip(path: Path) -> list[PhotoRef]:
+def _list_zip(path: Path) -> tuple[list[PhotoRef], int]:
     with zipfile.ZipFile(path) as archive:
-        return [PhotoRef(f"{path}::{info.filename}", str(path), info.filename)
-                for info in archive.infolist() if not info.is_dir() and not _zip_skipped(info.filename)]
+        infos = archive.infolist()
+    refs = [PhotoRef(f"{path}::{info.filename}", str(path), info.filename)
+            for info in infos if not info.is_dir() and not _zip_skipped(info.filename)]
+    return refs, len(infos) - len(refs)
 
 
 def _list_folder(path: Path) -> list[PhotoRef]:
@@ -74,8 +86,7 @@ def _is_zip(path: Path) -> bool:
         return fh.read(4).startswith(_ZIP_MAGIC)
 
 
-def list_photos(sources: Sequence[str | Path], root: str | Path | None = None,
-                ) -> tuple[list[PhotoRef], list[SourceProblem]]:
+def list_photos(sources: Sequence[str | Path], root: str | Path | None = None) -> Listing:
     """Expand folders, CSV manifests and ZIPs (by their bytes) into photos, each once, in order.
 
     Any other file is taken as one photo (a bad one ends in the results with its error).
@@ -85,10 +96,11 @@ def list_photos(sources: Sequence[str | Path], root: str | Path | None = None,
         root: the folder manifest paths are relative to (default: each CSV's own folder).
 
     Returns:
-        (photos, problems): a source that cannot be listed is a problem, never an exception.
+        A `Listing`; a source that cannot be listed is a problem there, never an exception.
     """
     refs: list[PhotoRef] = []
     problems: list[SourceProblem] = []
+    skipped = 0
     base = Path(root) if root is not None else None
     for source in sources:
         path = Path(source)
@@ -100,12 +112,14 @@ def list_photos(sources: Sequence[str | Path], root: str | Path | None = None,
             elif path.suffix.lower() == ".csv":
                 refs.extend(_list_manifest(path, base))
             elif _is_zip(path):
-                refs.extend(_list_zip(path))
+                found, dropped = _list_zip(path)
+                refs.extend(found)
+                skipped += dropped
             else:
                 refs.append(PhotoRef(str(path), str(path)))
         except (OSError, ValueError, csv.Error, zipfile.BadZipFile, UnicodeDecodeError) as exc:
             problems.append(SourceProblem(str(source), f"{type(exc).__name__}: {exc}"))
-    return list(_unique(refs)), problems
+    return Listing(list(_unique(refs)), problems, skipped)
 
 
 def _unique(refs: Iterable[PhotoRef]) -> Iterable[PhotoRef]:

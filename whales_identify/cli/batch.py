@@ -56,7 +56,8 @@ def batch(
         settings.inference_threads = max(1, (os.cpu_count() or 1) // n_workers)
     results = ResultsDir(out)
     job_id = results.job_id()
-    refs, problems = list_photos(sources, root)
+    listing = list_photos(sources, root)
+    refs, problems = listing.photos, listing.problems
     for problem in problems:
         typer.echo(f"warning: {problem.source}: {problem.message}", err=True)
     pending, done_before = _pending(refs, results.done(), settings.max_upload_bytes, max_photos)
@@ -64,7 +65,7 @@ def batch(
     wire = settings.model_dump(mode="json", exclude={"api_keys"})
     summary: dict[str, Any] = {"job_id": job_id, "sources": len(sources), "photos_listed": len(refs),
                                "done_before": done_before, "processed": 0, "interrupted": False,
-                               "failed_chunks": []}
+                               "failed_chunks": [], "zip_entries_skipped": listing.skipped}
     client = cluster = None
     t_engine = time.perf_counter()
     try:
@@ -151,7 +152,8 @@ def _finish(results: ResultsDir, summary: dict[str, Any], started: float, t_engi
     path, rows = results.merge()
     seconds = time.perf_counter() - started
     engine_s = time.perf_counter() - t_engine
-    summary.update({"summary": summarise(rows), "results": str(path), "seconds": round(seconds, 3),
+    summary.update({"summary": summarise(rows, summary["zip_entries_skipped"]), "results": str(path),
+                    "seconds": round(seconds, 3),
                     "photos_per_s": round(summary["processed"] / engine_s, 3) if engine_s > 0 else None})
     results.write_json("summary.json", summary)
     if json_out:

@@ -1,0 +1,176 @@
+"""`whales batch` on a real Dask LocalCluster (2 worker processes) over real shared photos: run part
+of the job, interrupt it with SIGINT, resume it, and check every answer against the service's own
+/v1/predict (and the summary against /v1/predict-batch) for the same photos and catalog."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+pytest.importorskip("distributed", reason="the batch extra (Dask distributed) is not installed")
+pytest.importorskip("fastapi", reason="the service extra is not installed")
+
+pytestmark = pytest.mark.slow
+WHALES = [sys.executable, "-c", "from whales_identify.cli import app; app(prog_name='whales')"]
+
+
+def _split(manifest):
+    """Catalog: 2 photos each of 8 right whales; queries: 2 other photos of each + 8 negatives +
+    6 Happywhale photos (mostly individuals not in the catalog)."""
+    by_ind: dict[str, list] = defaultdict(list)
+    for row in manifest:
+        if row.individual_id.startswith("rw_") and "headcrops" in row.relpath:
+            by_ind[row.individual_id].append(row)
+    chosen = [v for _, v in sorted(by_ind.items()) if len(v) >= 4][:8]
+    catalog = [r for v in chosen for r in v[:2]]
+    queries = [r for v in chosen for r in v[2:4]]
+    queries += [r for r in manifest if not r.is_cetacean][:8]
+    queries += [r for r in manifest if "happywhale" in r.relpath][:6]
+    return catalog, queries
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _extra_zip(path: Path) -> Path:
+    """A synthetic photo, a broken entry and a macOS metadata entry (skipped, as the service does)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (160, 120), (20, 60, 110)).save(buf, "JPEG")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sea.jpg", buf.getvalue())
+        archive.writestr("broken.jpg", b"\xff\xd8 not really a jpeg")
+        archive.writestr("__MACOSX/._sea.jpg", b"metadata")
+    return path
+
+
+def _batch(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([*WHALES, "batch", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str]:
+    out, err = proc.communicate(timeout=timeout)
+    summary = json.loads(out) if out.strip().startswith("{") else {}
+    return proc.returncode, summary, err
+
+
+def _part_rows(out: Path) -> list[dict[str, str]]:
+    rows = []
+    for part in sorted((out / "parts").glob("*.csv")):
+        with open(part, newline="") as fh:
+            rows.extend(csv.DictReader(fh))  # every part parses: none is half-written
+    return rows
+
+
+def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manifest):
+    from whales_identify.cli import app
+
+    catalog, queries = _split(manifest)
+    db_path = tmp_path / "whales.db"
+    db = f"sqlite:///{db_path}"
+    catalog_csv = _write_csv(tmp_path / "catalog.csv", ["filename", "individual_id", "species"],
+                             [[r.relpath, r.individual_id, r.species] for r in catalog])
+    res = CliRunner().invoke(app, ["catalog", "import", str(catalog_csv), "--root", str(data_dir),
+                                   "--db", db])
+    assert res.exit_code == 0, res.output
+    queries_csv = _write_csv(tmp_path / "queries.csv", ["relpath"], [[r.relpath] for r in queries])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.png").write_bytes(b"")
+    archive = _extra_zip(tmp_path / "extra.zip")
+    out = tmp_path / "results"
+    sources = [str(queries_csv), str(bad), str(archive), "--root", str(data_dir)]
+    common = ["--out", str(out), "--db", db, "--workers", "2", "--json"]
+    env = {**os.environ, "WHALES_DATABASE_URL": "sqlite:///nowhere/unused.db"}  # --db wins
+    total = len(queries) + 1 + 2
+
+    # 1. part of the job (a deterministic stop)
+    code, first, err = _finish(_batch([*sources, *common, "--max-photos", "8", "--chunk-size", "4"], env))
+    assert code == 0, err
+    assert first["processed"] == 8 and first["workers"] == 2 and first["done_before"] == 0
+    assert "photo/s" in err  # the progress bar: rate and ETA
+
+    # 2. Ctrl-C in the middle: finished chunks stay, nothing is half-written
+    proc = _batch([*sources, *common, "--chunk-size", "1"], env)
+    deadline = time.monotonic() + 60
+    while len(_part_rows(out)) < 10 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    code, second, err = _finish(proc)
+    assert code == 130, f"the job was not interrupted (rc {code}): {err[-2000:]}"
+    assert second["interrupted"] and second["done_before"] == 8
+    kept = _part_rows(out)
+    assert 10 <= len(kept) < total
+
+    # 3. resume: the done photos are skipped, the rest is done once
+    code, third, err = _finish(_batch([*sources, *common, "--chunk-size", "4"], env))
+    assert code == 0, err
+    assert third["done_before"] == len(kept) and third["processed"] == total - len(kept)
+    rows = _part_rows(out)
+    assert len(rows) == total and len({r["name"] for r in rows}) == total  # no photo twice
+    with open(out / "results.csv", newline="") as fh:
+        merged = {r["name"]: r for r in csv.DictReader(fh)}
+    assert len(merged) == total
+    errors = {Path(n.split("::")[-1]).name: r["error_code"] for n, r in merged.items()
+              if r["status"] == "error"}
+    assert set(errors) == {"empty.png", "broken.jpg"}, errors
+
+    # the store holds the job's predictions, tagged with its id (errors are not predictions)
+    job_id = json.loads((out / "job.json").read_text())["job_id"]
+    with sqlite3.connect(db_path) as con:
+        stored = {sha for (sha,) in con.execute(
+            "SELECT image_sha256 FROM predictions WHERE job_id = ?", (job_id,))}
+    assert stored == {r["sha256"] for r in merged.values() if r["status"] == "ok"}
+
+    _check_against_service(db, merged, third["summary"], queries, data_dir, bad, archive)
+
+
+def _check_against_service(db, merged, summary, queries, data_dir, bad, archive):
+    """/v1/predict gives the same gate decision and top candidate for every photo, and
+    /v1/predict-batch the same summary counts, on the same catalog."""
+    from fastapi.testclient import TestClient
+
+    from whales_be_service.main import create_app
+    from whales_be_service.settings import Settings
+
+    settings = Settings(database_url=db, rate_limit="10000/minute", frontend_dir=None)
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        known = 0
+        for row in queries:
+            path = data_dir / row.relpath
+            answer = client.post("/v1/predict", files={"file": (path.name, path.read_bytes())}).json()
+            got = merged[str(path)]
+            assert got["rejected"] == str(answer["rejected"]).lower(), path
+            assert got["is_cetacean"] == str(answer["is_cetacean"]).lower(), path
+            top = answer["candidates"][0]["individual_id"] if answer["candidates"] else ""
+            assert got["top_candidate"] == top, path
+            assert got["individual_id"] == (answer["individual_id"] or ""), path
+            known += bool(answer["individual_id"])
+        assert known >= 4  # the catalog is really matched against, not an empty one
+        files = [("files", (f"q{i}.jpg", (data_dir / r.relpath).read_bytes())) for i, r in enumerate(queries)]
+        files += [("files", ("empty.png", b"")), ("files", ("extra.zip", archive.read_bytes()))]
+        batch = client.post("/v1/predict-batch", files=files).json()["summary"]
+    for key in ("images", "accepted", "rejected", "failed", "skipped"):
+        assert summary[key] == batch[key], (key, summary, batch)
