@@ -139,6 +139,22 @@ export const api = {
     return parse(response);
   },
 
+  /** The review queue: `GET /v1/predictions` (filters, `sort`, `limit`, `cursor`). */
+  listPredictions: (params) => getJson("/v1/predictions", params),
+  /** A photo behind the key (an unreviewed prediction's), as `{blob}`: an <img> cannot send the header. */
+  photoBlob: (path) => fetchBlob(path),
+  /** `DELETE /v1/predictions/{id}/review`: undo a decision (with the API key). */
+  async undoReview(predictionId) {
+    let response;
+    try {
+      response = await fetch(`/v1/predictions/${encodeURIComponent(predictionId)}/review`, {
+        method: "DELETE", headers: authHeaders({ Accept: "application/json" }) });
+    } catch {
+      throw errorFrom(0, null);
+    }
+    return parse(response);
+  },
+
   /** `GET /v1/export?format=csv|dwca`: fetched as a Blob because a link cannot send the key header. */
   exportBlob: (format) => fetchBlob(`/v1/export?format=${encodeURIComponent(format)}`),
   /** One individual's sighting history as `csv` or `dwca`. */

@@ -5,9 +5,11 @@ import { fillSpeciesSelect, initCatalog, showIndividual, showList } from "./cata
 import { initImport, refreshEmptyNotice } from "./catalog_import.js";
 import { $, $$ } from "./dom.js";
 import { initIdentify } from "./identify.js";
+import { initQueue, startQueue } from "./queue.js";
 import { loadSpecies } from "./species.js";
 
-const TABS = ["identify", "batch", "catalog"];
+const TABS = ["identify", "batch", "catalog", "review"];
+let queueRoute = null; // the #review/... route the queue was last started for
 
 function selectTab(name, { focus = false } = {}) {
   for (const tab of $$('[role="tab"]')) {
@@ -29,6 +31,11 @@ function route() {
     const id = rest.join("/");
     if (id) showIndividual(id);
     else showList();
+  }
+  if (tab === "review" && hash !== queueRoute) {
+    queueRoute = hash; // #review, or #review/<batch ids, comma-separated>[/<prediction id to show first>]
+    startQueue((rest[0] || "").split(",").filter(Boolean), rest[1] || null);
+    document.getElementById("queue-root").focus();
   }
 }
 
@@ -83,6 +90,7 @@ initTabs();
 initIdentify();
 initBatch();
 initCatalog();
+initQueue();
 initImport(() => { if (!$("#panel-catalog").hidden) showList(); });
 route();
 loadSpecies().then(() => fillSpeciesSelect());

@@ -15,9 +15,10 @@ const COLUMNS = [
   { key: "probability", label: "Confidence", numeric: true },
   { key: "cetacean", label: "Cetacean score", numeric: true },
   { key: "note", label: "Notes" },
+  { key: "review", label: "Review" },
 ];
 
-const state = { rows: [], summary: null, sortKey: "file", sortDir: 1 };
+const state = { rows: [], summary: null, sortKey: "file", sortDir: 1, batchIds: [] };
 
 export function initBatch() {
   dropZone($("#batch-drop"), $("#batch-file"), run);
@@ -68,6 +69,7 @@ async function run(files) {
   if (!zips.length) for (let i = 0; i < files.length; i += CHUNK) chunks.push(files.slice(i, i + CHUNK));
   const total = zips.length ? null : files.length;
   state.rows = [];
+  state.batchIds = [];
   state.summary = { images: 0, accepted: 0, rejected: 0, failed: 0, skipped: 0, seconds: 0 };
   $("#batch-drop").setAttribute("aria-busy", "true");
   let done = 0;
@@ -83,6 +85,7 @@ async function run(files) {
       });
       done += chunk.length;
       if (total !== null) setProgress(done / total, `Processed ${done} of ${total} photos…`);
+      if (answer.summary?.batch_id) state.batchIds.push(answer.summary.batch_id);
       state.rows.push(...(answer.results || []).map(toRow), ...(answer.errors || []).map(errorRow));
       for (const k of Object.keys(state.summary)) state.summary[k] += Number(answer.summary?.[k] || 0);
     }
@@ -161,7 +164,10 @@ function renderTable() {
     h("td", { text: r.isNew }),
     h("td", { class: "num", text: r.probability === null ? "—" : pct(r.probability) }),
     h("td", { class: "num", text: r.cetacean === null ? "—" : pct(r.cetacean) }),
-    h("td", { class: "note", text: r.note }))));
+    h("td", { class: "note", text: r.note }),
+    h("td", {}, r.raw.prediction_id ? h("a", { class: "review-link",
+      href: `#review/${state.batchIds.map(encodeURIComponent).join(",")}/${encodeURIComponent(r.raw.prediction_id)}`,
+      "aria-label": `Review ${r.file}`, text: "review" }) : ""))));
   $("#batch-count").textContent = `${rows.length} of ${state.rows.length} shown`;
 }
 
