@@ -56,7 +56,8 @@ def test_review_queue_walks_a_batch_with_the_keyboard(web, live_service, data_di
     expect(item).not_to_have_attribute("data-prediction-id", first, timeout=60_000)
     second = item.get_attribute("data-prediction-id")
     decided = _prediction(live_service, first)
-    assert decided["review_state"] == "confirmed" and decided["reviewer_decision"]["individual_id"] == individual
+    assert decided["review_state"] == "confirmed"
+    assert decided["reviewer_decision"]["individual_id"] == individual
     assert decided["reviewed_by"].startswith("sha256:")
 
     page.keyboard.press("n")  # the other whale: a new individual

@@ -145,3 +145,30 @@ def test_concurrent_undos_one_winner(store_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_queue_page_is_an_indexed_query(store_url, tmp_path):
+    """The unreviewed queue, newest first, reads `predictions_queue` in order (no sort step)."""
+    from integrations._queue import query_sql
+
+    store = open_store(store_url)
+    try:
+        for i in range(60):
+            store.save_prediction(record(i, prediction_id=f"x{i:03d}"))
+        sql, params = query_sql(PredictionQuery(review_state="unreviewed", limit=20), store.dialect)
+        if store.dialect.name == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(store_url.split("sqlite:///", 1)[1]) as conn:
+                plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "predictions_queue" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            import psycopg
+
+            with psycopg.connect(store_url) as conn:
+                conn.execute("ANALYZE predictions")
+                conn.execute("SET enable_seqscan = off")  # 60 rows: show the index serves the query
+                plan = " ".join(r[0] for r in conn.execute(f"EXPLAIN {sql}", params))
+            assert "predictions_queue" in plan and "Sort" not in plan, plan
+    finally:
+        store.close()
