@@ -12,9 +12,11 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import IO
 
 from integrations.darwin_core import _iso, sighting_terms, write_occurrences
+from integrations.dwc_eml import DatasetMetadata
 from integrations.exports import csv_safe
 from whales_identify.location_privacy import VisibleSighting
 from whales_identify.species import species_info
@@ -75,6 +77,10 @@ def sighting_occurrence(record: SightingRecord, visible: VisibleSighting,
 
 
 def write_sightings_dwca(history: History, path_or_fh: str | os.PathLike[str] | IO[bytes],
-                         base_url: str | None = None, title: str = "EcoMarineAI sighting history") -> int:
-    """A Darwin Core Archive of one individual's sightings; returns how many were written."""
-    return write_occurrences((sighting_occurrence(r, v, base_url) for r, v in history), path_or_fh, title)
+                         base_url: str | None = None, title: str = "EcoMarineAI sighting history",
+                         metadata: DatasetMetadata | None = None) -> int:
+    """A Darwin Core Archive of one individual's sightings; returns how many were written.
+    `metadata` (licence, creator, contact) is written to eml.xml with `title` as its title."""
+    metadata = replace(metadata, title=title) if metadata else DatasetMetadata(title=title)
+    return write_occurrences((sighting_occurrence(r, v, base_url) for r, v in history), path_or_fh,
+                             metadata=metadata)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from integrations import dwc_eml
 from whales_identify.location_privacy import LocationPolicy
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
@@ -111,6 +112,26 @@ class Settings(BaseSettings):
     batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
 
+    # Darwin Core Archive metadata (eml.xml of GET /v1/export?format=dwca; docs/DARWIN_CORE.md)
+    dwc_license: str = Field(
+        dwc_eml.DEFAULT_LICENSE, description="Licence of the published dataset: CC0-1.0, CC-BY-4.0 or "
+                                             "CC-BY-NC-4.0 (the three GBIF accepts; the default matches the "
+                                             "Happywhale data's terms).")
+    dwc_title: str = Field(dwc_eml.DEFAULT_TITLE, min_length=1, description="Dataset title in eml.xml.")
+    dwc_creator_name: str | None = Field(None, description="Person who made the dataset (eml.xml creator).")
+    dwc_creator_organization: str = Field(dwc_eml.DEFAULT_ORGANIZATION, min_length=1,
+                                          description="Organisation of the creator and contact.")
+    dwc_creator_email: str | None = Field(None, description="E-mail address of the creator.")
+    dwc_contact_name: str | None = Field(None, description="Whom to ask about the dataset (default: the "
+                                         "creator).")
+    dwc_contact_email: str | None = Field(None, description="E-mail address of the contact (default: the "
+                                          "creator's).")
+    dwc_package_uuid: str | None = Field(None, description="The dataset's UUID in packageId "
+                                         "`<uuid>/v<version>`; default: derived from WHALES_DWC_TITLE, so "
+                                         "it stays the same while the title does.")
+    dwc_version: str = Field(dwc_eml.DEFAULT_VERSION, description="Version of the publication in "
+                             "packageId; raise it each time the dataset is republished (e.g. 1.1).")
+
     # misc
     store_query_images: bool = Field(True, description="Keep each query photo (JPEG) for review.")
     query_image_retention_days: float = Field(
@@ -134,6 +155,25 @@ class Settings(BaseSettings):
     def _precision(cls, value: str) -> str:
         LocationPolicy.parse(value)  # raises ValueError with the accepted forms
         return value
+
+    @model_validator(mode="after")
+    def _dataset(self) -> Settings:
+        if self.dwc_license not in dwc_eml.LICENSES:
+            raise ValueError(f"WHALES_DWC_LICENSE {self.dwc_license!r} is not one of "
+                             f"{', '.join(dwc_eml.LICENSES)}")
+        self.dataset_metadata()  # raises ValueError for a package UUID or version that cannot be used
+        return self
+
+    def dataset_metadata(self) -> dwc_eml.DatasetMetadata:
+        """Title, licence, creator, contact and packageId of Darwin Core archives (eml.xml)."""
+        org = self.dwc_creator_organization
+        creator = dwc_eml.Party(self.dwc_creator_name, org, self.dwc_creator_email)
+        contact = None
+        if self.dwc_contact_name or self.dwc_contact_email:
+            email = self.dwc_contact_email or self.dwc_creator_email
+            contact = dwc_eml.Party(self.dwc_contact_name, org, email)
+        return dwc_eml.DatasetMetadata(self.dwc_title, self.dwc_license, creator, contact,
+                                       self.dwc_package_uuid, self.dwc_version)
 
     def location_policy(self) -> LocationPolicy:
         """The public view of sighting positions (whales_identify.location_privacy)."""

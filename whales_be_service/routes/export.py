@@ -49,7 +49,8 @@ def export_predictions(
     _key: ApiKeyDep,
     format: Annotated[Literal["csv", "jsonl", "dwca"], Query(
         description="csv (spreadsheet-safe), jsonl (one JSON object per line) or dwca "
-                    "(Darwin Core Archive ZIP of cetacean occurrences)")] = "csv",
+                    "(Darwin Core Archive ZIP: one occurrence per encounter, photos in the Simple "
+                    "Multimedia extension, eml.xml from the WHALES_DWC_* settings)")] = "csv",
     since: Annotated[datetime | None, Query(
         description="Only predictions made at or after this ISO 8601 time (UTC when no zone).")] = None,
     positions: Annotated[Literal["public", "exact"] | None, Query(
@@ -72,7 +73,8 @@ def export_predictions(
         # 16 MB) and then streamed.
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # closed by _file_chunks
         try:
-            write_dwca(records, spool, base_url=str(request.base_url).rstrip("/"), policy=policy)
+            write_dwca(records, spool, base_url=str(request.base_url).rstrip("/"), policy=policy,
+                       metadata=settings.dataset_metadata())
         except BaseException:
             spool.close()
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -86,8 +87,10 @@ async def export_sightings(
         lines = _encoded(iter_sightings_csv(history))
         return StreamingResponse(lines, media_type=media_type, headers=headers)
     buffer = io.BytesIO()  # one individual's history: small, built in memory
+    # the operator's licence, creator and contact; the package id follows this archive's own title
+    metadata = replace(state.settings.dataset_metadata(), package_uuid=None)
     write_sightings_dwca(history, buffer, base_url=str(request.base_url).rstrip("/"),
-                         title=f"EcoMarineAI sightings of {individual_id} ({species})")
+                         title=f"EcoMarineAI sightings of {individual_id} ({species})", metadata=metadata)
     return StreamingResponse(iter([buffer.getvalue()]), media_type=media_type, headers=headers)
 
 
