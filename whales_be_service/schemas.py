@@ -33,6 +33,22 @@ class Ready(BaseModel):
     components: dict[str, str] = Field(description="Each component and `ok`.")
 
 
+class MeasuredResultOut(BaseModel):
+    metric: str
+    value: float
+    report: str = Field(description="The report file the value was read from (in the repository).")
+    key: str = Field(description="Dotted JSON key of the value in that report.")
+
+
+class ModelCardOut(BaseModel):
+    """What a model is for (whales_identify/models/cards.py; docs/MODELS.md)."""
+
+    intended_use: str
+    training_data: str
+    limits: str
+    results: list[MeasuredResultOut] = []
+
+
 class ModelEntry(BaseModel):
     role: Literal["embedding", "gate"]
     model_id: str
@@ -42,6 +58,8 @@ class ModelEntry(BaseModel):
     sha256: str | None = None
     threshold: float | None = Field(None, description="The gate's decision threshold.")
     loaded: bool
+    card: ModelCardOut | None = Field(None, description="The embedding's model card: intended use, "
+                                      "training data, limits, measured results (null: none registered).")
 
 
 class ModelsOut(BaseModel):

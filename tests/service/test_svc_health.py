@@ -46,6 +46,11 @@ def test_models(client):
     assert roles["embedding"]["model_id"] == FakeEmbedder.model_id
     assert roles["gate"]["backend"] == "fake" and roles["gate"]["loaded"]
     assert body["catalog"]["images"] == 0
+    # the configured (default) embedding's model card: what it is for, from the registry entry
+    card = roles["embedding"]["card"]
+    assert "right whale" in card["intended_use"] and "local features" in card["limits"]
+    happywhale = next(r for r in card["results"] if r["key"].endswith("happywhale.top1"))
+    assert happywhale["value"] < 0.1 and happywhale["report"] == "reports/metrics_crossfit.json"
 
 
 def test_metrics_exposes_required_families(client):

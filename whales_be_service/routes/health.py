@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from whales_be_service import metrics
 from whales_be_service.deps import StateDep, api_key_header, key_is_valid
 from whales_be_service.errors import ServiceError, error_response
-from whales_be_service.schemas import ErrorResponse, Health, ModelEntry, ModelsOut, Ready
+from whales_be_service.schemas import ErrorResponse, Health, ModelCardOut, ModelEntry, ModelsOut, Ready
 from whales_be_service.state import ServiceState, catalog_stats
 
 router = APIRouter(tags=["health"])
@@ -57,18 +57,20 @@ async def store_answers(state: ServiceState) -> bool:
 async def list_models(state: StateDep) -> ModelsOut:
     """Ids, versions, sha256 and backends of the configured models."""
     s = state.settings
-    sha = None
+    sha, card = None, None
     try:
         from whales_identify.models import get_pretrained_cfg
 
-        sha = get_pretrained_cfg(s.embedding_model).sha256
+        cfg = get_pretrained_cfg(s.embedding_model)
+        sha, card = cfg.sha256, (cfg.card.to_json() if cfg.card else None)
     except Exception:
         sha = None
     embedder = state.embedder
     entries = [ModelEntry(role="embedding", model_id=getattr(embedder, "model_id", s.embedding_model),
                           version=getattr(embedder, "model_id", s.embedding_model),
                           backend=str(getattr(embedder, "backend", s.inference_backend)),
-                          sha256=sha, loaded=embedder is not None)]
+                          sha256=sha, loaded=embedder is not None,
+                          card=ModelCardOut(**card) if card else None)]
     gate = state.gate
     entries.append(ModelEntry(role="gate", model_id=f"gate.{getattr(gate, 'backend', s.gate)}",
                               version=str(getattr(gate, "version", "not loaded")),

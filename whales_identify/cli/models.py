@@ -38,6 +38,7 @@ def _rows(models_dir: Path | None) -> list[dict[str, object]]:
             "id": model_id, "task": cfg.task, "source": status.source, "present": status.present,
             "verified": status.verified, "path": status.path, "license": cfg.license,
             "message": status.message,
+            "intended_use": cfg.card.intended_use if cfg.card else None,
         })
     return rows
 
@@ -59,6 +60,24 @@ def list_cmd(models_dir: ModelsDir = None, json_out: JsonFlag = False) -> None:
                       "yes" if r["present"] else "no", verified if r["present"] else "-",
                       "" if r["message"] == "ok" else str(r["message"]))
     Console(width=200).print(table)
+
+
+@app.command("show")
+def show_cmd(model_id: str, models_dir: ModelsDir = None, json_out: JsonFlag = False) -> None:
+    """Show a model's card: intended use, training data, measured results (and their report), limits."""
+    from whales_identify.models.cards import render_card
+
+    rows = [r for r in _rows(models_dir) if r["id"] == model_id]
+    if not rows:
+        fail(f"unknown model {model_id!r}; known models: {', '.join(list_models())}")
+    cfg = get_pretrained_cfg(model_id)
+    if json_out:
+        emit_json({**rows[0], "description": cfg.description,
+                   "card": cfg.card.to_json() if cfg.card else None})
+        return
+    typer.echo(render_card(cfg, heading="").strip())
+    typer.echo(f"\nweights: {rows[0]['source']}, present: {'yes' if rows[0]['present'] else 'no'}"
+               f"{'' if rows[0]['message'] == 'ok' else ' (' + str(rows[0]['message']) + ')'}")
 
 
 @app.command("pull")

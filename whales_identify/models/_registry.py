@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from whales_identify.errors import UnknownModelError
+from whales_identify.models.cards import CARDS, ModelCard, trained_card
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class PretrainedCfg:
     extra_files: dict[str, str | None] = field(default_factory=dict)
     # Architecture-specific build arguments (e.g. timm name, number of ArcFace classes).
     build_args: dict[str, Any] = field(default_factory=dict)
+    # what the model is for, its training data, measured results and limits (models/cards.py)
+    card: ModelCard | None = None
 
     @property
     def arch(self) -> str:
@@ -126,7 +129,8 @@ def trained_cfg(data: dict[str, Any], package: str | None = None,
         mean=tuple(c["mean"]), std=tuple(c["std"]),  # type: ignore[arg-type]
         interpolation=str(c["interpolation"]), crop_pct=float(c["crop_pct"]),
         embedding_dim=int(c["embedding_dim"]), license=str(c["license"]),
-        description=str(c["description"]), build_args=dict(c["build_args"]))
+        description=str(c["description"]), build_args=dict(c["build_args"]),
+        card=CARDS.get(model_id) or trained_card(data))
 
 
 def discover_trained(models_dir: str | os.PathLike[str] | None = None) -> list[str]:

