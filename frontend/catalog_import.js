@@ -3,6 +3,7 @@
 // the server has no API keys (writes refused).
 import { ApiError, apiKey } from "./api.js";
 import { $, announce, h, progressRow, replace } from "./dom.js";
+import { showModelLine } from "./model_line.js";
 
 const NDJSON = "application/x-ndjson";
 
@@ -24,6 +25,7 @@ export async function refreshEmptyNotice() {
     const response = await fetch("/v1/models", { headers: { Accept: "application/json" } });
     if (!response.ok) return;
     const body = await response.json();
+    showModelLine(body);
     $("#no-keys-notice").hidden = body?.write_enabled !== false;
     const empty = (body?.catalog?.images ?? 1) === 0;
     notice.hidden = !empty;
