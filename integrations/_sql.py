@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
-from integrations import _queue
+from integrations import _curation, _queue
 from integrations._rows import (
     CATALOG_COLUMNS,
     PREDICTION_COLUMNS,
@@ -234,6 +234,20 @@ class SqlStore:
     def list_undos(self, prediction_id: str) -> list[dict[str, Any]]:
         with self._read() as cur:
             return _queue.list_undos(cur, prediction_id, self.dialect)
+
+    def rename_individual(self, old_id: str, new_id: str, actor: str | None = None) -> int:
+        """Curation (integrations/_curation.py): every photo of `old_id` to `new_id`, audited."""
+        with self._write() as cur:
+            return _curation.rename_individual(self, cur, old_id, new_id, actor)
+
+    def remove_catalog_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]:
+        """Curation: delete one photo; returns (its individual, photos left), audited."""
+        with self._write() as cur:
+            return _curation.remove_image(self, cur, image_id, actor)
+
+    def list_catalog_audit(self, individual_id: str) -> list[dict[str, Any]]:
+        with self._read() as cur:
+            return _curation.list_audit(cur, individual_id=individual_id, dialect=self.dialect)
 
     def count_predictions(self, since: datetime | None = None) -> int:
         """How many predictions were stored from `since` on (all when None)."""

@@ -27,6 +27,7 @@ from whales_be_service.routes import (
     batch,
     catalog,
     catalog_import,
+    curation,
     explain,
     health,
     predict,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
     app.include_router(catalog.router, dependencies=limited)
     app.include_router(review.router, dependencies=limited)
     app.include_router(queue.router, dependencies=limited)
+    app.include_router(curation.router, dependencies=limited)
     app.include_router(catalog_import.router, dependencies=limited)
     app.include_router(reference.router, dependencies=limited)
     app.include_router(explain.router, dependencies=limited)

@@ -130,6 +130,9 @@ class Store(Protocol):
     def undo_review(self, prediction_id: str, expected_state: str | None = None,
                     undone_by: str | None = None) -> tuple[PredictionRecord, list[str]]: ...
     def list_undos(self, prediction_id: str) -> list[dict[str, Any]]: ...
+    def rename_individual(self, old_id: str, new_id: str, actor: str | None = None) -> int: ...
+    def remove_catalog_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]: ...
+    def list_catalog_audit(self, individual_id: str) -> list[dict[str, Any]]: ...
 
     # catalog
     def add_catalog_images(self, images: Sequence[CatalogImage]) -> None: ...
@@ -238,6 +241,38 @@ class InMemoryStore:
 
     def list_undos(self, prediction_id: str) -> list[dict[str, Any]]:
         return [row for pid, row in self._undos if pid == prediction_id]
+
+    # curation (the SQL stores: integrations/_curation.py); audit rows in `_undos` keyed by individual
+    def rename_individual(self, old_id: str, new_id: str, actor: str | None = None) -> int:
+        with self._lock:
+            if self.has_individual(new_id):
+                raise ConflictError(f"individual {new_id!r} already exists; merging is not supported here")
+            moved = [k for k, im in self._catalog.items() if im.individual_id == old_id]
+            if not moved:
+                raise NotFoundError(f"no individual {old_id!r} in the catalog")
+            for k in moved:
+                self._catalog[k] = replace(self._catalog[k], individual_id=new_id)
+            self._generation += 1
+            self._audit(actor, "rename", old_id, {"new_id": new_id, "images": len(moved)})
+            return len(moved)
+
+    def remove_catalog_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]:
+        with self._lock:
+            image = self._catalog.pop(image_id, None)
+            if image is None:
+                raise NotFoundError(f"no catalog photo {image_id!r}")
+            self._generation += 1
+            self._audit(actor, "remove_image", image.individual_id,
+                        {"image_id": image_id, "filename": image.filename, "source": image.source})
+            return image.individual_id, sum(im.individual_id == image.individual_id
+                                            for im in self._catalog.values())
+
+    def _audit(self, actor: str | None, action: str, individual_id: str, detail: dict[str, Any]) -> None:
+        self._undos.append((f"individual:{individual_id}",
+                            {"at": utcnow(), "actor": actor, "action": action, "detail": detail}))
+
+    def list_catalog_audit(self, individual_id: str) -> list[dict[str, Any]]:
+        return self.list_undos(f"individual:{individual_id}")
 
     def add_catalog_images(self, images: Iterable[CatalogImage]) -> None:
         with self._lock:

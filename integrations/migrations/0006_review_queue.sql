@@ -21,3 +21,13 @@ CREATE TABLE review_undos (
     reviewed_at        $timestamp
 );
 CREATE INDEX review_undos_prediction ON review_undos (prediction_id, undone_at);
+
+-- Catalog curation (issue 23 #2): who renamed an individual or removed one of its photos, and when.
+CREATE TABLE catalog_audit (
+    at             $timestamp NOT NULL,
+    actor          TEXT,
+    action         TEXT NOT NULL,          -- 'rename' or 'remove_image'
+    individual_id  TEXT NOT NULL,
+    detail         TEXT                    -- JSON: {"new_id"} or {"image_id", "filename", ...}
+);
+CREATE INDEX catalog_audit_individual ON catalog_audit (individual_id, at);

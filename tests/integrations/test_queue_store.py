@@ -172,3 +172,52 @@ def test_queue_page_is_an_indexed_query(store_url, tmp_path):
             assert "predictions_queue" in plan and "Sort" not in plan, plan
     finally:
         store.close()
+
+
+def test_curation_rename_and_remove_one_photo(any_store):
+    for image_id, individual in (("i1", "hw_a"), ("i2", "hw_a"), ("i3", "hw_b")):
+        any_store.add_catalog_images([CatalogImage(image_id, individual, "humpback_whale", "m",
+                                                   np.ones(4, np.float32))])
+    generation = any_store.catalog_generation()
+    with pytest.raises(ConflictError):
+        any_store.rename_individual("hw_a", "hw_b", "sha256:k")
+    with pytest.raises(NotFoundError):
+        any_store.rename_individual("ghost", "hw_c", "sha256:k")
+    assert any_store.catalog_generation() == generation  # refused: nothing written
+    assert any_store.rename_individual("hw_a", "hw_c", "sha256:k") == 2
+    assert not any_store.has_individual("hw_a")
+    assert [im.image_id for im in any_store.list_individual_images("hw_c")] == ["i1", "i2"]
+    assert any_store.remove_catalog_image("i1", "sha256:k") == ("hw_c", 1)
+    with pytest.raises(NotFoundError):
+        any_store.remove_catalog_image("i1")
+    assert any_store.catalog_generation() == generation + 2
+    assert [a["action"] for a in any_store.list_catalog_audit("hw_a")] == ["rename"]
+    removed = any_store.list_catalog_audit("hw_c")
+    assert removed[0]["actor"] == "sha256:k" and removed[0]["detail"]["image_id"] == "i1"
+
+
+def test_concurrent_renames_to_one_id_one_winner(store_url):
+    stores = [open_store(store_url) for _ in range(2)]
+    try:
+        for n, s in enumerate(stores):
+            photo = CatalogImage(f"r{n}", f"hw_r{n}", "humpback_whale", "m", np.ones(4, np.float32))
+            s.add_catalog_images([photo])
+        barrier, outcomes = threading.Barrier(2), []
+
+        def rename(n: int) -> None:
+            barrier.wait()
+            try:
+                outcomes.append(stores[n].rename_individual(f"hw_r{n}", "hw_same"))
+            except ConflictError:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=rename, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(map(str, outcomes)) == ["1", "conflict"]
+        assert len(stores[0].list_individual_images("hw_same")) == 1
+    finally:
+        for s in stores:
+            s.close()

@@ -11,8 +11,9 @@ reviews of one prediction exactly one wins; the others get 409.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 
@@ -27,6 +28,7 @@ from whales_identify.review_queue import PredictionQuery, decode_cursor, encode_
 from whales_identify.store import REVIEW_STATES
 
 router = APIRouter(tags=["review"])
+T = TypeVar("T")
 
 State = Literal["unreviewed", "confirmed", "new_individual", "not_cetacean"]
 Probability = Annotated[float | None, Query(ge=0.0, le=1.0)]
@@ -98,17 +100,23 @@ async def undo_review(
     return await state.pool.run(apply_undo, state, prediction_id, expected_state, key_fingerprint(key))
 
 
-def apply_undo(state: Any, prediction_id: str, expected_state: str | None, undone_by: str) -> UndoOut:
+def store_catalog_write(state: Any, write: Callable[[], T]) -> T:
+    """Run a catalog write made in the database only (one store transaction), then reload this
+    worker's in-memory catalog; other workers reload on their next request (the generation moved)."""
     with state.write_lock:
-        try:
-            before, removed = state.store.undo_review(prediction_id, expected_state, undone_by)
-        except KeyError as exc:  # the SQL stores' not-found is a KeyError too
-            raise ServiceError(404, "not_found", f"no prediction {prediction_id!r}") from exc
-        # the memory still holds the removed photos: reload at once (other workers see the generation)
+        result = write()  # a refused write (404, 409) rolled back and left the memory as it was
         state.catalog_generation, state.catalog_checked_at = None, float("-inf")
-    if removed:
         sync_catalog(state)
-        refresh_catalog_metrics(state)
+    refresh_catalog_metrics(state)
+    return result
+
+
+def apply_undo(state: Any, prediction_id: str, expected_state: str | None, undone_by: str) -> UndoOut:
+    try:
+        before, removed = store_catalog_write(
+            state, lambda: state.store.undo_review(prediction_id, expected_state, undone_by))
+    except KeyError as exc:  # the SQL stores' not-found is a KeyError too
+        raise ServiceError(404, "not_found", f"no prediction {prediction_id!r}") from exc
     return UndoOut(prediction_id=prediction_id, review_state="unreviewed",
                    undone_state=before.review_state, removed_image_ids=removed, undone_by=undone_by,
                    undone_at=time.time())
