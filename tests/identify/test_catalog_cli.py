@@ -53,10 +53,10 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     assert "imported 0 photo(s)" in again.output  # idempotent
     res = run(app, ["catalog", "list", "--db", db, "--json"])
     assert [r["individual_id"] for r in json.loads(res.output)] == ["rw_1", "rw_2"]
-    res = run(app, ["catalog", "show", "rw_1", "--db", db])
+    res = run(app, ["catalog", "show", "rw_1", "--db", db, "--json"])
     shown = json.loads(res.output)
     assert shown["n_images"] == 2 and shown["images"][0]["keypoints"] > 0
-    stats = json.loads(run(app, ["catalog", "stats", "--db", db]).output)
+    stats = json.loads(run(app, ["catalog", "stats", "--db", db, "--json"]).output)
     assert stats["images"] == 3 and stats["model_id"] == DEFAULT_REID_MODEL
     extra = tmp_path / "new.jpg"
     _texture(9).save(extra)
@@ -71,7 +71,7 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     assert res.exit_code == 1 and "whales catalog reindex" in res.output
     res = run(app, ["catalog", "reindex", "--db", db, "--model", "efficientnet_lite1.imagenet"])
     assert res.exit_code == 0, res.output
-    stats = json.loads(run(app, ["catalog", "stats", "--db", db, "--model",
+    stats = json.loads(run(app, ["catalog", "stats", "--db", db, "--json", "--model",
                                  "efficientnet_lite1.imagenet"]).output)
     assert stats["images"] == 2 and stats["model_id"] == "efficientnet_lite1.imagenet"
 

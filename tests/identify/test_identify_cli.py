@@ -111,3 +111,22 @@ def test_identify_real_photos_with_the_gate(tmp_path, data_dir, manifest):
 def test_version():
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"whales {version('ecomarineai')}"
+
+
+def test_catalog_show_and_stats_read_as_text_and_keep_json(enrolled):
+    db, _ = enrolled
+    run = CliRunner().invoke
+    res = run(app, ["catalog", "stats", "--db", db])
+    assert res.exit_code == 0, res.output
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("2 photo(s) of 2 individual(s), embedded with efficientnet_lite0")
+    assert "2 individual(s)  Humpback whale, Megaptera novaeangliae" in res.stdout
+    assert json.loads(run(app, ["catalog", "stats", "--db", db, "--json"]).stdout)["individuals"] == 2
+    res = run(app, ["catalog", "show", "ind_a", "--db", db])
+    assert res.exit_code == 0, res.output
+    head, photo = res.stdout.splitlines()
+    assert head == "ind_a (Humpback whale, Megaptera novaeangliae): 1 photo(s), last seen date unknown"
+    assert photo.startswith("  ref0.png: date unknown, ") and "keypoints" in photo
+    assert json.loads(run(app, ["catalog", "show", "ind_a", "--db", db, "--json"]).stdout)["n_images"] == 1
+    empty = run(app, ["catalog", "stats", "--db", db.replace("w.db", "empty.db")])
+    assert "the catalog is empty" in empty.stdout

@@ -214,26 +214,61 @@ def list_cmd(species: Annotated[str | None, typer.Option("--species", help="Only
 
 @app.command("show")
 def show_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")], db: Db = None,
-             model: Model = None) -> None:
+             model: Model = None, json_out: JsonFlag = False) -> None:
     """Show one individual with its photos."""
     catalog = _open(db, model)
     summary = catalog.get_individual(individual)
     if summary is None:
         fail(f"no individual {individual!r} in the catalog")
     images = [catalog.store.get_catalog_image(i) for i in summary.image_ids]
-    emit_json({"individual_id": summary.individual_id, "species": summary.species,
-               "n_images": summary.n_images, "last_seen": summary.last_seen,
-               "images": [{"image_id": im.image_id, "filename": im.filename, "source": im.source,
-                           "observed_at": im.sighting.observed_at, "latitude": im.sighting.latitude,
-                           "longitude": im.sighting.longitude, "location": im.sighting.location,
-                           "keypoints": 0 if im.descriptors is None else len(im.descriptors)}
-                          for im in images if im is not None]})
+    doc = {"individual_id": summary.individual_id, "species": summary.species,
+           "n_images": summary.n_images, "last_seen": summary.last_seen,
+           "images": [{"image_id": im.image_id, "filename": im.filename, "source": im.source,
+                       "observed_at": im.sighting.observed_at, "latitude": im.sighting.latitude,
+                       "longitude": im.sighting.longitude, "location": im.sighting.location,
+                       "keypoints": 0 if im.descriptors is None else len(im.descriptors)}
+                      for im in images if im is not None]}
+    if json_out:
+        emit_json(doc)
+        return
+    typer.echo(f"{doc['individual_id']} ({_species_name(doc['species'])}): {doc['n_images']} photo(s), "
+               f"last seen {_when(doc['last_seen'])}")
+    for im in doc["images"]:
+        where = im["location"] or (f"{im['latitude']:.4f}, {im['longitude']:.4f}"
+                                   if im["latitude"] is not None and im["longitude"] is not None else "")
+        parts = [_when(im["observed_at"]), where, f"source {im['source']}" if im["source"] else "",
+                 f"{im['keypoints']} keypoints", f"id {im['image_id']}"]
+        typer.echo(f"  {im['filename'] or '(no file name)'}: " + ", ".join(p for p in parts if p))
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "date unknown"
+    return value.isoformat(sep=" ", timespec="minutes") if hasattr(value, "isoformat") else str(value)
+
+
+def _species_name(key: str) -> str:
+    from whales_identify.species import species_info
+
+    info = species_info(key)
+    return f"{info.common_name}, {info.scientific_name}" if info.key == key and key else key or "unknown"
 
 
 @app.command("stats")
-def stats_cmd(db: Db = None, model: Model = None) -> None:
+def stats_cmd(db: Db = None, model: Model = None, json_out: JsonFlag = False) -> None:
     """Catalog size per species, embedding model, calibration state."""
-    emit_json(_open(db, model).stats())
+    stats = _open(db, model).stats()
+    if json_out:
+        emit_json(stats)
+        return
+    typer.echo(f"{stats['images']} photo(s) of {stats['individuals']} individual(s), embedded with "
+               f"{stats['model_id']}")
+    typer.echo(f"local features: {stats['with_local_features']} of {stats['images']} photo(s); "
+               f"calibration: {'fitted' if stats['calibrated'] else 'default (not fitted)'}")
+    if not stats["species"]:
+        typer.echo("no species yet: the catalog is empty (whales catalog import)")
+    for key, n in sorted(stats["species"].items(), key=lambda kv: (-kv[1], kv[0])):
+        typer.echo(f"  {n:>6} individual(s)  {_species_name(key)}")
 
 
 @app.command("reindex")
