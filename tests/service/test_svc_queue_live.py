@@ -1,6 +1,7 @@
 """Undo of a review against `uvicorn --workers 2` on one SQLite file and on PostgreSQL (issue 23 #1):
 concurrent undos have exactly one winner, and the reversed enrolment is gone on every worker at once
-(the catalog generation moved). The service fixture is test_svc_workers_live's."""
+(the catalog generation moved); the same for a rename and a photo removal. The service fixture is
+test_svc_workers_live's."""
 
 from __future__ import annotations
 
@@ -39,4 +40,24 @@ def _undo_round(service, round_: int) -> list[int]:
 def test_concurrent_undos_one_winner_and_every_worker_forgets(service):
     outcomes = [_undo_round(service, round_) for round_ in range(3)]
     print(f"\n{service.backend}: concurrent undo outcomes {outcomes}")
+    _both_workers_answered(service)
+
+
+def test_rename_and_photo_removal_are_seen_by_every_worker(service):
+    from test_svc_workers_live import _enrol
+
+    old, new = f"hw_ren_{uuid.uuid4().hex[:6]}", f"hw_ren_{uuid.uuid4().hex[:6]}"
+    data = gps_photo(colour_for(70), seed=700)
+    enrolled = _enrol(service, old, data)
+    assert enrolled.status_code == 200
+    r = service.call("POST", f"/v1/individuals/{old}/rename", headers=KEY, json={"new_id": new})
+    assert r.status_code == 200, r.text
+    reads = _parallel([lambda: service.call("GET", f"/v1/individuals/{new}") for _ in range(8)])
+    assert [x.status_code for x in reads] == [200] * 8
+    for p in _parallel([lambda: _predict(service, data) for _ in range(4)]):
+        assert p.json()["candidates"][0]["individual_id"] == new
+    image_id = enrolled.json()["enrolled"][0]["image_id"]
+    assert service.call("DELETE", f"/v1/images/{image_id}", headers=KEY).json()["remaining_images"] == 0
+    gone = _parallel([lambda: service.call("GET", f"/v1/individuals/{new}") for _ in range(8)])
+    assert [x.status_code for x in gone] == [404] * 8
     _both_workers_answered(service)
