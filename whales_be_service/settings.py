@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
     embedding_model: str = Field(DEFAULT_REID_MODEL, description="Embedding model id (arch.tag) of the "
                                  "catalog; the gate reads its own feature model's features.")
+    calibration: str | None = Field(
+        None, description="Calibration JSON for the embedding model, written by `whales evaluate "
+                          "--fit-calibration` on your own catalog (default: the packaged one for that "
+                          "model). A file fitted for another model keeps the catalog from loading.")
     inference_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
                             "models export-onnx`, no torch in the process), torch, or auto (onnx "

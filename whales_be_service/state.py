@@ -139,7 +139,7 @@ def build_state(state: ServiceState, overrides: Overrides) -> None:
     if state.store is None:
         _skip(state, "catalog", "store")
     else:
-        state.catalog_factory = overrides.catalog_factory or _catalog_class()
+        state.catalog_factory = overrides.catalog_factory or _catalog_class(s.calibration)
         state.catalog_generation = read_catalog_generation(state)  # before loading: never newer
         state.catalog_checked_at = time.monotonic()
         state.catalog = _step(state, "catalog", lambda: _load_catalog(state.catalog_factory, state))
@@ -186,7 +186,7 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
                        config=config, inference_backend=s.inference_backend, threads=s.inference_threads)
 
 
-def _catalog_class() -> Callable[[Any, str], Any]:
+def _catalog_class(calibration: str | None = None) -> Callable[[Any, str], Any]:
     def missing(store: Any, model_id: str) -> Any:
         raise RuntimeError("whales_identify.catalog is not available in this build")
 
@@ -194,7 +194,19 @@ def _catalog_class() -> Callable[[Any, str], Any]:
         from whales_identify.catalog import Catalog
     except ImportError:
         return missing
-    return Catalog
+    if calibration is None:
+        return Catalog
+
+    def calibrated(store: Any, model_id: str) -> Any:
+        from whales_identify.calibrate import load_calibration_for
+
+        try:
+            cal = load_calibration_for(calibration, model_id)
+        except ValueError as exc:
+            raise ValueError(f"WHALES_CALIBRATION: {exc}") from exc
+        return Catalog(store, model_id, calibration=cal)
+
+    return calibrated
 
 
 def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> Any:

@@ -141,6 +141,22 @@ def load_calibration(path: str | os.PathLike[str] | None = None, model_id: str |
     return Calibration.from_dict(json.loads(Path(path).read_text()))
 
 
+def load_calibration_for(path: str | os.PathLike[str], model_id: str) -> Calibration:
+    """A calibration file chosen by the user (WHALES_CALIBRATION, `--calibration`) for `model_id`.
+
+    Raises:
+        ValueError: unreadable, or fitted for another embedding model (its numbers would not fit).
+    """
+    try:
+        cal = load_calibration(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot read the calibration {path}: {exc}") from exc
+    if cal.model_id and cal.model_id != model_id:
+        raise ValueError(f"the calibration {path} was fitted for {cal.model_id}, not {model_id}: fit one "
+                         f"with `whales evaluate --model {model_id} --fit-calibration {path}`")
+    return cal
+
+
 def fit_isotonic(scores: np.ndarray, correct: np.ndarray) -> ProbabilityMap:
     """Isotonic regression of correctness on score, stored as its step points."""
     from sklearn.isotonic import IsotonicRegression

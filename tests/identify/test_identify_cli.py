@@ -130,3 +130,24 @@ def test_catalog_show_and_stats_read_as_text_and_keep_json(enrolled):
     assert json.loads(run(app, ["catalog", "show", "ind_a", "--db", db, "--json"]).stdout)["n_images"] == 1
     empty = run(app, ["catalog", "stats", "--db", db.replace("w.db", "empty.db")])
     assert "the catalog is empty" in empty.stdout
+
+
+def test_identify_uses_a_calibration_fitted_on_the_users_catalog(tmp_path, enrolled):
+    from whales_identify.calibrate import Calibration
+    from whales_identify.models import DEFAULT_REID_MODEL
+
+    db, queries = enrolled
+    run = CliRunner().invoke
+    args = ["identify", str(queries / "q_a.png"), "--db", db, "--gate", "off", "--json"]
+    (known,) = json.loads(run(app, args).stdout)["results"]
+    assert known["individual_id"] == "ind_a"
+    strict = tmp_path / "strict.json"  # an open-set threshold nothing reaches: every photo is new
+    strict.write_text(json.dumps(Calibration(model_id=DEFAULT_REID_MODEL, new_individual_threshold=1e9,
+                                             fitted=True).to_dict()))
+    res = run(app, [*args, "--calibration", str(strict)])
+    (new,) = json.loads(res.stdout)["results"]
+    assert new["is_new_individual"] and new["individual_id"] is None
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(Calibration(model_id="efficientnet_lite2.imagenet", fitted=True).to_dict()))
+    res = run(app, [*args, "--calibration", str(other)])
+    assert res.exit_code == 1 and "fitted for efficientnet_lite2.imagenet" in res.output

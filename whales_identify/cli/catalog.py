@@ -29,11 +29,16 @@ def _model_id(model: str | None) -> str:
     return model or os.environ.get("WHALES_EMBEDDING_MODEL") or DEFAULT_MODEL
 
 
-def _open(db: str | None, model: str | None, load: bool = True) -> Any:
+def _open(db: str | None, model: str | None, load: bool = True, calibration: Path | None = None) -> Any:
     from integrations import open_store
+    from whales_identify.calibrate import load_calibration_for
     from whales_identify.catalog import Catalog
 
-    catalog = Catalog(open_store(db), _model_id(model))
+    try:
+        cal = load_calibration_for(calibration, _model_id(model)) if calibration else None
+    except ValueError as exc:
+        fail(str(exc))
+    catalog = Catalog(open_store(db), _model_id(model), calibration=cal)
     if load:
         try:
             catalog.load()

@@ -55,13 +55,13 @@ def _decode(path: Path, max_side: int) -> Any:
 
 
 def _identifier(db: str | None, model: str | None, models_dir: Path | None, gate: str,
-                gate_config: Path | None) -> Any:
+                gate_config: Path | None, calibration: Path | None) -> Any:
     from whales_identify.cli.catalog import _embedder, _open
     from whales_identify.cli.gate import DEFAULT_CONFIG
     from whales_identify.gate import create_gate, load_gate_config
     from whales_identify.identify import Identifier
 
-    catalog = _open(db, model)
+    catalog = _open(db, model, calibration=calibration)
     embedder = _embedder(catalog.model_id, models_dir)
     try:
         config_path = gate_config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
@@ -119,6 +119,9 @@ def identify(
                                               "$WHALES_EMBEDDING_MODEL, else the default re-ID model).")]
     = None,
     models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", help="Calibration JSON from `whales evaluate --fit-calibration` (default: "
+                              "$WHALES_CALIBRATION, else the packaged one for the model).")] = None,
 ) -> None:
     """Identify photos against the catalog without the service: gate, embedding, match, species,
     new individual. Nothing is stored. Unreadable photos are listed and the exit code is 1."""
@@ -129,7 +132,9 @@ def identify(
         fail("no photos given (a folder contributes .jpg/.png/... files)")
     max_side = int(os.environ.get(ANALYSIS_MAX_SIDE_ENV) or 1024)
     gate_name = gate.value if gate else os.environ.get("WHALES_GATE") or "embedded"
-    identifier = _identifier(db, model, models_dir, gate_name, gate_config)
+    calibration = calibration or (Path(os.environ["WHALES_CALIBRATION"])
+                                  if os.environ.get("WHALES_CALIBRATION") else None)
+    identifier = _identifier(db, model, models_dir, gate_name, gate_config, calibration)
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []

@@ -42,7 +42,7 @@ def train(
 ) -> None:
     """Fine-tune an embedding on a catalog's photos; writes models/trained/<arch>.<tag>.safetensors
     and the resolved config beside it. The model then works everywhere by its id (catalog
-    reindex, evaluate, export-onnx, the service's WHALES_MODEL)."""
+    reindex, evaluate, export-onnx, the service's WHALES_EMBEDDING_MODEL)."""
     from whales_identify.data import manifest_hash, read_manifest
     from whales_identify.train import TrainConfig, training_rows
     from whales_identify.train import train as run_training
