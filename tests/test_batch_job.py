@@ -9,10 +9,10 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +26,28 @@ pytest.importorskip("fastapi", reason="the service extra is not installed")
 
 pytestmark = pytest.mark.slow
 WHALES = [sys.executable, "-c", "from whales_identify.cli import app; app(prog_name='whales')"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    """The configured store: a SQLite file, or a fresh schema of WHALES_TEST_POSTGRES_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'whales.db'}"
+        return
+    base = os.environ.get("WHALES_TEST_POSTGRES_URL")
+    if not base:
+        root = request.config.pluginmanager.get_plugin(str(Path(__file__).with_name("conftest.py")))
+        root.skip_or_fail("WHALES_TEST_POSTGRES_URL is not set (see .ci/run)")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def _split(manifest):
@@ -81,12 +103,12 @@ def _part_rows(out: Path) -> list[dict[str, str]]:
     return rows
 
 
-def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manifest):
+def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manifest, store_url):
+    from integrations import open_store
     from whales_identify.cli import app
 
     catalog, queries = _split(manifest)
-    db_path = tmp_path / "whales.db"
-    db = f"sqlite:///{db_path}"
+    db = store_url
     catalog_csv = _write_csv(tmp_path / "catalog.csv", ["filename", "individual_id", "species"],
                              [[r.relpath, r.individual_id, r.species] for r in catalog])
     res = CliRunner().invoke(app, ["catalog", "import", str(catalog_csv), "--root", str(data_dir),
@@ -136,9 +158,11 @@ def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manif
 
     # the store holds the job's predictions, tagged with its id (errors are not predictions)
     job_id = json.loads((out / "job.json").read_text())["job_id"]
-    with sqlite3.connect(db_path) as con:
-        stored = {sha for (sha,) in con.execute(
-            "SELECT image_sha256 FROM predictions WHERE job_id = ?", (job_id,))}
+    store = open_store(db)
+    try:
+        stored = {p.image_sha256 for p in store.iter_predictions() if p.job_id == job_id}
+    finally:
+        store.close()
     assert stored == {r["sha256"] for r in merged.values() if r["status"] == "ok"}
 
     _check_against_service(db, merged, third["summary"], queries, data_dir, bad, archive)
