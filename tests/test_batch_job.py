@@ -4,6 +4,7 @@ of the job, interrupt it with SIGINT, resume it, and check every answer against 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -84,6 +85,37 @@ def _extra_zip(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _existing_cluster(tmp_path: Path, env: dict[str, str]):
+    """`dask scheduler` and `dask worker --nworkers 2`, started apart from the job (loopback)."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(file)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(file), "--nworkers", "2",
+                                       "--nthreads", "1", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(scheduler_file=str(file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            address = client.scheduler.address
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def _batch(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
     return subprocess.Popen([*WHALES, "batch", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
@@ -143,10 +175,13 @@ def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manif
     kept = _part_rows(out)
     assert 10 <= len(kept) < total
 
-    # 3. resume: the done photos are skipped, the rest is done once
-    code, third, err = _finish(_batch([*sources, *common, "--chunk-size", "4"], env))
+    # 3. resume on an existing cluster (--address): the done photos are skipped, the rest done once
+    with _existing_cluster(tmp_path, env) as address:
+        code, third, err = _finish(_batch([*sources, *common, "--chunk-size", "4", "--address", address],
+                                          env))
     assert code == 0, err
     assert third["done_before"] == len(kept) and third["processed"] == total - len(kept)
+    assert third["workers"] == 2
     rows = _part_rows(out)
     assert len(rows) == total and len({r["name"] for r in rows}) == total  # no photo twice
     with open(out / "results.csv", newline="") as fh:
