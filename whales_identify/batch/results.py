@@ -113,14 +113,7 @@ class ResultsDir:
     def write_part(self, rows: Iterable[Mapping[str, str]]) -> Path:
         """Write one finished chunk's rows as a new part, atomically (a rename)."""
         self._written += 1
-        target = self.parts / f"part-{self._run}-{self._written:06d}.csv"
-        tmp = target.with_suffix(".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, target)
-        return target
+        return _write_csv(self.parts / f"part-{self._run}-{self._written:06d}.csv", rows)
 
     def merge(self) -> tuple[Path, list[dict[str, str]]]:
         """`results.csv`: every part's rows, one per photo name (the latest answer), sorted by name."""
@@ -128,11 +121,15 @@ class ResultsDir:
         for row in self.rows():
             latest[row["name"]] = row
         rows = [latest[k] for k in sorted(latest)]
-        target = self.path / RESULTS_FILE
-        tmp = target.with_suffix(".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, target)
-        return target, rows
+        return _write_csv(self.path / RESULTS_FILE, rows), rows
+
+
+def _write_csv(target: Path, rows: Iterable[Mapping[str, str]]) -> Path:
+    """Write to a temporary name, then rename: a reader sees the whole file or none."""
+    tmp = target.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, target)
+    return target
