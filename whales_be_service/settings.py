@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
     embedding_model: str = Field(DEFAULT_REID_MODEL, description="Embedding model id (arch.tag) of the "
                                  "catalog; the gate reads its own feature model's features.")
+    model_specs: CsvList = Field(
+        default_factory=list,
+        description="Model spec files (YAML/JSON, comma-separated) that register more embedding "
+                    "models by configuration: an ONNX graph or a timm architecture with its weight "
+                    "file, sha256, input size, mean/std and dimension (docs/MODELS.md). Then set "
+                    "WHALES_EMBEDDING_MODEL to its id. A bad spec keeps the embedder not ready.")
     calibration: str | None = Field(
         None, description="Calibration JSON for the embedding model, written by `whales evaluate "
                           "--fit-calibration` on your own catalog (default: the packaged one for that "

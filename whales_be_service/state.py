@@ -167,6 +167,10 @@ def _open_and_ping(store: Any) -> Any:
 
 def _create_embedder(s: Settings) -> Any:
     from whales_identify.embed import create_embedder
+    from whales_identify.models.spec import register_model_specs
+
+    if s.model_specs:  # WHALES_MODEL_SPECS: models registered by configuration
+        log.info("registered from WHALES_MODEL_SPECS: %s", ", ".join(register_model_specs(s.model_specs)))
 
     embedder = create_embedder(s.embedding_model, s.models_dir, backend=s.inference_backend,
                                batch_size=s.batch_size, threads=s.inference_threads)

@@ -117,6 +117,15 @@ def create_embedder(model_id: str, models_dir: Path | str | None = None, *,
 
     if models_dir is not None:
         discover_trained(models_dir)  # models written by `whales train` under that folder
+    cfg = get_pretrained_cfg(model_id)
+    if cfg.build_args.get("format") == "onnx":  # registered from a model spec: ONNX Runtime only
+        from whales_identify.models.spec import load_onnx_spec_session
+
+        if backend == "torch":
+            raise ModelNotAvailableError(f"{model_id} is an ONNX model (spec {cfg.build_args.get('spec')}): "
+                                         "it runs on ONNX Runtime; set WHALES_INFERENCE_BACKEND=auto or onnx")
+        session, input_name = load_onnx_spec_session(cfg, models_dir, threads)
+        return OnnxEmbedder(session, cfg, batch_size, input_name)
     if backend in ("auto", "onnx"):
         try:
             session, meta = load_onnx_session(model_id, models_dir, threads=threads)

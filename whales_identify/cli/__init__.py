@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from whales_identify.cli import batch, catalog, evaluate, export, gate, identify, models, train
+from whales_identify.cli._common import fail
 
 app = typer.Typer(
     name="whales",
@@ -29,8 +31,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = False) -> None:
+                                                    help="Print the version and exit.")] = False,
+         model_spec: Annotated[list[Path] | None, typer.Option(
+             "--model-spec", envvar="WHALES_MODEL_SPECS",
+             help="Model spec file (YAML/JSON) registering more embedding models, ONNX or timm "
+                  "(repeatable; docs/MODELS.md).")] = None) -> None:
     """EcoMarineAI: identify individual whales and dolphins in photographs."""
+    if model_spec:
+        from whales_identify.models.spec import ModelSpecError, register_model_specs
+
+        try:
+            register_model_specs([str(p) for p in model_spec])
+        except ModelSpecError as exc:
+            fail(str(exc))
 
 
 app.add_typer(models.app, name="models")

@@ -73,6 +73,8 @@ def expected_sha256(cfg: PretrainedCfg, relpath: str, models_dir: Path) -> str |
 
 
 def fix_hint(cfg: PretrainedCfg, models_dir: Path) -> str:
+    if cfg.build_args.get("spec"):
+        return f"check `file` and `sha256` of {cfg.model_id} in the model spec {cfg.build_args['spec']}"
     if cfg.source.package == "whales_identify":
         return (f"restore whales_identify/{cfg.source.package_path} (git checkout) and reinstall "
                 f"EcoMarineAI (make install), or place the file at {models_dir / cfg.source.filename}")

@@ -151,4 +151,40 @@ def render_models_markdown(cfgs: list[PretrainedCfg]) -> str:
             "`python scripts/gen_model_docs.py > docs/MODELS.md`; a test keeps it in sync. "
             "`whales models show ID` and `GET /v1/models` read the same cards. Measured values name "
             "the report file and JSON key they come from.", ""]
-    return "\n".join(head) + "\n" + "\n".join(render_card(c) for c in cfgs)
+    return "\n".join(head) + "\n" + "\n".join(render_card(c) for c in cfgs) + "\n" + SPEC_HELP
+
+
+SPEC_HELP = """## Registering another model (configuration, not code)
+
+An ONNX graph, or a timm architecture with its weight file (for example MegaDescriptor, when you
+have its weights), is registered by a spec file: WHALES_MODEL_SPECS=/path/models.yaml for the
+service, `whales --model-spec /path/models.yaml ...` (or the same variable) for the CLI. Then use
+its id like any other: WHALES_EMBEDDING_MODEL, `whales catalog reindex --model ID`,
+`whales evaluate --model ID`. A spec that is missing a field, a file whose sha256 differs, or a
+graph whose output is not (1, embedding_dim) for one image keeps the service not ready, with a
+message naming the spec, the field and the fix.
+
+```yaml
+models:
+  - id: megadescriptor.l384            # arch.tag
+    format: onnx                        # onnx (ONNX Runtime) or timm (PyTorch + timm)
+    file: MegaDescriptor-L-384.onnx     # relative to the spec file
+    sha256: <64 hex digits: sha256sum MegaDescriptor-L-384.onnx>
+    input_size: 384                     # or [3, height, width]
+    mean: [0.485, 0.456, 0.406]
+    std: [0.229, 0.224, 0.225]
+    embedding_dim: 1536
+    interpolation: bicubic              # optional
+    crop_pct: 1.0                       # optional
+    # timm_name: swin_large_patch4_window12_384   # format: timm only (.safetensors or .pth file)
+    license: CC-BY-NC-4.0
+    description: MegaDescriptor-L-384, wildlife re-identification
+    card:                               # optional: shown by whales models show and GET /v1/models
+      intended_use: ...
+      training_data: ...
+      limits: ...
+```
+
+Measure it on your catalog before serving it (`whales evaluate --model megadescriptor.l384`), and
+re-embed the catalog (`whales catalog reindex --model megadescriptor.l384`).
+"""
