@@ -7,9 +7,9 @@ import io
 import json
 from importlib.metadata import version
 
-import numpy as np
 import pytest
 from PIL import Image
+from test_catalog_cli import _texture as texture  # one synthetic-photo helper for the CLI tests
 from typer.testing import CliRunner
 
 from whales_identify.cli import app
@@ -18,10 +18,8 @@ from whales_identify.identify import EMPTY_CATALOG_WARNING
 pytest.importorskip("integrations.sqlite")
 
 
-def _texture(seed: int, size: int = 160) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8)
-    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+def _texture(seed: int) -> Image.Image:
+    return texture(seed, size=160)
 
 
 @pytest.fixture()
