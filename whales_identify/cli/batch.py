@@ -7,6 +7,7 @@ The same pipeline as `/v1/predict` (gate, embed, match, species, open set) runs 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -73,8 +74,7 @@ def batch(
             if address:
                 client = Client(address)
             else:
-                cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                cluster = _local_cluster(LocalCluster, n_workers)
                 client = Client(cluster)
             summary["workers"] = len(client.scheduler_info().get("workers", {}))
             t_engine = time.perf_counter()
@@ -96,6 +96,16 @@ def batch(
         raise typer.Exit(130)
     if summary["failed_chunks"] or problems:
         raise typer.Exit(1)
+
+
+def _local_cluster(factory: Any, n_workers: int) -> Any:
+    """Worker processes that ignore SIGINT (they inherit it at start): Ctrl-C in a terminal reaches
+    the whole process group, and only this process should act on it, closing the cluster cleanly."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return factory(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_chunk(chunk: Sequence[tuple[PhotoRef, str]], settings: dict[str, Any], job_id: str,
