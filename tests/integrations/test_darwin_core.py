@@ -338,6 +338,7 @@ def test_cli_dwca_with_dataset_options_and_public_positions(tmp_path, monkeypatc
                                       "--base-url", BASE, "--license", "CC0-1.0", "--creator", "Ada Curator",
                                       "--dataset-version", "2.0", "--positions", "0.1"])
     assert result.exit_code == 0, result.output
+    assert "wrote 2 occurrences (one per encounter)" in result.output
     rows, media = read(out)
     assert set(rows) == {"p1", "p3"} and len(media["p1"]) == 2
     assert rows["p1"][DWC + "decimalLatitude"] == "41.55" and rows["p1"][DWC + "dataGeneralizations"]

@@ -109,4 +109,5 @@ def export(
     finally:
         store.close()
     if output is not None:
-        typer.echo(f"wrote {count} records to {output}", err=True)
+        what = "occurrences (one per encounter)" if format is ExportFormat.dwca else "records"
+        typer.echo(f"wrote {count} {what} to {output}", err=True)
