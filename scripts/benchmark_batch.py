@@ -5,8 +5,8 @@ same chunks run in this one process without the engine (what the engine costs or
 
 A catalog of `--catalog` real right-whale photos is enrolled into a temporary SQLite store; the job
 is `--queries` other real photos (cetaceans and non-cetaceans), a fresh results folder per run.
-`photos_per_s` counts from the first task submitted (cluster start and model loading excluded;
-`wall_s` includes them).
+`photos_per_s` counts from the first task submitted (the cluster's start excluded, the workers'
+loading of models and catalog with their first chunk included; `wall_s` includes both).
 """
 
 from __future__ import annotations
