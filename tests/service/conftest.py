@@ -38,6 +38,20 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def store_client(request: Any, make_client: Callable[..., TestClient], tmp_path: Any) -> Iterator[TestClient]:
+    """The app on the in-memory store and on a SQLite file (PostgreSQL: the store tests in
+    tests/integrations and the live two-worker tests)."""
+    if request.param == "memory":
+        yield make_client()
+        return
+    from integrations.base import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield make_client(store=store)
+    store.close()
+
+
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"X-API-Key": API_KEY}

@@ -4,24 +4,12 @@ store's SQL on PostgreSQL is in tests/integrations/test_queue_store.py)."""
 
 from __future__ import annotations
 
-import pytest
 from svc_fakes import API_KEY
 from svc_helpers import image_bytes
 
-from integrations.base import open_store
 from whales_be_service.deps import key_fingerprint
 
 BLUE, GREEN = (30, 60, 120), (40, 140, 60)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def cclient(request, make_client, tmp_path):
-    if request.param == "memory":
-        yield make_client()
-        return
-    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
-    yield make_client(store=store)
-    store.close()
 
 
 def enrol(client, auth, individual, colour, seeds):
@@ -37,42 +25,42 @@ def top1(client, colour, seed):
     return (r.json()["candidates"] or [{}])[0].get("individual_id")
 
 
-def test_rename_moves_every_photo_and_is_audited(cclient, auth):
-    enrol(cclient, auth, "hw_old", BLUE, [1, 2])
-    enrol(cclient, auth, "hw_taken", GREEN, [3])
-    assert top1(cclient, BLUE, 9) == "hw_old"
+def test_rename_moves_every_photo_and_is_audited(store_client, auth):
+    enrol(store_client, auth, "hw_old", BLUE, [1, 2])
+    enrol(store_client, auth, "hw_taken", GREEN, [3])
+    assert top1(store_client, BLUE, 9) == "hw_old"
     url = "/v1/individuals/hw_old/rename"
-    assert cclient.post(url, json={"new_id": "hw_new"}).status_code == 401
-    assert cclient.post(url, headers=auth, json={"new_id": "hw_taken"}).status_code == 409
-    assert cclient.post(url, headers=auth, json={"new_id": "bad id!"}).status_code == 422
-    ghost = cclient.post("/v1/individuals/ghost/rename", headers=auth, json={"new_id": "x1"})
+    assert store_client.post(url, json={"new_id": "hw_new"}).status_code == 401
+    assert store_client.post(url, headers=auth, json={"new_id": "hw_taken"}).status_code == 409
+    assert store_client.post(url, headers=auth, json={"new_id": "bad id!"}).status_code == 422
+    ghost = store_client.post("/v1/individuals/ghost/rename", headers=auth, json={"new_id": "x1"})
     assert ghost.status_code == 404
-    r = cclient.post(url, headers=auth, json={"new_id": "hw_new"})
+    r = store_client.post(url, headers=auth, json={"new_id": "hw_new"})
     assert r.status_code == 200, r.text
     assert r.json() == {"individual_id": "hw_new", "previous_id": "hw_old", "moved_images": 2,
                         "by": key_fingerprint(API_KEY)}
-    assert cclient.get("/v1/individuals/hw_old").status_code == 404
-    assert cclient.get("/v1/individuals/hw_new").json()["n_images"] == 2
-    assert top1(cclient, BLUE, 9) == "hw_new"  # matching knows the new id at once
-    audit = cclient.app.state.whales.store.list_catalog_audit("hw_old")
+    assert store_client.get("/v1/individuals/hw_old").status_code == 404
+    assert store_client.get("/v1/individuals/hw_new").json()["n_images"] == 2
+    assert top1(store_client, BLUE, 9) == "hw_new"  # matching knows the new id at once
+    audit = store_client.app.state.whales.store.list_catalog_audit("hw_old")
     assert [(a["action"], a["actor"], a["detail"]["new_id"]) for a in audit] == \
         [("rename", key_fingerprint(API_KEY), "hw_new")]
 
 
-def test_remove_one_photo_keeps_the_rest(cclient, auth):
-    first, second = enrol(cclient, auth, "hw_two", BLUE, [1, 2])
-    assert cclient.delete(f"/v1/images/{first}").status_code == 401
-    assert cclient.delete("/v1/images/nope", headers=auth).status_code == 404
-    r = cclient.delete(f"/v1/images/{first}", headers=auth)
+def test_remove_one_photo_keeps_the_rest(store_client, auth):
+    first, second = enrol(store_client, auth, "hw_two", BLUE, [1, 2])
+    assert store_client.delete(f"/v1/images/{first}").status_code == 401
+    assert store_client.delete("/v1/images/nope", headers=auth).status_code == 404
+    r = store_client.delete(f"/v1/images/{first}", headers=auth)
     assert r.status_code == 200, r.text
     assert r.json()["individual_id"] == "hw_two" and r.json()["remaining_images"] == 1
-    assert cclient.get(f"/v1/images/{first}/thumbnail").status_code == 404
-    detail = cclient.get("/v1/individuals/hw_two").json()
+    assert store_client.get(f"/v1/images/{first}/thumbnail").status_code == 404
+    detail = store_client.get("/v1/individuals/hw_two").json()
     assert [im["image_id"] for im in detail["images"]] == [second]
-    assert cclient.delete(f"/v1/images/{first}", headers=auth).status_code == 404  # once
-    r = cclient.delete(f"/v1/images/{second}", headers=auth)
+    assert store_client.delete(f"/v1/images/{first}", headers=auth).status_code == 404  # once
+    r = store_client.delete(f"/v1/images/{second}", headers=auth)
     assert r.json()["remaining_images"] == 0
-    assert cclient.get("/v1/individuals/hw_two").status_code == 404  # gone with its last photo
-    assert top1(cclient, BLUE, 9) != "hw_two"
-    actions = [a["action"] for a in cclient.app.state.whales.store.list_catalog_audit("hw_two")]
+    assert store_client.get("/v1/individuals/hw_two").status_code == 404  # gone with its last photo
+    assert top1(store_client, BLUE, 9) != "hw_two"
+    actions = [a["action"] for a in store_client.app.state.whales.store.list_catalog_audit("hw_two")]
     assert actions == ["remove_image", "remove_image"]

@@ -11,21 +11,9 @@ import pytest
 from svc_fakes import API_KEY
 from svc_helpers import gps_photo, image_bytes
 
-from integrations.base import open_store
 from whales_be_service.deps import key_fingerprint
 
 BLUE, RED = (30, 60, 120), (160, 40, 40)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def qclient(request, make_client, tmp_path):
-    """The app on the in-memory store and on SQLite (PostgreSQL: tests/integrations/test_queue_store.py)."""
-    if request.param == "memory":
-        yield make_client()
-        return
-    store = open_store(f"sqlite:///{tmp_path / 'q.db'}")
-    yield make_client(store=store)
-    store.close()
 
 
 def batch(client, photos):
@@ -39,23 +27,23 @@ def ids(page):
     return [item["prediction_id"] for item in page["items"]]
 
 
-def test_filters_sort_and_keyset_pages(qclient, auth):
-    first = batch(qclient, [image_bytes(BLUE, seed=i) for i in range(3)])
-    second = batch(qclient, [image_bytes(RED, seed=9)])
+def test_filters_sort_and_keyset_pages(store_client, auth):
+    first = batch(store_client, [image_bytes(BLUE, seed=i) for i in range(3)])
+    second = batch(store_client, [image_bytes(RED, seed=9)])
     batch_id = first["summary"]["batch_id"]
     assert batch_id and batch_id != second["summary"]["batch_id"]
     mine = {r["prediction_id"] for r in first["results"]}
-    listed = qclient.get("/v1/predictions", params={"batch_id": batch_id}).json()
+    listed = store_client.get("/v1/predictions", params={"batch_id": batch_id}).json()
     assert set(ids(listed)) == mine and listed["next_cursor"] is None
-    everything = ids(qclient.get("/v1/predictions", params={"sort": "oldest"}).json())
+    everything = ids(store_client.get("/v1/predictions", params={"sort": "oldest"}).json())
     assert len(everything) == 4 and everything[-1] == second["results"][0]["prediction_id"]
-    assert ids(qclient.get("/v1/predictions").json()) == everything[::-1]  # newest first by default
+    assert ids(store_client.get("/v1/predictions").json()) == everything[::-1]  # newest first by default
 
     # keyset pages of 1 walk the same order without gaps or repeats
     walked, cursor = [], None
     while True:
         params = {"sort": "oldest", "limit": 1, **({"cursor": cursor} if cursor else {})}
-        page = qclient.get("/v1/predictions", params=params).json()
+        page = store_client.get("/v1/predictions", params=params).json()
         walked += ids(page)
         cursor = page["next_cursor"]
         if cursor is None:
@@ -64,24 +52,26 @@ def test_filters_sort_and_keyset_pages(qclient, auth):
 
     # a reviewed one leaves the unreviewed queue
     done = everything[0]
-    assert qclient.post(f"/v1/predictions/{done}/review", headers=auth,
+    assert store_client.post(f"/v1/predictions/{done}/review", headers=auth,
                         json={"decision": "not_cetacean"}).status_code == 200
-    queue = ids(qclient.get("/v1/predictions", params={"review_state": "unreviewed"}).json())
+    queue = ids(store_client.get("/v1/predictions", params={"review_state": "unreviewed"}).json())
     assert done not in queue and len(queue) == 3
-    reviewed = qclient.get("/v1/predictions", params={"review_state": "not_cetacean"}, headers=auth).json()
+    reviewed = store_client.get("/v1/predictions", params={"review_state": "not_cetacean"},
+                                headers=auth).json()
     assert ids(reviewed) == [done] and reviewed["items"][0]["reviewed_by"] == key_fingerprint(API_KEY)
 
     # the "new individual" and probability filters agree with the records themselves
-    items = qclient.get("/v1/predictions").json()["items"]
+    items = store_client.get("/v1/predictions").json()["items"]
     news = {i["prediction_id"] for i in items if i["is_new_individual"]}
-    assert set(ids(qclient.get("/v1/predictions", params={"new_individual": "true"}).json())) == news
+    assert set(ids(store_client.get("/v1/predictions", params={"new_individual": "true"}).json())) == news
     known = {i["prediction_id"] for i in items if i["is_new_individual"] is False}
-    assert set(ids(qclient.get("/v1/predictions", params={"new_individual": "false"}).json())) == known
+    assert set(ids(store_client.get("/v1/predictions", params={"new_individual": "false"}).json())) == known
     probs = {i["prediction_id"]: i["probability"] for i in items}
-    high = ids(qclient.get("/v1/predictions", params={"min_probability": 0.5}).json())
+    high = ids(store_client.get("/v1/predictions", params={"min_probability": 0.5}).json())
     assert set(high) == {k for k, p in probs.items() if p is not None and p >= 0.5}
-    assert ids(qclient.get("/v1/predictions", params={"created_to": "2000-01-01T00:00:00Z"}).json()) == []
-    since = qclient.get("/v1/predictions", params={"created_from": "2000-01-01T00:00:00Z"}).json()
+    before = store_client.get("/v1/predictions", params={"created_to": "2000-01-01T00:00:00Z"}).json()
+    assert ids(before) == []
+    since = store_client.get("/v1/predictions", params={"created_from": "2000-01-01T00:00:00Z"}).json()
     assert len(ids(since)) == 4
 
 
@@ -110,64 +100,65 @@ def test_positions_follow_location_privacy(make_client, auth):
     assert locked.get("/v1/predictions", headers=auth).status_code == 200
 
 
-def test_undo_reverses_enrolment_and_is_attributed(qclient, auth):
-    pid = batch(qclient, [image_bytes(BLUE, seed=1)])["results"][0]["prediction_id"]
-    r = qclient.post(f"/v1/predictions/{pid}/review", headers=auth,
+def test_undo_reverses_enrolment_and_is_attributed(store_client, auth):
+    pid = batch(store_client, [image_bytes(BLUE, seed=1)])["results"][0]["prediction_id"]
+    r = store_client.post(f"/v1/predictions/{pid}/review", headers=auth,
                      json={"decision": "new_individual", "individual_id": "hw_undo",
                            "species": "humpback_whale"})
     assert r.status_code == 200, r.text
     enrolled = r.json()["enrolled_image_ids"]
-    assert qclient.get("/v1/individuals/hw_undo").status_code == 200
-    store = qclient.app.state.whales.store
+    assert store_client.get("/v1/individuals/hw_undo").status_code == 200
+    store = store_client.app.state.whales.store
     generation = store.catalog_generation()
 
-    assert qclient.delete(f"/v1/predictions/{pid}/review").status_code == 401
-    assert qclient.delete(f"/v1/predictions/{pid}/review", headers=auth,
+    assert store_client.delete(f"/v1/predictions/{pid}/review").status_code == 401
+    assert store_client.delete(f"/v1/predictions/{pid}/review", headers=auth,
                           params={"expected_state": "confirmed"}).status_code == 409
-    r = qclient.delete(f"/v1/predictions/{pid}/review", headers=auth)
+    r = store_client.delete(f"/v1/predictions/{pid}/review", headers=auth)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["undone_state"] == "new_individual" and body["removed_image_ids"] == enrolled
     assert body["undone_by"] == key_fingerprint(API_KEY)
     assert store.catalog_generation() > generation
-    assert qclient.get("/v1/individuals/hw_undo").status_code == 404  # created by the review: gone
+    assert store_client.get("/v1/individuals/hw_undo").status_code == 404  # created by the review: gone
     record = store.get_prediction(pid)
     assert record.review_state == "unreviewed" and record.reviewer_decision is None
     audit = store.list_undos(pid)
     assert len(audit) == 1 and audit[0]["undone_by"] == key_fingerprint(API_KEY)
     assert audit[0]["review_state"] == "new_individual"
     assert audit[0]["reviewer_decision"]["individual_id"] == "hw_undo"
-    assert qclient.delete(f"/v1/predictions/{pid}/review", headers=auth).status_code == 409  # nothing to undo
-    assert qclient.delete("/v1/predictions/nope/review", headers=auth).status_code == 404
+    # nothing to undo
+    assert store_client.delete(f"/v1/predictions/{pid}/review", headers=auth).status_code == 409
+    assert store_client.delete("/v1/predictions/nope/review", headers=auth).status_code == 404
     # it can be reviewed again
-    r = qclient.post(f"/v1/predictions/{pid}/review", headers=auth, json={"decision": "new_individual",
+    r = store_client.post(f"/v1/predictions/{pid}/review", headers=auth, json={"decision": "new_individual",
                                                                           "individual_id": "hw_undo"})
     assert r.status_code == 200
 
 
-def test_undo_of_a_confirm_keeps_the_other_photos(qclient, auth):
-    first, second = (batch(qclient, [image_bytes(BLUE, seed=1)])["results"][0]["prediction_id"]
+def test_undo_of_a_confirm_keeps_the_other_photos(store_client, auth):
+    first, second = (batch(store_client, [image_bytes(BLUE, seed=1)])["results"][0]["prediction_id"]
                      for _ in range(2))
-    qclient.post(f"/v1/predictions/{first}/review", headers=auth,
+    store_client.post(f"/v1/predictions/{first}/review", headers=auth,
                  json={"decision": "new_individual", "individual_id": "hw_keep"})
-    r = qclient.post(f"/v1/predictions/{second}/review", headers=auth,
+    r = store_client.post(f"/v1/predictions/{second}/review", headers=auth,
                      json={"decision": "confirm", "individual_id": "hw_keep"})
     assert r.status_code == 200
-    assert qclient.get("/v1/individuals/hw_keep").json()["n_images"] == 2
-    r = qclient.delete(f"/v1/predictions/{second}/review", headers=auth)
+    assert store_client.get("/v1/individuals/hw_keep").json()["n_images"] == 2
+    r = store_client.delete(f"/v1/predictions/{second}/review", headers=auth)
     assert r.status_code == 200 and r.json()["undone_state"] == "confirmed"
-    assert qclient.get("/v1/individuals/hw_keep").json()["n_images"] == 1
+    assert store_client.get("/v1/individuals/hw_keep").json()["n_images"] == 1
 
 
-def test_concurrent_undos_have_one_winner(qclient, auth):
-    pid = batch(qclient, [image_bytes(BLUE, seed=3)])["results"][0]["prediction_id"]
-    qclient.post(f"/v1/predictions/{pid}/review", headers=auth, json={"decision": "new_individual"})
+def test_concurrent_undos_have_one_winner(store_client, auth):
+    pid = batch(store_client, [image_bytes(BLUE, seed=3)])["results"][0]["prediction_id"]
+    store_client.post(f"/v1/predictions/{pid}/review", headers=auth, json={"decision": "new_individual"})
     codes: list[int] = []
     barrier = threading.Barrier(4)
 
     def undo() -> None:
         barrier.wait()
-        codes.append(qclient.delete(f"/v1/predictions/{pid}/review", headers=auth).status_code)
+        codes.append(store_client.delete(f"/v1/predictions/{pid}/review", headers=auth).status_code)
 
     threads = [threading.Thread(target=undo) for _ in range(4)]
     for t in threads:
@@ -175,4 +166,4 @@ def test_concurrent_undos_have_one_winner(qclient, auth):
     for t in threads:
         t.join()
     assert sorted(codes) == [200, 409, 409, 409]
-    assert len(qclient.app.state.whales.store.list_undos(pid)) == 1
+    assert len(store_client.app.state.whales.store.list_undos(pid)) == 1
