@@ -8,7 +8,7 @@ from typing import Any
 
 from integrations._rows import Cursor, to_json
 from whales_identify.errors import ConflictError, NotFoundError
-from whales_identify.store import utcnow
+from whales_identify.records.store import utcnow
 
 _BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from integrations._rows import Cursor, Dialect
-from whales_identify.store import utcnow
+from whales_identify.records.store import utcnow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from integrations._rows import PREDICTION_COLUMNS, Cursor, row_to_prediction, to_json
 from whales_identify.errors import ConflictError
-from whales_identify.review_queue import PredictionQuery
-from whales_identify.store import PredictionRecord, check_undoable, enrolled_by_review, utcnow
+from whales_identify.records.review_queue import PredictionQuery
+from whales_identify.records.store import PredictionRecord, check_undoable, enrolled_by_review, utcnow
 
 _SELECT = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions"
 _BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from whales_identify.store import CatalogImage, PredictionRecord, Sighting, SightingRecord, utcnow
+from whales_identify.records.store import CatalogImage, PredictionRecord, Sighting, SightingRecord, utcnow
 
 
 class Cursor(Protocol):

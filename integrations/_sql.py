@@ -32,8 +32,8 @@ from integrations._rows import (
     to_json,
 )
 from whales_identify.errors import ConflictError, NotFoundError
-from whales_identify.review_queue import PredictionQuery
-from whales_identify.store import (
+from whales_identify.records.review_queue import PredictionQuery
+from whales_identify.records.store import (
     REVIEW_STATES,
     CatalogImage,
     PredictionRecord,
@@ -70,7 +70,7 @@ _UNREVIEWED_BEFORE = ("SELECT prediction_id FROM predictions "
 
 
 class SqlStore:
-    """`whales_identify.store.Store` over SQL; subclasses provide connections and transactions."""
+    """`whales_identify.records.store.Store` over SQL; subclasses provide connections and transactions."""
 
     dialect: Dialect
 

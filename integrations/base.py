@@ -1,6 +1,6 @@
 """Choose a storage backend by URL: `open_store("sqlite:///data/whales.db")`, `open_store("postgresql://...")`.
 
-Every backend implements `whales_identify.store.Store` (predictions, review state and catalog on one
+Every backend implements `whales_identify.records.store.Store` (predictions, review state and catalog on one
 database) and brings its schema up to date by migrations when it is opened.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from whales_identify.store import Store
+from whales_identify.records.store import Store
 
 DATABASE_URL_ENV = "WHALES_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///data/whales.db"

@@ -30,9 +30,9 @@ from typing import IO, Any
 from xml.etree import ElementTree as ET
 
 from integrations.dwc_eml import DEFAULT_TITLE, DatasetMetadata, eml_xml
-from whales_identify.location_privacy import LocationPolicy, VisibleSighting, apply_policy
+from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting, apply_policy
+from whales_identify.records.store import PredictionRecord, Sighting
 from whales_identify.species import SpeciesInfo, species_info
-from whales_identify.store import PredictionRecord, Sighting
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DC = "http://purl.org/dc/terms/"
@@ -214,7 +214,7 @@ def encounter_rows(encounter: Encounter, base_url: str | None = None, policy: Lo
         encounter: from `group_encounters`.
         base_url: the service's public URL; photos are linked as `{base_url}/v1/predictions/{id}/image`.
         policy: for an archive meant for publication, how positions are generalised
-            (`whales_identify.location_privacy`); None writes them exactly.
+            (`whales_identify.records.location_privacy`); None writes them exactly.
         license_url: the dataset licence, repeated on each photo.
     """
     photos, ident = encounter.photos, encounter.ids[0]
@@ -313,7 +313,7 @@ def write_dwca(records: Iterable[PredictionRecord], path_or_fh: str | os.PathLik
             multimedia row each) as `{base_url}/v1/predictions/{id}/image`.
         title: dataset title in eml.xml when no `metadata` is given.
         policy: for an archive meant for publication, how positions are generalised
-            (`whales_identify.location_privacy`); None writes them exactly.
+            (`whales_identify.records.location_privacy`); None writes them exactly.
         metadata: title, licence, creator, contact and package id for eml.xml.
         radius_m: how far from an encounter's first photo another photo of it may be.
 

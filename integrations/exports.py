@@ -15,9 +15,9 @@ from typing import IO, Any
 
 from integrations._rows import as_utc, to_json
 from integrations.darwin_core import write_dwca
-from whales_identify.location_privacy import LocationPolicy, apply_policy
+from whales_identify.records.location_privacy import LocationPolicy, apply_policy
+from whales_identify.records.store import PredictionRecord, Store
 from whales_identify.species import species_info
-from whales_identify.store import PredictionRecord, Store
 
 # format -> (media type, file extension)
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {

@@ -1,7 +1,7 @@
 """One individual's sighting history as CSV or as a Darwin Core Archive (`organismID` filled in).
 
 The rows are the individual's catalog photos (`Store.list_sightings`), each paired with what the
-caller may see of it (`whales_identify.location_privacy.visible_sighting`): the export never shows
+caller may see of it (`whales_identify.records.location_privacy.visible_sighting`): the export never shows
 more than the JSON answer does, and a generalised position carries `dataGeneralizations` and
 `coordinateUncertaintyInMeters` in the archive.
 """
@@ -18,9 +18,9 @@ from typing import IO
 from integrations.darwin_core import _iso, sighting_terms, write_occurrences
 from integrations.dwc_eml import DatasetMetadata
 from integrations.exports import csv_safe
-from whales_identify.location_privacy import VisibleSighting
+from whales_identify.records.location_privacy import VisibleSighting
+from whales_identify.records.store import SightingRecord
 from whales_identify.species import species_info
-from whales_identify.store import SightingRecord
 
 History = Iterable[tuple[SightingRecord, VisibleSighting]]
 

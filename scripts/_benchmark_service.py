@@ -112,7 +112,7 @@ def import_catalog(data: Path, rows: list[dict], columns: list[str], model_id: s
     partial.unlink(missing_ok=True)
     # `whales catalog import ...` from the project root, one torch thread: a setup step, made as
     # fast as this shared machine allows (see levers.threads)
-    cmd = [sys.executable, "-c", "from whales_identify.cli import app; app()", "catalog", "import",
+    cmd = [sys.executable, "-c", "from whales_cli import app; app()", "catalog", "import",
            str(manifest), "--root", str(data), "--db", f"sqlite:///{partial}", "--model", model_id]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600,

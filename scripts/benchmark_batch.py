@@ -25,7 +25,7 @@ from pathlib import Path
 
 from whales_identify.data import read_manifest
 
-WHALES = [sys.executable, "-c", "from whales_identify.cli import app; app(prog_name='whales')"]
+WHALES = [sys.executable, "-c", "from whales_cli import app; app(prog_name='whales')"]
 
 
 def _split(manifest, n_catalog: int, n_queries: int):
@@ -69,8 +69,8 @@ def _load() -> dict:
 def _in_process(queries_csv: Path, data: Path, db: str, chunk: int) -> dict:
     """The same chunks through the same worker code, in this process, without Dask."""
     from whales_be_service.settings import Settings
+    from whales_cli._batch_worker import load_state, process_chunk
     from whales_identify.batch import hash_photo, list_photos
-    from whales_identify.cli._batch_worker import load_state, process_chunk
 
     settings = Settings(database_url=db).model_dump(mode="json", exclude={"api_keys"})
     refs = list_photos([queries_csv], data).photos

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from whales_identify.calibrate import Calibration
-from whales_identify.catalog import Catalog, MatchConfig
-from whales_identify.local_features import LocalFeatures, verify
-from whales_identify.store import CatalogImage, InMemoryStore
+from whales_identify.records.store import CatalogImage, InMemoryStore
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.catalog import Catalog, MatchConfig
+from whales_identify.reid.local_features import LocalFeatures, verify
 
 DIM = 1280
 MODEL = "synthetic.benchmark"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from whales_identify import gate_train as gt
 from whales_identify.gate import create_gate, load_gate_config
-from whales_identify.gate_synthetic import PERTURBATIONS
+from whales_identify.train import gate as gt
+from whales_identify.train.gate_synthetic import PERTURBATIONS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import click
 import typer.core
 import typer.main
 
-from whales_identify.cli import app
+from whales_cli import app
 
 
 def _walk(command: click.Command, path: list[str]):

@@ -26,7 +26,7 @@ pytest.importorskip("distributed", reason="the batch extra (Dask distributed) is
 pytest.importorskip("fastapi", reason="the service extra is not installed")
 
 pytestmark = pytest.mark.slow
-WHALES = [sys.executable, "-c", "from whales_identify.cli import app; app(prog_name='whales')"]
+WHALES = [sys.executable, "-c", "from whales_cli import app; app(prog_name='whales')"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -137,7 +137,7 @@ def _part_rows(out: Path) -> list[dict[str, str]]:
 
 def test_batch_job_interrupted_resumed_matches_service(tmp_path, data_dir, manifest, store_url):
     from integrations import open_store
-    from whales_identify.cli import app
+    from whales_cli import app
 
     catalog, queries = _split(manifest)
     db = store_url

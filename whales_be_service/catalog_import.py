@@ -1,6 +1,6 @@
 """Catalog import: a ZIP of photos plus the spreadsheet naming each photo's individual and species.
 
-The CSV is read by the library's parser (`whales_identify.catalog_csv`, shared with `whales catalog
+The CSV is read by the library's parser (`whales_identify.records.catalog_csv`, shared with `whales catalog
 import`); every photo goes through the same enrolment as `POST /v1/individuals/{id}/images` (decode,
 gate, embed, store). Planning checks everything that can be checked before any photo is embedded, so
 a wrong file is refused at once with a 4xx; each row that cannot be imported is reported with its CSV
@@ -20,7 +20,7 @@ from whales_be_service.pipeline import enroll, exif_sighting
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, sync_catalog
 from whales_be_service.uploads import BatchItem, Decoded, decode, describe_error, is_zip, plan_archive
-from whales_identify.catalog_csv import (
+from whales_identify.records.catalog_csv import (
     CatalogCsvError,
     CatalogRow,
     RowProblem,
@@ -28,7 +28,7 @@ from whales_identify.catalog_csv import (
     match_files,
     parse_catalog_csv,
 )
-from whales_identify.sighting import merge_sightings
+from whales_identify.records.sighting import merge_sightings
 
 SOURCE = "import"
 

@@ -15,8 +15,8 @@ from whales_be_service.errors import ServiceError
 from whales_be_service.ratelimit import CHARGED, RateLimiter
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
-from whales_identify.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
-from whales_identify.store import Sighting
+from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
+from whales_identify.records.store import Sighting
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -126,7 +126,7 @@ class Caller:
     key_fingerprint: str | None = None
 
     def sighting(self, sighting: Sighting, policy: LocationPolicy) -> VisibleSighting:
-        """The sighting as this caller may see it (whales_identify.location_privacy)."""
+        """The sighting as this caller may see it (whales_identify.records.location_privacy)."""
         return visible_sighting(sighting, policy, self.authorised)
 
 

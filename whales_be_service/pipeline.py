@@ -19,8 +19,8 @@ from whales_be_service.state import ServiceState, catalog_write, sync_catalog
 from whales_be_service.uploads import BatchPlan, Decoded, decode, describe_error, encode_jpeg
 from whales_identify.gate import shares_features
 from whales_identify.identify import EMPTY_CATALOG_WARNING, outcome, prediction_fields
+from whales_identify.records.store import PredictionRecord, Sighting, utcnow
 from whales_identify.results import Prediction
-from whales_identify.store import PredictionRecord, Sighting, utcnow
 
 log = logging.getLogger("whales_be_service")
 
@@ -38,7 +38,7 @@ def new_prediction_id() -> str:
 def exif_sighting(data: bytes) -> Sighting:
     """EXIF time and GPS position, when the sighting module is present and the photo has them."""
     try:
-        from whales_identify.sighting import read_exif_sighting
+        from whales_identify.records.sighting import read_exif_sighting
     except ImportError:
         return Sighting()
     try:

@@ -9,8 +9,8 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from integrations import dwc_eml
-from whales_identify.location_privacy import LocationPolicy
 from whales_identify.models.entries import DEFAULT_REID_MODEL
+from whales_identify.records.location_privacy import LocationPolicy
 
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 
@@ -186,5 +186,5 @@ class Settings(BaseSettings):
                                        self.dwc_package_uuid, self.dwc_version)
 
     def location_policy(self) -> LocationPolicy:
-        """The public view of sighting positions (whales_identify.location_privacy)."""
+        """The public view of sighting positions (whales_identify.records.location_privacy)."""
         return LocationPolicy.parse(self.public_location_precision, self.public_sighting_details)

@@ -88,7 +88,7 @@ def public_component_status(status: str) -> str:
 def open_store_url(url: str) -> Any:
     """`memory://` is an explicit in-process store; every other URL goes to `integrations`."""
     if url.strip() == MEMORY_URL:
-        from whales_identify.store import InMemoryStore
+        from whales_identify.records.store import InMemoryStore
 
         return InMemoryStore()
     try:
@@ -192,17 +192,17 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
 
 def _catalog_class(calibration: str | None = None) -> Callable[[Any, str], Any]:
     def missing(store: Any, model_id: str) -> Any:
-        raise RuntimeError("whales_identify.catalog is not available in this build")
+        raise RuntimeError("whales_identify.reid.catalog is not available in this build")
 
     try:
-        from whales_identify.catalog import Catalog
+        from whales_identify.reid.catalog import Catalog
     except ImportError:
         return missing
     if calibration is None:
         return Catalog
 
     def calibrated(store: Any, model_id: str) -> Any:
-        from whales_identify.calibrate import load_calibration_for
+        from whales_identify.reid.calibrate import load_calibration_for
 
         try:
             cal = load_calibration_for(calibration, model_id)

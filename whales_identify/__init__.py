@@ -19,12 +19,12 @@ _EXPORTS = {
     "load_image": "whales_identify.images",
     "create_gate": "whales_identify.gate",
     "GateResult": "whales_identify.gate",
-    "Catalog": "whales_identify.catalog",
+    "Catalog": "whales_identify.reid.catalog",
     "Identifier": "whales_identify.identify",
     "Prediction": "whales_identify.results",
     "MatchResult": "whales_identify.results",
     "Candidate": "whales_identify.results",
-    "InMemoryStore": "whales_identify.store",
+    "InMemoryStore": "whales_identify.records.store",
 }
 
 __all__ = ["__version__", *_EXPORTS]

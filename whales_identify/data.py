@@ -95,3 +95,13 @@ def stable_fraction(key: str, salt: str = "") -> float:
     """A deterministic number in [0, 1) for a key: splits that do not depend on row order."""
     digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# Cross-fitting folds are shared by training (which fold to leave out) and evaluation (which fold
+# model scores a query), so the rule lives here, below both.
+FOLD_SALT = "reid-crossfit-v1"
+
+
+def fold_of(row: ManifestRow, folds: int, salt: str = FOLD_SALT) -> int:
+    """The cross-fitting fold of a row's individual (never straddles: keyed by `group_key`)."""
+    return min(int(stable_fraction(group_key(row), salt) * folds), folds - 1)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 from whales_identify.transforms import preprocess
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ class Identifier:
         gate: any `Gate`; when `shares_features(gate, embedder)` (same feature model and framing) it
             is given the shared features instead of computing its own.
         embedder: the global embedding model (must be the one the catalog was indexed with).
-        catalog: a `Matcher` (normally `whales_identify.catalog.Catalog`).
+        catalog: a `Matcher` (normally `whales_identify.reid.catalog.Catalog`).
     """
 
     def __init__(self, gate: Gate, embedder: Embedder, catalog: Matcher):

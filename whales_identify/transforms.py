@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 
 if TYPE_CHECKING:
     import torch

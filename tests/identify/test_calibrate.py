@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from whales_identify.calibrate import (
+from whales_identify.reid.calibrate import (
     Calibration,
     FusionWeights,
     ProbabilityMap,
@@ -65,7 +65,7 @@ def test_packaged_default_loads():
 
 
 def test_inlier_evidence_is_the_margin_over_the_runner_up():
-    from whales_identify.calibrate import distinctive
+    from whales_identify.reid.calibrate import distinctive
 
     assert distinctive(np.array([4.0, 5.0, 3.0, 5.0])).tolist() == [0, 0, 0, 0]  # noise: a tie
     assert distinctive(np.array([4.0, 30.0, 3.0])).tolist() == [0, 26, 0]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from whales_identify.calibrate import Calibration, FusionWeights, ProbabilityMap
-from whales_identify.catalog import Catalog, MatchConfig
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.store import CatalogImage, InMemoryStore, Sighting
+from whales_identify.records.store import CatalogImage, InMemoryStore, Sighting
+from whales_identify.reid.calibrate import Calibration, FusionWeights, ProbabilityMap
+from whales_identify.reid.catalog import Catalog, MatchConfig
 
 MODEL = "efficientnet_lite0.imagenet"
 
@@ -174,7 +174,7 @@ def test_vote_index_owns_its_data():
 def _descriptor_problem(seed: int, n_parts: int, sizes: tuple[int, int], n_query: int, k: int):
     """Random uint8 descriptors per image, queries, and brute force's k nearest: (parts, data,
     query, d2 to every row, indices of the k nearest)."""
-    from whales_identify.local_features import as_float
+    from whales_identify.reid.local_features import as_float
 
     rng = np.random.default_rng(seed)
     parts = [rng.integers(0, 255, (rng.integers(*sizes), 128), dtype=np.uint8) for _ in range(n_parts)]
@@ -187,7 +187,7 @@ def _descriptor_problem(seed: int, n_parts: int, sizes: tuple[int, int], n_query
 def test_vote_index_shards_return_the_nearest_overall():
     """A query over several shards keeps the overall nearest neighbours: with an exhaustive search
     (checks=-1) they are exactly brute force's, whatever the shard size."""
-    from whales_identify.vote_index import FlannVoteIndex
+    from whales_identify.reid.vote_index import FlannVoteIndex
 
     parts, data, query, d2_brute, want = _descriptor_problem(1, 30, (5, 40), 25, 6)
     for shard_size in (10_000, 200, 41):
@@ -204,7 +204,7 @@ def test_vote_index_shards_return_the_nearest_overall():
 def test_faiss_vote_index_finds_the_nearest_neighbours():
     """Exact (flat) below its threshold; IVF-SQ8 above it, whose 8-bit codes and visited lists may
     miss a few true neighbours but must find nearly all of them when every list is visited."""
-    from whales_identify.vote_index import FaissVoteIndex
+    from whales_identify.reid.vote_index import FaissVoteIndex
 
     parts, data, query, _, want = _descriptor_problem(2, 60, (50, 150), 30, 5)
     flat = FaissVoteIndex(parts)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from whales_identify.cli import app
+from whales_cli import app
 from whales_identify.models import DEFAULT_REID_MODEL
 
 pytest.importorskip("integrations.sqlite")

@@ -1,10 +1,10 @@
-"""`whales_identify.catalog_csv`: the one parser of a biologist's catalog spreadsheet."""
+"""`whales_identify.records.catalog_csv`: the one parser of a biologist's catalog spreadsheet."""
 
 from __future__ import annotations
 
 import pytest
 
-from whales_identify.catalog_csv import CatalogCsvError, match_files, parse_catalog_csv, template_csv
+from whales_identify.records.catalog_csv import CatalogCsvError, match_files, parse_catalog_csv, template_csv
 
 
 def test_rows_and_sightings():

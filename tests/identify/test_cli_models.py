@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from whales_identify.cli import app
+from whales_cli import app
 
 runner = CliRunner()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from whales_identify.data import ManifestRow
-from whales_identify.evaluate import (
+from whales_identify.evaluation.harness import (
     NEW,
     limit_plan,
     map_at_5,

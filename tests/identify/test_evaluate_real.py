@@ -29,7 +29,7 @@ def _check_metrics():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_reid_metrics_do_not_drop(data_dir, lite0_embedder, tmp_path):
-    from whales_identify.evaluate import run_evaluation, write_json
+    from whales_identify.evaluation.harness import run_evaluation, write_json
 
     baseline = json.loads(BASELINE.read_text())
     latest = run_evaluation(data_dir / "manifest.csv", data_dir, lite0_embedder,
@@ -60,7 +60,7 @@ def test_shipped_model_is_never_scored_on_its_training_whales(data_dir, tmp_path
     on them (its numbers come from the cross-fit, docs/REID.md), and says how to do it right."""
     from typer.testing import CliRunner
 
-    from whales_identify.cli import app
+    from whales_cli import app
     from whales_identify.models import DEFAULT_REID_MODEL
     from whales_identify.models._registry import trained_metadata
 

@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from whales_identify.catalog import Catalog, make_thumbnail
-from whales_identify.explain import MAX_PAIRS, explain_match, reference_frame
-from whales_identify.local_features import LocalFeatureConfig, extract, feature_frame, verify, verify_pairs
-from whales_identify.matching import MatchConfig
-from whales_identify.store import CatalogImage, InMemoryStore
+from whales_identify.records.store import CatalogImage, InMemoryStore
+from whales_identify.reid.catalog import Catalog, make_thumbnail
+from whales_identify.reid.explain import MAX_PAIRS, explain_match, reference_frame
+from whales_identify.reid.local_features import (
+    LocalFeatureConfig,
+    extract,
+    feature_frame,
+    verify,
+    verify_pairs,
+)
+from whales_identify.reid.matching import MatchConfig
 
 RIGHT_WHALES = "positives/noaa_right_whale_headcrops/"
 N_WHALES = 40

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from whales_identify import gate_calibration as gc
 from whales_identify.data import group_key, manifest_hash
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
-from whales_identify.gate import (
+from whales_identify.gate.backends import (
     THRESHOLD_ENV,
     EmbeddedGate,
     GateResult,
@@ -22,8 +21,15 @@ from whales_identify.gate import (
     load_gate_config,
     shares_features,
 )
-from whales_identify.gate_head import fit_head, load_head
-from whales_identify.gate_synthetic import NEGATIVE_KINDS, PERTURBATIONS, perturb, reframe, render_negative
+from whales_identify.gate.head import fit_head, load_head
+from whales_identify.train import gate_calibration as gc
+from whales_identify.train.gate_synthetic import (
+    NEGATIVE_KINDS,
+    PERTURBATIONS,
+    perturb,
+    reframe,
+    render_negative,
+)
 from whales_identify.transforms import CENTRE_CROP, LETTERBOX, LETTERBOX_FILL, frame, letterbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,7 +379,7 @@ def _toy_manifest(tmp_path: Path) -> Path:
 
 
 def test_calibrate_pipeline_keeps_test_out_and_picks_threshold_on_calibration(tmp_path: Path):
-    from whales_identify import gate_train as gt
+    from whales_identify.train import gate as gt
 
     manifest = _toy_manifest(tmp_path)
     head, rep = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), n_generated_cal=2, n_generated_test=2,
@@ -395,7 +401,7 @@ def test_calibrate_pipeline_keeps_test_out_and_picks_threshold_on_calibration(tm
 def test_cli_score_outputs_json(tmp_path: Path, monkeypatch):
     from typer.testing import CliRunner
 
-    from whales_identify.cli import app
+    from whales_cli import app
 
     render_negative("screenshot", 99, 0).save(tmp_path / "shot.png")
     monkeypatch.chdir(ROOT)
@@ -408,7 +414,7 @@ def test_cli_score_outputs_json(tmp_path: Path, monkeypatch):
 def test_cli_calibrate_refuses_an_unknown_framing(tmp_path: Path):
     from typer.testing import CliRunner
 
-    from whales_identify.cli import app
+    from whales_cli import app
 
     manifest = _toy_manifest(tmp_path)
     result = CliRunner().invoke(app, ["gate", "calibrate", "--manifest", str(manifest), "--root",

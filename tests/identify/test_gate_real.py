@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from whales_identify import gate_calibration as gc
-from whales_identify import gate_train as gt
 from whales_identify.gate import create_gate, load_gate_config
+from whales_identify.train import gate as gt
+from whales_identify.train import gate_calibration as gc
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from whales_identify.catalog import Catalog
 from whales_identify.errors import CatalogModelMismatchError
 from whales_identify.gate import GateResult
 from whales_identify.identify import Identifier
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
+from whales_identify.reid.catalog import Catalog
 
 
 class FakeGate:

@@ -12,7 +12,7 @@ from PIL import Image
 from test_catalog_cli import _texture as texture  # one synthetic-photo helper for the CLI tests
 from typer.testing import CliRunner
 
-from whales_identify.cli import app
+from whales_cli import app
 from whales_identify.identify import EMPTY_CATALOG_WARNING
 
 pytest.importorskip("integrations.sqlite")
@@ -131,8 +131,8 @@ def test_catalog_show_and_stats_read_as_text_and_keep_json(enrolled):
 
 
 def test_identify_uses_a_calibration_fitted_on_the_users_catalog(tmp_path, enrolled):
-    from whales_identify.calibrate import Calibration
     from whales_identify.models import DEFAULT_REID_MODEL
+    from whales_identify.reid.calibrate import Calibration
 
     db, queries = enrolled
     run = CliRunner().invoke

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from whales_identify.local_features import (
+from whales_identify.reid.local_features import (
     LocalFeatureConfig,
     as_float,
     extract,
@@ -62,7 +62,7 @@ def test_verification_prefers_the_same_pattern_under_rotation():
 def test_many_matches_to_one_gallery_keypoint_are_not_inliers():
     """A "hub" gallery descriptor matched by every query keypoint used to give a scale-0
     similarity transform with every match an inlier (fins vs Happywhale photos: 131 inliers)."""
-    from whales_identify.local_features import LocalFeatures
+    from whales_identify.reid.local_features import LocalFeatures
 
     rng = np.random.default_rng(4)
     hub = rng.integers(1, 255, (1, 128)).astype(np.uint8)

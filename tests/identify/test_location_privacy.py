@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from whales_identify.location_privacy import LocationPolicy, cell_uncertainty_m, snap, visible_sighting
-from whales_identify.store import Sighting
+from whales_identify.records.location_privacy import (
+    LocationPolicy,
+    cell_uncertainty_m,
+    snap,
+    visible_sighting,
+)
+from whales_identify.records.store import Sighting
 
 EXACT = Sighting(latitude=41.123456, longitude=-70.654321, location="Cape Cod Bay", observer="A. Observer")
 

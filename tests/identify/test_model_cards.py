@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from whales_identify.cli import app
+from whales_cli import app
 from whales_identify.models import DEFAULT_REID_MODEL, get_pretrained_cfg
 from whales_identify.models.cards import CARDS, trained_card
 from whales_identify.models.entries import builtin_entries

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from whales_identify.cli import app  # noqa: E402
+from whales_cli import app  # noqa: E402
 from whales_identify.embed import create_embedder  # noqa: E402
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError  # noqa: E402
 from whales_identify.models import get_pretrained_cfg  # noqa: E402
@@ -151,7 +151,7 @@ def test_service_serves_a_spec_model_and_is_not_ready_on_a_bad_spec(tmp_path):
     from svc_fakes import API_KEY, FakeGate, fake_settings, wait_ready
 
     from whales_be_service.main import create_app
-    from whales_identify.store import InMemoryStore
+    from whales_identify.records.store import InMemoryStore
 
     spec = _spec(tmp_path)
     app_ = create_app(fake_settings(model_specs=[str(spec)], embedding_model=MODEL_ID),

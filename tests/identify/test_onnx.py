@@ -95,7 +95,7 @@ def test_unreadable_metadata_is_refused(copy_of):
 
 
 def test_cli_export_is_idempotent(copy_of):
-    from whales_identify.cli import app
+    from whales_cli import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["models", "export-onnx", "--models-dir", str(copy_of), "--json"])

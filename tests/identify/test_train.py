@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from whales_identify.data import ManifestRow, read_manifest
 from whales_identify.embed import l2_normalize
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.evaluate import split_of
-from whales_identify.evaluate_crossfit import CrossFitError, check_folds, run_crossfit_evaluation
-from whales_identify.train import TrainConfig, fold_of, training_rows
+from whales_identify.evaluation.crossfit import CrossFitError, check_folds, run_crossfit_evaluation
+from whales_identify.evaluation.harness import split_of
+from whales_identify.train.reid import TrainConfig, fold_of, training_rows
 
 
 def _row(name: str, ind: str, source: str = "src") -> ManifestRow:
@@ -130,7 +130,7 @@ def test_check_folds_wants_every_fold_once():
 
 # ----------------------------------------------------------------------------- real training
 def test_train_writes_a_strict_registry_model_that_exports(synthetic, tmp_path):
-    from whales_identify.cli import app
+    from whales_cli import app
     from whales_identify.embed import create_embedder
     from whales_identify.models import check_model, get_pretrained_cfg
     from whales_identify.models._onnx import export_onnx
@@ -168,7 +168,7 @@ def test_loader_is_strict_about_keys(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from whales_identify.models._registry import trained_cfg
+    from whales_identify.models._pretrained import trained_cfg
     from whales_identify.models.finetuned import build_finetuned
 
     cfg = trained_cfg({"weights_sha256": "-", "pretrained_cfg": {
@@ -186,7 +186,7 @@ def test_loader_is_strict_about_keys(tmp_path):
 
 
 def test_plain_evaluation_refuses_a_model_trained_on_its_queries(synthetic, tmp_path):
-    from whales_identify.evaluate import TrainedOnQueriesError, run_evaluation
+    from whales_identify.evaluation.harness import TrainedOnQueriesError, run_evaluation
 
     with pytest.raises(TrainedOnQueriesError, match="own training data"):
         run_evaluation(synthetic / "manifest.csv", synthetic, PixelEmbedder("m.trained"),

@@ -25,9 +25,9 @@ from integrations.darwin_core import (
     write_dwca,
 )
 from integrations.dwc_eml import LICENSES, DatasetMetadata, Party, derive_package_uuid
-from whales_identify.location_privacy import LocationPolicy
+from whales_identify.records.location_privacy import LocationPolicy
+from whales_identify.records.store import PredictionRecord, Sighting
 from whales_identify.species import APHIA_IDS_TO_CONFIRM, SPECIES, species_info
-from whales_identify.store import PredictionRecord, Sighting
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DC = "http://purl.org/dc/terms/"
@@ -324,7 +324,7 @@ def test_cli_dwca_with_dataset_options_and_public_positions(tmp_path, monkeypatc
     from typer.testing import CliRunner
 
     from integrations.base import open_store
-    from whales_identify.cli import app
+    from whales_cli import app
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     store = open_store(url)

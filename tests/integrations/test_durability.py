@@ -27,7 +27,7 @@ WRITER = r"""
 import hashlib, sys
 from datetime import UTC, datetime
 from integrations.base import open_store
-from whales_identify.store import PredictionRecord, Sighting
+from whales_identify.records.store import PredictionRecord, Sighting
 
 url, worker, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 store = open_store(url)
@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from integrations.base import open_store
 from integrations._rows import prediction_to_row
 from integrations._sql import _UPSERT_PREDICTION
-from whales_identify.store import PredictionRecord
+from whales_identify.records.store import PredictionRecord
 
 store = open_store(sys.argv[1])
 record = PredictionRecord("torn", "0" * 64, "torn.jpg", False, None, 0.9, "embedded", "v1", "beluga",
@@ -158,7 +158,7 @@ def test_sigkill_inside_a_transaction_stores_nothing(store_url):
 def test_threads_share_one_store(store, threads):
     from concurrent.futures import ThreadPoolExecutor
 
-    from whales_identify.store import PredictionRecord
+    from whales_identify.records.store import PredictionRecord
 
     def write(i: int) -> None:
         store.save_prediction(PredictionRecord(f"t{i:04d}", "x", "f.jpg", False, None, 0.5, "off", "0", None,

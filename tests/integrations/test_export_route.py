@@ -16,7 +16,7 @@ from whales_be_service.deps import get_settings, get_store
 from whales_be_service.errors import install_error_handlers
 from whales_be_service.routes import export
 from whales_be_service.settings import Settings
-from whales_identify.store import PredictionRecord, Sighting
+from whales_identify.records.store import PredictionRecord, Sighting
 
 KEY = {"X-API-Key": "export-key"}
 T0 = datetime(2025, 3, 1, tzinfo=UTC)

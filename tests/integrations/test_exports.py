@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from integrations.base import open_store
 from integrations.darwin_core import OCCURRENCE_TERMS
 from integrations.exports import CSV_COLUMNS, csv_safe, iter_records, write_csv, write_dwca, write_jsonl
-from whales_identify.cli import app
+from whales_cli import app
+from whales_identify.records.store import InMemoryStore, PredictionRecord, Sighting
 from whales_identify.species import SPECIES, species_info
-from whales_identify.store import InMemoryStore, PredictionRecord, Sighting
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 T0 = datetime(2025, 8, 1, 6, 0, tzinfo=UTC)

@@ -12,8 +12,13 @@ import pytest
 
 from integrations.base import open_store
 from whales_identify.errors import ConflictError, NotFoundError
-from whales_identify.review_queue import InvalidCursorError, PredictionQuery, decode_cursor, encode_cursor
-from whales_identify.store import CatalogImage, InMemoryStore, PredictionRecord
+from whales_identify.records.review_queue import (
+    InvalidCursorError,
+    PredictionQuery,
+    decode_cursor,
+    encode_cursor,
+)
+from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -192,7 +197,7 @@ def test_curation_rename_and_remove_one_photo(any_store):
         any_store.remove_catalog_image("i1")
     assert any_store.catalog_generation() == generation + 2
     assert [a["action"] for a in any_store.list_catalog_audit("hw_a")] == ["rename"]
-    removed = any_store.list_catalog_audit("hw_c")
+    removed = [a for a in any_store.list_catalog_audit("hw_c") if a["action"] == "remove_image"]
     assert removed[0]["actor"] == "sha256:k" and removed[0]["detail"]["image_id"] == "i1"
 
 

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from whales_identify.sighting import (
+from whales_identify.records.sighting import (
     InvalidSightingError,
     merge_sightings,
     read_exif_sighting,
     validate_sighting,
 )
+from whales_identify.records.store import Sighting
 from whales_identify.species import SPECIES, species_info
-from whales_identify.store import Sighting
 
 
 def jpeg_with_exif(taken: str | None = "2023:07:14 10:20:30", offset: str | None = "+02:00",

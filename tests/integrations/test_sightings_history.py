@@ -13,8 +13,8 @@ import pytest
 from test_store import T0, make_image
 
 from integrations.sightings import iter_sightings_csv, write_sightings_dwca
-from whales_identify.location_privacy import LocationPolicy, visible_sighting
-from whales_identify.store import InMemoryStore, Sighting
+from whales_identify.records.location_privacy import LocationPolicy, visible_sighting
+from whales_identify.records.store import InMemoryStore, Sighting
 
 
 def three_sightings_and_a_stranger():

@@ -11,7 +11,7 @@ import pytest
 
 from integrations._migrations import load_migrations
 from integrations.base import open_store, sqlite_path
-from whales_identify.store import CatalogImage, InMemoryStore, PredictionRecord, Sighting, Store
+from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord, Sighting, Store
 
 T0 = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from test_store import T0, make_image, make_record
 from integrations.base import open_store
 from integrations.sqlite import SQLiteStore
 from whales_identify.errors import ConflictError
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 
 def test_every_catalog_write_adds_one_to_the_generation(store):

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from svc_fakes import API_KEY, FakeCatalog, FakeEmbedder, FakeGate, fake_settings, wait_ready
 
 from whales_be_service.main import create_app
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Fast fakes for service tests: a 16-d colour embedder, a gate that rejects red photos, and a tiny
-catalog over a real `Store` (the real `whales_identify.catalog.Catalog` is used where it exists)."""
+catalog over a real `Store` (the real `whales_identify.reid.catalog.Catalog` is used where it exists)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from PIL import Image
 from whales_be_service.settings import Settings
 from whales_identify.embed import l2_normalize
 from whales_identify.gate import GateResult
+from whales_identify.records.store import CatalogImage, Sighting
 from whales_identify.results import Candidate, MatchResult
-from whales_identify.store import CatalogImage, Sighting
 
 
 class FakeEmbedder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from svc_fakes import FakeCatalog, FakeEmbedder, FakeGate, fake_settings
 
 from whales_be_service.main import create_app
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 
 def create():

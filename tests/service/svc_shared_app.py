@@ -2,7 +2,7 @@
 `WHALES_TEST_DB_URL=sqlite:///... uvicorn svc_shared_app:create --factory --workers 2`.
 
 The store is the real one the URL names (SQLite file or PostgreSQL) and the catalog is the real
-`whales_identify.catalog.Catalog`; only the embedder and the gate are fakes. Every answer carries
+`whales_identify.reid.catalog.Catalog`; only the embedder and the gate are fakes. Every answer carries
 `X-Test-Pid`, so a test can tell which worker answered.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from svc_fakes import FakeEmbedder, FakeGate, fake_settings
 
 from whales_be_service.main import create_app
-from whales_identify.catalog import Catalog
+from whales_identify.reid.catalog import Catalog
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from svc_fakes import API_KEY, FakeEmbedder, FakeGate, fake_settings, wait_ready
 
 from whales_be_service.main import create_app
-from whales_identify.calibrate import Calibration
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
+from whales_identify.reid.calibrate import Calibration
 
 
 def _client(**settings) -> TestClient:

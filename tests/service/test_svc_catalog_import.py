@@ -7,8 +7,8 @@ import json
 from svc_helpers import image_bytes, make_zip
 
 from whales_be_service.pipeline import FILL_CATALOG_HINT
-from whales_identify.catalog_csv import parse_catalog_csv
 from whales_identify.identify import EMPTY_CATALOG_WARNING
+from whales_identify.records.catalog_csv import parse_catalog_csv
 
 BLUE = (30, 60, 120)
 GREEN = (30, 160, 60)

@@ -8,7 +8,7 @@ from svc_helpers import image_bytes
 
 from integrations import open_store
 from whales_be_service.main import create_app
-from whales_identify.catalog import Catalog
+from whales_identify.reid.catalog import Catalog
 
 
 def _worker(db_url: str, refresh_s: float) -> TestClient:

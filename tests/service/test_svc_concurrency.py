@@ -11,7 +11,7 @@ from svc_fakes import FakeCatalog, FakeEmbedder, FakeGate, fake_settings, wait_r
 from svc_helpers import image_bytes
 
 from whales_be_service.main import create_app
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 
 class SlowEmbedder(FakeEmbedder):

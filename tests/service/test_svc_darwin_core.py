@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from svc_fakes import API_KEY
 
 from whales_be_service.settings import Settings
-from whales_identify.store import CatalogImage, InMemoryStore, PredictionRecord, Sighting
+from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord, Sighting
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DC = "http://purl.org/dc/terms/"

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 from svc_fakes import API_KEY
 
-from whales_identify.catalog import make_thumbnail
-from whales_identify.local_features import extract, feature_frame
-from whales_identify.matching import MatchConfig
-from whales_identify.store import CatalogImage, InMemoryStore, PredictionRecord
+from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord
+from whales_identify.reid.catalog import make_thumbnail
+from whales_identify.reid.local_features import extract, feature_frame
+from whales_identify.reid.matching import MatchConfig
 
 MODEL = "fake.colour16"  # FakeEmbedder.model_id: the catalog loads only this model's photos
 

@@ -20,7 +20,7 @@ from svc_helpers import image_bytes
 from svc_server import ThreadedServer
 
 from whales_be_service.main import create_app
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 MAX_EXAMPLES = 25
 STATUSES: Counter[int] = Counter()  # over the whole module; printed with `-s` for reports

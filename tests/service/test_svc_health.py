@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from svc_fakes import API_KEY, FakeEmbedder
 
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 
 class BrokenStore(InMemoryStore):

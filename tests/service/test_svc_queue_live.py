@@ -61,3 +61,29 @@ def test_rename_and_photo_removal_are_seen_by_every_worker(service):
     gone = _parallel([lambda: service.call("GET", f"/v1/individuals/{new}") for _ in range(8)])
     assert [x.status_code for x in gone] == [404] * 8
     _both_workers_answered(service)
+
+
+def test_merge_and_photo_move_are_seen_by_every_worker(service):
+    from test_svc_workers_live import _enrol
+
+    keep, dup, other = (f"hw_{k}_{uuid.uuid4().hex[:6]}" for k in ("keep", "dup", "oth"))
+    data, elsewhere = gps_photo(colour_for(80), seed=800), gps_photo(colour_for(90), seed=900)
+    assert _enrol(service, keep, data).status_code == 200
+    assert _enrol(service, dup, data).status_code == 200
+    moved = _enrol(service, other, elsewhere).json()["enrolled"][0]["image_id"]
+    query = _predict(service, data).json()
+    assert {c["individual_id"] for c in query["candidates"]} >= {keep, dup}
+    r = service.call("POST", f"/v1/individuals/{dup}/merge", headers=KEY, json={"into": keep})
+    assert r.status_code == 200, r.text
+    gone = _parallel([lambda: service.call("GET", f"/v1/individuals/{dup}") for _ in range(8)])
+    assert [x.status_code for x in gone] == [404] * 8
+    for p in _parallel([lambda: _predict(service, data) for _ in range(4)]):
+        assert dup not in {c["individual_id"] for c in p.json()["candidates"]}
+    stored = service.call("GET", "/v1/predictions", headers=KEY, params={"limit": 200}).json()["items"]
+    rewritten = next(i for i in stored if i["prediction_id"] == query["prediction_id"])
+    assert dup not in {c["individual_id"] for c in rewritten["candidates"]}
+    m = service.call("POST", f"/v1/images/{moved}/move", headers=KEY, json={"individual_id": keep})
+    assert m.status_code == 200 and m.json()["remaining_images"] == 0, m.text
+    counts = _parallel([lambda: service.call("GET", f"/v1/individuals/{keep}") for _ in range(8)])
+    assert [c.json()["n_images"] for c in counts] == [3] * 8
+    _both_workers_answered(service)

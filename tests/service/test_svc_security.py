@@ -13,7 +13,7 @@ from svc_helpers import gps_photo, image_bytes, make_zip
 from svc_server import ThreadedServer
 
 from whales_be_service.main import create_app
-from whales_identify.store import InMemoryStore
+from whales_identify.records.store import InMemoryStore
 
 KEY = {"X-API-Key": API_KEY}
 BLUE = (30, 60, 160)

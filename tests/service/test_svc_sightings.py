@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from whales_identify.store import CatalogImage, InMemoryStore, Sighting
+from whales_identify.records.store import CatalogImage, InMemoryStore, Sighting
 
 MODEL = "fake.colour16"
 DAYS = [datetime(2024, 3, d, 9, 30, tzinfo=UTC) for d in (2, 9, 20)]

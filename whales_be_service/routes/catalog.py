@@ -25,7 +25,7 @@ from whales_be_service.schemas import (
 )
 from whales_be_service.state import catalog_write, sync_catalog
 from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
-from whales_identify.location_privacy import LocationPolicy
+from whales_identify.records.location_privacy import LocationPolicy
 
 router = APIRouter(tags=["catalog"])
 

@@ -26,7 +26,7 @@ from whales_be_service.routes.predict import ERRORS, upload_name
 from whales_be_service.schemas import ErrorResponse, ImportOut
 from whales_be_service.state import ServiceState
 from whales_be_service.uploads import describe_error, read_limited
-from whales_identify.catalog_csv import template_csv
+from whales_identify.records.catalog_csv import template_csv
 
 router = APIRouter(tags=["catalog"])
 log = logging.getLogger("whales_be_service")

@@ -2,7 +2,7 @@
 geometrically verified keypoint pairs between the query photo and the candidate's reference photo.
 
 Nothing is stored per prediction for this: the pairs are recomputed from the stored query photo and
-the reference's stored local features (`whales_identify.explain`; the cost and the comparison with
+the reference's stored local features (`whales_identify.reid.explain`; the cost and the comparison with
 storing them are in docs/REID.md, "Explanations").
 """
 
@@ -20,8 +20,8 @@ from whales_be_service.routes.catalog import IndividualId
 from whales_be_service.routes.review import PredictionId, require_photo_access
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_history import MatchExplanationOut
-from whales_identify.explain import MatchExplanation, explain_match, image_size
-from whales_identify.matching import MatchConfig
+from whales_identify.reid.explain import MatchExplanation, explain_match, image_size
+from whales_identify.reid.matching import MatchConfig
 
 router = APIRouter(tags=["review"])
 

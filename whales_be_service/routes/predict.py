@@ -13,7 +13,7 @@ from whales_be_service.errors import ServiceError, too_large
 from whales_be_service.pipeline import predict_one
 from whales_be_service.schemas import ErrorResponse, PredictionOut
 from whales_be_service.uploads import read_limited
-from whales_identify.store import Sighting
+from whales_identify.records.store import Sighting
 
 router = APIRouter(tags=["predict"])
 
@@ -45,7 +45,7 @@ def checked_sighting(latitude: float | None, longitude: float | None, observed_a
                      location: str | None, observer: str | None) -> Sighting:
     """The uploader's sighting, checked by the library's rules when present (422 naming the field)."""
     try:
-        from whales_identify.sighting import validate_sighting
+        from whales_identify.records.sighting import validate_sighting
     except ImportError:
         return Sighting(observed_at=as_utc(observed_at), latitude=latitude, longitude=longitude,
                         location=location, observer=observer)

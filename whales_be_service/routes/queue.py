@@ -24,8 +24,8 @@ from whales_be_service.routes.review import PredictionId
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_queue import PredictionListItem, PredictionPage, UndoOut
 from whales_be_service.state import refresh_catalog_metrics, sync_catalog
-from whales_identify.review_queue import PredictionQuery, decode_cursor, encode_cursor
-from whales_identify.store import REVIEW_STATES
+from whales_identify.records.review_queue import PredictionQuery, decode_cursor, encode_cursor
+from whales_identify.records.store import REVIEW_STATES
 
 router = APIRouter(tags=["review"])
 T = TypeVar("T")

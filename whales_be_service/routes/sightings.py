@@ -3,7 +3,7 @@
 
 Every catalog photo of the individual is one sighting (when, where, by whom). Positions, places and
 observers follow the location-privacy rule: callers without a key see what
-`WHALES_PUBLIC_LOCATION_PRECISION` allows (`whales_identify.location_privacy`, docs/SECURITY.md).
+`WHALES_PUBLIC_LOCATION_PRECISION` allows (`whales_identify.records.location_privacy`, docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from whales_be_service.pipeline import sighting_json
 from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_history import SightingEntryOut, SightingPage
-from whales_identify.location_privacy import VisibleSighting
-from whales_identify.store import SightingRecord
+from whales_identify.records.location_privacy import VisibleSighting
+from whales_identify.records.store import SightingRecord
 
 router = APIRouter(tags=["catalog"])
 

@@ -1,6 +1,6 @@
 """Survey-scale batch jobs, engine-independent: where the photos are (`sources`), what is done and
 the results table (`results`). The engine (Dask distributed) and the per-photo pipeline (the
-service's, shared with `/v1/predict-batch`) are wired together by `whales batch` (whales_identify/cli/
+service's, shared with `/v1/predict-batch`) are wired together by `whales batch` (whales_cli/
 batch.py); nothing here imports them."""
 
 from whales_identify.batch.results import (

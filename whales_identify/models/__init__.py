@@ -1,15 +1,15 @@
 """Model registry and factory (timm-style): `create_model("efficientnet_lite0.imagenet")`."""
 
 from whales_identify.models._factory import create_model
-from whales_identify.models._pretrained import ModelStatus, check_model, pull_model
-from whales_identify.models._registry import (
+from whales_identify.models._pretrained import (
+    ModelStatus,
     PretrainedCfg,
     WeightSource,
-    get_pretrained_cfg,
-    list_models,
-    register_model,
+    check_model,
+    pull_model,
     resolve_models_dir,
 )
+from whales_identify.models._registry import get_pretrained_cfg, list_models, register_model
 from whales_identify.models.entries import DEFAULT_REID_MODEL, GATE_FEATURE_MODEL
 
 __all__ = [

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
-from whales_identify.models._pretrained import require_weights, sha256_file
-from whales_identify.models._registry import PretrainedCfg, get_pretrained_cfg, resolve_models_dir
+from whales_identify.models._pretrained import PretrainedCfg, require_weights, resolve_models_dir, sha256_file
+from whales_identify.models._registry import get_pretrained_cfg
 
 OPSET = 17
 # an export whose features drift further than this from PyTorch's is refused at export time

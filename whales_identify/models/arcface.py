@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 from whales_identify.models.efficientnet import load_torch_file
 from whales_identify.models.entries import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 

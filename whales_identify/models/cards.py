@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from whales_identify.models._registry import PretrainedCfg
+    from whales_identify.models._pretrained import PretrainedCfg
 
 
 @dataclass(frozen=True)

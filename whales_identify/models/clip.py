@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 from whales_identify.models.entries import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: F401 - re-exported
 
 

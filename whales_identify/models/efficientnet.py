@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 
 
 class ImageEncoder(nn.Module):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from whales_identify.models._registry import (
+from whales_identify.models._pretrained import (
     SHIPPED_SUBDIR,
     TRAINED_BUILDER,
     PretrainedCfg,
     WeightSource,
-    register_model,
     trained_cfg,
 )
 from whales_identify.models.cards import CARDS
@@ -68,11 +67,6 @@ def shipped_trained() -> list[tuple[PretrainedCfg, str]]:
             out.append((trained_cfg(json.loads(entry.read_text()), package="whales_identify",
                                     package_path=f"{SHIPPED_SUBDIR}/{stem}.safetensors"), TRAINED_BUILDER))
     return out
-
-
-def register_all() -> None:
-    for cfg, builder in builtin_entries():
-        register_model(cfg, builder)
 
 
 def builtin_entries() -> list[tuple[PretrainedCfg, str]]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from whales_identify.errors import ModelIntegrityError
-from whales_identify.models._registry import PretrainedCfg
+from whales_identify.models._pretrained import PretrainedCfg
 from whales_identify.models.arcface import load_strict
 
 

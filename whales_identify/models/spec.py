@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from whales_identify.errors import WhalesError
-from whales_identify.models._registry import PretrainedCfg, WeightSource, register_model
+from whales_identify.models._pretrained import PretrainedCfg, WeightSource
+from whales_identify.models._registry import register_model
 from whales_identify.models.cards import ModelCard
 
 FORMATS = ("onnx", "timm")

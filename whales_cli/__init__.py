@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from whales_identify.cli import batch, catalog, evaluate, export, gate, identify, models, train
-from whales_identify.cli._common import fail
+from whales_cli import batch, catalog, evaluate, export, gate, identify, models, train
+from whales_cli._common import fail
 
 app = typer.Typer(
     name="whales",

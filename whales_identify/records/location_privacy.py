@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from whales_identify.store import Sighting
+from whales_identify.records.store import Sighting
 
 METRES_PER_DEGREE = 111_320.0  # one degree of latitude (and of longitude at the equator)
 WITHHELD = "withheld"

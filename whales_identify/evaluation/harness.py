@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from whales_identify.calibrate import Calibration
-from whales_identify.catalog import Catalog, MatchConfig, Scores
 from whales_identify.data import ManifestRow, encounter_key, group_key, stable_fraction
 from whales_identify.errors import WhalesError
-from whales_identify.evaluate_metrics import (
+from whales_identify.evaluation.metrics import (
     NEW,
     QueryRecord,
     compute_metrics,
@@ -39,8 +37,10 @@ from whales_identify.evaluate_metrics import (
     top_k_accuracy,
     with_new_label,
 )
-from whales_identify.local_features import LocalFeatures, extract
-from whales_identify.store import CatalogImage, InMemoryStore
+from whales_identify.records.store import CatalogImage, InMemoryStore
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.catalog import Catalog, MatchConfig, Scores
+from whales_identify.reid.local_features import LocalFeatures, extract
 
 
 class TrainedOnQueriesError(WhalesError):
@@ -233,8 +233,8 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
     Returns:
         The metrics dictionary written to reports/metrics_latest.json.
     """
-    from whales_identify.calibrate import load_calibration
     from whales_identify.data import read_manifest
+    from whales_identify.reid.calibrate import load_calibration
 
     config = config or MatchConfig()
     rows = select_rows(read_manifest(manifest), sources)
@@ -271,8 +271,8 @@ def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[M
     """Fit the calibration on calibration-split records (when `fit_out`), then the metrics
     dictionary of the reported split. `model_id`: the model the calibration is for (default:
     the embedder's)."""
-    from whales_identify.calibrate import save_calibration
     from whales_identify.data import manifest_hash
+    from whales_identify.reid.calibrate import save_calibration
 
     model_id = model_id or embedder.model_id
     calib_records = [q for q in records if q.split == "calibration"]

@@ -4,7 +4,7 @@ matching and RANSAC geometric verification.
 Descriptors are stored compactly (uint8, RootSIFT scaled by 255) with (K, 2) float32 keypoint
 coordinates, strongest keypoints first, so that truncating an array keeps the best ones.
 Work per query is bounded: a query is verified against at most a fixed number of candidates
-(see `whales_identify.catalog.MatchConfig`).
+(see `whales_identify.reid.catalog.MatchConfig`).
 """
 
 from __future__ import annotations

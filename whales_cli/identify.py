@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic"}
@@ -56,8 +56,8 @@ def _decode(path: Path, max_side: int) -> Any:
 
 def _identifier(db: str | None, model: str | None, models_dir: Path | None, gate: str,
                 gate_config: Path | None, calibration: Path | None) -> Any:
-    from whales_identify.cli.catalog import _embedder, _open
-    from whales_identify.cli.gate import DEFAULT_CONFIG
+    from whales_cli.catalog import _embedder, _open
+    from whales_cli.gate import DEFAULT_CONFIG
     from whales_identify.gate import create_gate, load_gate_config
     from whales_identify.identify import Identifier
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from whales_identify.catalog import MatchConfig
+from whales_identify.data import fold_of
 from whales_identify.errors import WhalesError
-from whales_identify.evaluate import (
+from whales_identify.evaluation.harness import (
     QueryRecord,
     _no_progress,
     build_catalog,
@@ -31,7 +31,7 @@ from whales_identify.evaluate import (
     select_rows,
     summarise,
 )
-from whales_identify.train import fold_of
+from whales_identify.reid.catalog import MatchConfig
 
 
 class CrossFitError(WhalesError):
@@ -63,8 +63,8 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
                             ) -> dict[str, Any]:
     """Pooled out-of-fold metrics of `embedders` (fold models, `metas` their training configs);
     the calibration is fitted (when `fit_out`) for the model id `calibrate_for`."""
-    from whales_identify.calibrate import Calibration, load_calibration
     from whales_identify.data import read_manifest
+    from whales_identify.reid.calibrate import Calibration, load_calibration
 
     config = config or MatchConfig()
     progress = progress or _no_progress

@@ -3,7 +3,7 @@ the in-memory snapshot that `matching.py` searches.
 
 Enrolling a photo computes its local features and thumbnail; nothing is retrained. How a query is
 matched (global embedding, LNBNN vote, geometric verification, calibrated fusion): see
-`whales_identify/matching.py`.
+`whales_identify/reid/matching.py`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from whales_identify import matching
-from whales_identify.calibrate import Calibration, load_calibration
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.local_features import LocalFeatures, extract, feature_frame
-from whales_identify.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
+from whales_identify.records.store import CatalogImage, Sighting, Store
+from whales_identify.reid import matching
+from whales_identify.reid.calibrate import Calibration, load_calibration
+from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
+from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.results import MatchResult
-from whales_identify.store import CatalogImage, Sighting, Store
 
 __all__ = ["Catalog", "IndividualSummary", "MatchConfig", "Scores", "make_thumbnail", "with_model"]
 

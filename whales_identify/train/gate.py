@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from whales_identify import gate_calibration as gc
 from whales_identify.data import group_key, manifest_hash, read_manifest
 from whales_identify.embed import Embedder
-from whales_identify.gate_head import GateHead, fit_head
-from whales_identify.gate_synthetic import (
+from whales_identify.gate.head import GateHead, fit_head
+from whales_identify.images import load_image
+from whales_identify.train import gate_calibration as gc
+from whales_identify.train.gate_synthetic import (
     GENERATOR_VERSION,
     NEGATIVE_KINDS,
     augment,
@@ -32,7 +33,6 @@ from whales_identify.gate_synthetic import (
     reframe,
     render_negative,
 )
-from whales_identify.images import load_image
 from whales_identify.transforms import CENTRE_CROP, LETTERBOX, frame
 
 CACHE_ENV = "WHALES_GATE_CACHE"

@@ -1,4 +1,4 @@
-"""`whales evaluate`: the leave-one-out re-identification harness (see `whales_identify.evaluate`)."""
+"""`whales evaluate`: the leave-one-out re-identification harness (`whales_identify.evaluation`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
@@ -43,11 +43,11 @@ def evaluate(
         "saw its individual; --model is then the model the calibration is fitted for.")] = None,
 ) -> None:
     """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
-    from whales_identify.calibrate import load_calibration
-    from whales_identify.catalog import MatchConfig
     from whales_identify.embed import create_embedder
-    from whales_identify.evaluate import run_evaluation, write_json
+    from whales_identify.evaluation.harness import run_evaluation, write_json
     from whales_identify.models._registry import trained_metadata
+    from whales_identify.reid.calibrate import load_calibration
+    from whales_identify.reid.catalog import MatchConfig
 
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")
@@ -76,7 +76,7 @@ def evaluate(
 def _crossfit(manifest: Path, root: Path, model_ids: list[str], calibrate_for: str,
               models_dir: Path | None, **kwargs: Any) -> dict[str, Any]:
     from whales_identify.embed import create_embedder
-    from whales_identify.evaluate_crossfit import run_crossfit_evaluation
+    from whales_identify.evaluation.crossfit import run_crossfit_evaluation
     from whales_identify.models._registry import trained_metadata
 
     embedders, metas = [], []

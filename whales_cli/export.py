@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from whales_identify.cli._common import fail
+from whales_cli._common import fail
 
 
 class ExportFormat(StrEnum):
@@ -77,7 +77,7 @@ def export(
         Party,
     )
     from integrations.exports import iter_records, write_csv, write_dwca, write_jsonl
-    from whales_identify.location_privacy import LocationPolicy
+    from whales_identify.records.location_privacy import LocationPolicy
 
     start = _parse_since(since)
     if format is ExportFormat.dwca and output is None:

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from whales_cli._common import emit_json, fail
 from whales_identify.batch import PhotoRef, ResultsDir, hash_photo, list_photos, summarise
-from whales_identify.cli._common import emit_json, fail
 
 Sources = Annotated[list[Path], typer.Argument(help="Folders, CSV manifests (a filename/relpath/path "
                                                "column) or ZIP archives of photos.")]
@@ -110,7 +110,7 @@ def _local_cluster(factory: Any, n_workers: int) -> Any:
 
 def _run_chunk(chunk: Sequence[tuple[PhotoRef, str]], settings: dict[str, Any], job_id: str,
                top_k: int) -> dict[str, Any]:
-    from whales_identify.cli._batch_worker import process_chunk  # imported on the worker
+    from whales_cli._batch_worker import process_chunk  # imported on the worker
 
     return process_chunk(chunk, settings, job_id, top_k)
 

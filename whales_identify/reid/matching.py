@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from whales_identify.calibrate import Calibration
-from whales_identify.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
+from whales_identify.records.store import CatalogImage
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
+from whales_identify.reid.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
 from whales_identify.results import Candidate, MatchResult
-from whales_identify.store import CatalogImage
-from whales_identify.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
 
 UNKNOWN_SPECIES = "unknown"
 VERIFY_CHUNK = 16  # gallery photos per batched ratio-test product in verification

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from whales_identify.local_features import LocalFeatures, extract, feature_frame, verify_pairs
-from whales_identify.matching import MatchConfig
-from whales_identify.store import CatalogImage
+from whales_identify.records.store import CatalogImage
+from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame, verify_pairs
+from whales_identify.reid.matching import MatchConfig
 
 MAX_PAIRS = 100  # pairs returned at most (best first); the inlier count is never capped
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from whales_identify.local_features import as_float
+from whales_identify.reid.local_features import as_float
 
 
 class VoteIndex(Protocol):

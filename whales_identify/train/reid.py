@@ -23,10 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from whales_identify.data import ManifestRow, group_key, stable_fraction
-from whales_identify.models._registry import TRAINED_SUBDIR, resolve_models_dir
-
-FOLD_SALT = "reid-crossfit-v1"
+from whales_identify.data import FOLD_SALT, ManifestRow, fold_of
+from whales_identify.models._pretrained import TRAINED_SUBDIR, resolve_models_dir
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,6 @@ class TrainConfig:
             raise ValueError("epochs >= 1 and batch_size >= 2 are required")
 
 
-def fold_of(row: ManifestRow, folds: int, salt: str = FOLD_SALT) -> int:
-    """The cross-fitting fold of a row's individual (never straddles: keyed by `group_key`)."""
-    return min(int(stable_fraction(group_key(row), salt) * folds), folds - 1)
-
-
 def training_rows(rows: Sequence[ManifestRow], config: TrainConfig) -> list[ManifestRow]:
     """Cetacean photos with an individual id, outside the held-out fold, of individuals with at
     least `min_photos` photos (of the selected sources)."""
@@ -99,8 +92,8 @@ def train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, *,
     import torch
 
     from whales_identify.models import create_model, get_pretrained_cfg
-    from whales_identify.models._pretrained import sha256_file
-    from whales_identify.models._registry import discover_trained, trained_cfg
+    from whales_identify.models._pretrained import sha256_file, trained_cfg
+    from whales_identify.models._registry import discover_trained
     from whales_identify.models.finetuned import FineTunedEncoder, SubCenterArcFace, new_backbone
 
     noop: Callable[[str, int], Callable[[int], None]] = lambda label, total: (lambda n: None)  # noqa: E731

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail
+from whales_cli._common import emit_json, fail
 from whales_identify.errors import WhalesError
 from whales_identify.models import (
     DEFAULT_REID_MODEL,

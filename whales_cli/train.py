@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 
 
@@ -44,8 +44,8 @@ def train(
     and the resolved config beside it. The model then works everywhere by its id (catalog
     reindex, evaluate, export-onnx, the service's WHALES_EMBEDDING_MODEL)."""
     from whales_identify.data import manifest_hash, read_manifest
-    from whales_identify.train import TrainConfig, training_rows
-    from whales_identify.train import train as run_training
+    from whales_identify.train.reid import TrainConfig, training_rows
+    from whales_identify.train.reid import train as run_training
 
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whales_identify.errors import WhalesError
-from whales_identify.store import Sighting
+from whales_identify.records.store import Sighting
 
 MAX_TEXT_LENGTH = 200
 EARLIEST_OBSERVATION = datetime(1900, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
-from whales_identify.gate_head import DEFAULT_HEAD, GateHead, load_head
+from whales_identify.gate.head import DEFAULT_HEAD, GateHead, load_head
 from whales_identify.transforms import CENTRE_CROP, frame
 
 THRESHOLD_ENV = "WHALES_GATE_THRESHOLD"

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from whales_identify.errors import ConflictError, NotFoundError
-from whales_identify.review_queue import PredictionQuery, select
+from whales_identify.records.review_queue import PredictionQuery, select
 
 REVIEW_STATES = ("unreviewed", "confirmed", "new_individual", "not_cetacean")
 
@@ -54,7 +54,7 @@ class CatalogImage:
     sighting: Sighting = field(default_factory=Sighting)
     created_at: datetime = field(default_factory=utcnow)
     # (width, height) of the image `keypoints` are measured in (the photo downscaled for local
-    # features); None for records enrolled before it was kept (see whales_identify/explain.py)
+    # features); None for records enrolled before it was kept (see whales_identify/reid/explain.py)
     feature_size: tuple[int, int] | None = None
 
 

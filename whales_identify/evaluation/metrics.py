@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from whales_identify.calibrate import (
+from whales_identify.reid.calibrate import (
     Calibration,
     FusionWeights,
     expected_calibration_error,
     fit_isotonic,
 )
-from whales_identify.catalog import Catalog, Scores
+from whales_identify.reid.catalog import Catalog, Scores
 
 NEW = "new_individual"
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
@@ -31,8 +31,8 @@ def _model_id(model: str | None) -> str:
 
 def _open(db: str | None, model: str | None, load: bool = True, calibration: Path | None = None) -> Any:
     from integrations import open_store
-    from whales_identify.calibrate import load_calibration_for
-    from whales_identify.catalog import Catalog
+    from whales_identify.reid.calibrate import load_calibration_for
+    from whales_identify.reid.catalog import Catalog
 
     try:
         cal = load_calibration_for(calibration, _model_id(model)) if calibration else None
@@ -64,7 +64,7 @@ def _progress(total: int, label: str) -> Any:
 
 def _read(path: Path) -> tuple[Any, Any]:
     from whales_identify.images import load_image
-    from whales_identify.sighting import read_exif_sighting
+    from whales_identify.records.sighting import read_exif_sighting
 
     data = path.read_bytes()
     return load_image(data, max_pixels=100_000_000), read_exif_sighting(data)
@@ -120,8 +120,8 @@ def import_cmd(
 
     Every skipped row is reported with its line and column; exits 1 when no row could be imported.
     """
-    from whales_identify.catalog_csv import CatalogCsvError, match_files, read_catalog_csv
-    from whales_identify.sighting import merge_sightings
+    from whales_identify.records.catalog_csv import CatalogCsvError, match_files, read_catalog_csv
+    from whales_identify.records.sighting import merge_sightings
 
     try:
         sheet = read_catalog_csv(manifest, _parse_columns(column))
@@ -162,7 +162,7 @@ def import_cmd(
 
 
 def _unreadable(row: Any, path: str, exc: Exception, column: str) -> Any:
-    from whales_identify.catalog_csv import RowProblem
+    from whales_identify.records.catalog_csv import RowProblem
 
     return RowProblem(row.line, "invalid_image", f"cannot read the photo: {exc}", column, path)
 
@@ -285,7 +285,7 @@ def reindex_cmd(
     """Re-embed every catalog photo with the current model (after a model change)."""
     from PIL import Image
 
-    from whales_identify.catalog import with_model
+    from whales_identify.reid.catalog import with_model
 
     catalog = _open(db, model, load=False)
     embedder = _embedder(catalog.model_id, models_dir)

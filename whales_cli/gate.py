@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from whales_identify.cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import GATE_FEATURE_MODEL
 from whales_identify.transforms import FRAMINGS, LETTERBOX
@@ -53,9 +53,9 @@ def calibrate_cmd(
     pick the threshold there -> report TPR/TNR/ROC-AUC with 95% intervals on the test part."""
     import torch
 
-    from whales_identify import gate_train as gt
     from whales_identify.embed import Embedder
     from whales_identify.models import create_model, resolve_models_dir
+    from whales_identify.train import gate as gt
 
     torch.set_num_threads(threads)
     command = "whales gate " + " ".join(shlex.quote(a) for a in sys.argv[2:])

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from whales_identify.errors import WhalesError
-from whales_identify.sighting import InvalidSightingError, validate_sighting
+from whales_identify.records.sighting import InvalidSightingError, validate_sighting
+from whales_identify.records.store import Sighting
 from whales_identify.species import normalise_species_key
-from whales_identify.store import Sighting
 
 INDIVIDUAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _INDIVIDUAL_ID = re.compile(INDIVIDUAL_ID_PATTERN)
