@@ -29,14 +29,14 @@ COPY scripts/install.sh scripts/install.sh
 RUN --mount=type=secret,id=ca_bundle \
     if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
  && touch README.md \
- && for p in whales_identify whales_be_service integrations; do mkdir -p "$p" && touch "$p/__init__.py"; done \
+ && for p in whales_identify whales_cli whales_be_service integrations; do mkdir -p "$p" && touch "$p/__init__.py"; done \
  && PY=python3 VENV=/opt/venv EXTRAS="${EXTRAS}" EXPORT_ONNX=0 bash scripts/install.sh
 COPY . .
 # Pre-compiled bytecode: the runtime code folder is read-only, and a warm import shortens start-up.
 # The shipped ONNX exports are checked against the installed weights (a stale export fails the
 # build, naming the fix), so the served process never imports torch.
-RUN /opt/venv/bin/python -m compileall -q whales_identify whales_be_service integrations \
- && /opt/venv/bin/python -c "import whales_identify, whales_be_service, integrations" \
+RUN /opt/venv/bin/python -m compileall -q whales_identify whales_cli whales_be_service integrations \
+ && /opt/venv/bin/python -c "import whales_identify, whales_cli, whales_be_service, integrations" \
  && WHALES_MODELS_DIR=/app/models /opt/venv/bin/whales models export-onnx \
  && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 

@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check whales_identify whales_be_service integrations scripts tests
+	$(BIN)/ruff check whales_identify whales_cli whales_be_service integrations scripts tests
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py > docs/CLI_REFERENCE.md
