@@ -21,6 +21,7 @@ _BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WH
 _FILTERS = (  # (PredictionQuery field, SQL condition)
     ("review_state", "review_state = ?"), ("batch_id", "batch_id = ?"), ("job_id", "job_id = ?"),
     ("created_from", "created_at >= ?"), ("created_to", "created_at < ?"), ("species", "species = ?"),
+    ("individual_id", "individual_id = ?"),
     ("new_individual", "is_new_individual = ?"), ("min_probability", "probability >= ?"),
     ("max_probability", "probability <= ?"),
 )

@@ -245,6 +245,26 @@ class SqlStore:
         with self._write() as cur:
             return _curation.remove_image(self, cur, image_id, actor)
 
+    def merge_individuals(self, source_id: str, target_id: str, actor: str | None = None) -> dict[str, Any]:
+        """Curation: every photo of `source_id` joins `target_id`; `source_id` retired, audited."""
+        with self._write() as cur:
+            return _curation.merge_individuals(self, cur, source_id, target_id, actor)
+
+    def move_catalog_image(self, image_id: str, target_id: str, create: bool = False,
+                           actor: str | None = None) -> dict[str, Any]:
+        """Curation: one photo to another (or, with `create`, a new) individual, audited."""
+        with self._write() as cur:
+            return _curation.move_image(self, cur, image_id, target_id, create, actor)
+
+    def resolve_individual(self, individual_id: str) -> str | None:
+        """Where a retired id (merged or renamed away) lives on; None when it is not retired."""
+        with self._read() as cur:
+            return _curation.resolve(cur, self.dialect, individual_id)
+
+    def list_aliases(self, individual_id: str) -> list[str]:
+        with self._read() as cur:
+            return _curation.aliases_of(cur, self.dialect, individual_id)
+
     def list_catalog_audit(self, individual_id: str) -> list[dict[str, Any]]:
         with self._read() as cur:
             return _curation.list_audit(cur, individual_id=individual_id, dialect=self.dialect)

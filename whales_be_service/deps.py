@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
+from whales_be_service.api_keys import ApiKey, audit_name, key_fingerprint, parse_api_keys
 from whales_be_service.errors import ServiceError
 from whales_be_service.ratelimit import CHARGED, RateLimiter
 from whales_be_service.settings import Settings
@@ -81,18 +81,31 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Required by write endpoints; keys come from WHALES_API_KEYS.")
 
 
-def key_fingerprint(api_key: str) -> str:
-    """A short, stable, non-reversible name of a key for audit records (the key is never stored)."""
-    return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+__all__ = ["key_fingerprint"]  # re-exported: audit fingerprints of unnamed keys
 
 
-def _check_key(settings: Settings, api_key: str) -> None:
-    """403 unless `api_key` is one of `WHALES_API_KEYS` (compared in constant time)."""
+def _configured(settings: Settings, api_key: str) -> ApiKey:
+    """The `WHALES_API_KEYS` entry `api_key` is (`name:key` or a bare key); 403 otherwise. Compared in
+    constant time against every key."""
     if not settings.api_keys:
         raise ServiceError(403, "forbidden", "write endpoints are disabled: the server has no API keys "
                                              "configured (set WHALES_API_KEYS)")
-    if not any(hmac.compare_digest(api_key.encode(), k.encode()) for k in settings.api_keys):
+    found = None
+    for k in parse_api_keys(settings.api_keys):
+        if hmac.compare_digest(api_key.encode(), k.key.encode()):
+            found = k
+    if found is None:
         raise ServiceError(403, "forbidden", "the API key is not valid")
+    return found
+
+
+def _check_key(settings: Settings, api_key: str) -> None:
+    _configured(settings, api_key)
+
+
+def reviewer_name(settings: Settings, api_key: str) -> str:
+    """Who holds a valid key, for audit records: the name of its `name:key` entry, else its fingerprint."""
+    return audit_name(_configured(settings, api_key))
 
 
 def key_is_valid(settings: Settings, api_key: str | None) -> bool:
@@ -152,6 +165,14 @@ async def read_access(request: Request, settings: SettingsDep,
     if settings.require_key_for_reads and request.method in ("GET", "HEAD"):
         await get_caller(settings, api_key)
 ApiKeyDep = Annotated[str, Depends(require_api_key)]
+
+
+async def require_reviewer(settings: SettingsDep, api_key: ApiKeyDep) -> str:
+    """For writes that are audited: the caller's name (`reviewed_by`, `undone_by`, `catalog_audit`)."""
+    return reviewer_name(settings, api_key)
+
+
+ReviewerDep = Annotated[str, Depends(require_reviewer)]
 
 
 async def get_limiter(request: Request) -> RateLimiter:

@@ -24,7 +24,9 @@ class PredictionListItem(BaseModel):
     review_state: str
     reviewer_decision: dict[str, Any] | None
     reviewed_at: datetime | None
-    reviewed_by: str | None = Field(description="Fingerprint of the reviewer's key (callers with a key).")
+    reviewed_by: str | None = Field(description="The reviewer's name (a `name:key` entry of "
+                                                  "WHALES_API_KEYS), else the key's fingerprint (callers "
+                                                  "with a key).")
     sighting: dict[str, Any] = Field(description="As the caller may see it (location privacy).")
     image_url: str = Field(description="The stored photo (a key until reviewed as an occurrence).")
 
@@ -39,5 +41,6 @@ class UndoOut(BaseModel):
     review_state: str = Field(description="`unreviewed` again.")
     undone_state: str = Field(description="The decision that was undone.")
     removed_image_ids: list[str] = Field(description="Catalog photos the review had enrolled, now removed.")
-    undone_by: str = Field(description="Fingerprint of the key that undid it (also in `review_undos`).")
+    undone_by: str = Field(description="Who undid it: a name or the key's fingerprint "
+                                                "(also in `review_undos`).")
     undone_at: float = Field(description="Unix time.")

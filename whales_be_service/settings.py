@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from integrations import dwc_eml
+from whales_be_service.api_keys import parse_api_keys
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 from whales_identify.records.location_privacy import LocationPolicy
 
@@ -65,7 +66,9 @@ class Settings(BaseSettings):
 
     # security
     api_keys: CsvList = Field(default_factory=list,
-                              description="Keys accepted in X-API-Key by write endpoints.")
+                              description="Keys accepted in X-API-Key by write endpoints: `key`, or "
+                                          "`name:key` so that reviews and curation record the "
+                                          "reviewer's name (docs/SECURITY.md).")
     cors_origins: CsvList = Field(default_factory=list, description="Origins allowed by CORS.")
     public_location_precision: str = Field(
         "0.1", description="What callers without a key see of a sighting's position: a grid size in "
@@ -159,6 +162,12 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _named_keys(cls, value: list[str]) -> list[str]:
+        parse_api_keys(value)  # ValueError naming the reviewer name at fault, never a key
+        return value
 
     @field_validator("public_location_precision")
     @classmethod

@@ -1,58 +1,132 @@
-"""Catalog curation (issue 23 #2), each one transaction, attributed and seen by every worker at once:
-`POST /v1/individuals/{id}/rename` and `DELETE /v1/images/{image_id}` (remove one photo, e.g. a
-wrong match). Both need a key; the key's fingerprint goes into `catalog_audit`."""
+"""Catalog curation (issue 23 #2), each one store transaction, attributed to the caller and seen by
+every worker on its next request (the catalog generation moves):
+
+* `POST /v1/individuals/{id}/rename`: another id for an individual;
+* `POST /v1/individuals/{id}/merge`: a duplicate joins the individual it duplicates;
+* `POST /v1/images/{image_id}/move`: one photo to another (or a new) individual;
+* `DELETE /v1/images/{image_id}`: one photo out of the catalog (e.g. a wrong match);
+* `GET /v1/individuals/{id}/curation`: what happened to an id, and where a retired id lives on.
+
+Writes need a key; `by` (and `catalog_audit.actor`) is the reviewer's name for a named key, else the
+key's fingerprint. A rename or merge rewrites the stored predictions that named the retired id, so
+the review queue and the exports show the id the catalog knows (integrations/_curation.py).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 
-from whales_be_service.deps import ApiKeyDep, ReadyStateDep, key_fingerprint
+from whales_be_service.deps import CallerDep, ReadyStateDep, ReviewerDep
+from whales_be_service.errors import ServiceError
+from whales_be_service.pipeline import sighting_json
 from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
 from whales_be_service.routes.queue import store_catalog_write
-from whales_be_service.schemas import INDIVIDUAL_ID_PATTERN, ErrorResponse
+from whales_be_service.schemas import ErrorResponse
+from whales_be_service.schemas_curation import (
+    CandidateSightingOut,
+    CurationEvent,
+    CurationHistoryOut,
+    MergeIn,
+    MergeOut,
+    MoveIn,
+    MoveOut,
+    RemovedImageOut,
+    RenameIn,
+    RenameOut,
+)
+from whales_identify.records.review_queue import PredictionQuery
 
 router = APIRouter(tags=["catalog"])
-KEYED: dict[int | str, dict[str, Any]] = {**NOT_FOUND, **{c: {"model": ErrorResponse} for c in (401, 403)}}
+KEYED: dict[int | str, dict[str, Any]] = {**NOT_FOUND,
+                                          **{c: {"model": ErrorResponse} for c in (401, 403, 503)}}
+WRITE = {**KEYED, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+ImageId = Annotated[str, Path(max_length=128)]
 
 
-class RenameIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"new_id": "hw_0042"}]})
-    new_id: str = Field(pattern=INDIVIDUAL_ID_PATTERN, description="Must not exist yet (409 otherwise).")
-
-
-class RenameOut(BaseModel):
-    individual_id: str = Field(description="The new id.")
-    previous_id: str
-    moved_images: int
-    by: str = Field(description="Fingerprint of the key (also in `catalog_audit`).")
-
-
-class RemovedImageOut(BaseModel):
-    image_id: str
-    individual_id: str
-    remaining_images: int = Field(description="0: the individual is gone with its last photo.")
-    by: str
-
-
-@router.post("/v1/individuals/{individual_id}/rename", response_model=RenameOut,
-             responses={**KEYED, 409: {"model": ErrorResponse}})
+@router.post("/v1/individuals/{individual_id}/rename", response_model=RenameOut, responses=WRITE)
 async def rename_individual(individual_id: IndividualId, body: RenameIn, state: ReadyStateDep,
-                            key: ApiKeyDep) -> RenameOut:
-    """Give an individual another id (every photo moves; 409 when the new id is taken)."""
-    by = key_fingerprint(key)
+                            by: ReviewerDep) -> RenameOut:
+    """Give an individual another id (every photo moves; 409 when the new id is taken: merge instead).
+    The old id resolves to the new one, and stored predictions naming it are rewritten."""
     moved = await state.pool.run(store_catalog_write, state,
                                  lambda: state.store.rename_individual(individual_id, body.new_id, by))
     return RenameOut(individual_id=body.new_id, previous_id=individual_id, moved_images=moved, by=by)
 
 
+@router.post("/v1/individuals/{individual_id}/merge", response_model=MergeOut, responses=WRITE)
+async def merge_individual(individual_id: IndividualId, body: MergeIn, state: ReadyStateDep,
+                           by: ReviewerDep) -> MergeOut:
+    """Merge a duplicate (the id in the path) into `into`: its photos join `into`, its id is retired
+    and resolves to `into`, and stored predictions and reviews naming it are rewritten. 409 when the
+    two have different known species or are the same."""
+    result = await state.pool.run(store_catalog_write, state,
+                                  lambda: state.store.merge_individuals(individual_id, body.into, by))
+    return MergeOut(**result, by=by)
+
+
+@router.post("/v1/images/{image_id}/move", response_model=MoveOut, responses=WRITE)
+async def move_image(image_id: ImageId, body: MoveIn, state: ReadyStateDep, by: ReviewerDep) -> MoveOut:
+    """Move one catalog photo to another individual (`create`: a new one). The review that enrolled
+    the photo, if any, now names that individual."""
+    result = await state.pool.run(store_catalog_write, state, lambda: state.store.move_catalog_image(
+        image_id, body.individual_id, body.create, by))
+    return MoveOut(**result, by=by)
+
+
 @router.delete("/v1/images/{image_id}", response_model=RemovedImageOut, responses=KEYED)
-async def remove_image(image_id: Annotated[str, Path(max_length=128)], state: ReadyStateDep,
-                       key: ApiKeyDep) -> RemovedImageOut:
+async def remove_image(image_id: ImageId, state: ReadyStateDep, by: ReviewerDep) -> RemovedImageOut:
     """Remove one photo from its individual (a wrong match); the rest of the individual stays."""
-    by = key_fingerprint(key)
     individual_id, left = await state.pool.run(store_catalog_write, state,
                                                lambda: state.store.remove_catalog_image(image_id, by))
     return RemovedImageOut(image_id=image_id, individual_id=individual_id, remaining_images=left, by=by)
+
+
+def _history(store: Any, individual_id: str, authorised: bool) -> CurationHistoryOut:
+    live = store.has_individual(individual_id)
+    current = individual_id if live else store.resolve_individual(individual_id)
+    aliases = store.list_aliases(individual_id)
+    # an alias's own "merge"/"rename" row is mirrored by the "merge_in"/"rename_in" row of the id it
+    # went to (also in this history): shown once
+    rows = [(i, row) for i in (individual_id, *aliases) for row in store.list_catalog_audit(i)
+            if i == individual_id or row["action"] not in ("merge", "rename")]
+    rows.sort(key=lambda pair: pair[1]["at"])
+    return CurationHistoryOut(individual_id=individual_id, current_id=current, aliases=aliases, events=[
+        CurationEvent(at=row["at"], action=row["action"], individual_id=i, detail=row["detail"],
+                      actor=row["actor"] if authorised else None) for i, row in rows])
+
+
+@router.get("/v1/individuals/{individual_id}/curation", response_model=CurationHistoryOut,
+            responses={c: {"model": ErrorResponse} for c in (401, 403, 404)})
+async def curation_history(individual_id: IndividualId, state: ReadyStateDep,
+                           caller: CallerDep) -> CurationHistoryOut:
+    """What curation did to an id (renames, merges, photos moved or removed, oldest first) and, for a
+    retired id, the individual it lives on as (`current_id`). Who did it is shown to key holders."""
+    out = await state.pool.run(_history, state.store, individual_id, caller.authorised)
+    if out.current_id is None and not out.events:
+        raise ServiceError(404, "not_found", f"no individual {individual_id!r}, now or before")
+    return out
+
+
+CANDIDATES_MAX = 200
+
+
+def candidate_sightings(state: Any, individual_id: str,
+                        caller: Any) -> tuple[list[CandidateSightingOut], bool]:
+    """An individual's unreviewed candidate sightings (for `.../sightings?include=candidates`):
+    unreviewed, not rejected predictions whose top-1 answer is this individual and not flagged as
+    new, oldest first, at most `CANDIDATES_MAX`; and whether there are more."""
+    query = PredictionQuery(review_state="unreviewed", individual_id=individual_id, new_individual=False,
+                            newest_first=False, limit=CANDIDATES_MAX + 1)
+    records = [r for r in state.store.query_predictions(query) if not r.rejected]
+    policy = state.settings.location_policy()
+    out = []
+    for r in records[:CANDIDATES_MAX]:
+        visible = caller.sighting(r.sighting, policy)
+        out.append(CandidateSightingOut(
+            prediction_id=r.prediction_id, created_at=r.created_at, observed_at=r.sighting.observed_at,
+            filename=r.filename, probability=r.probability, batch_id=r.batch_id,
+            sighting=sighting_json(visible.sighting, visible.precision),
+            image_url=f"/v1/predictions/{r.prediction_id}/image"))
+    return out, len(records) > CANDIDATES_MAX

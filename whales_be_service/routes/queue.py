@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 
-from whales_be_service.deps import ApiKeyDep, CallerDep, ReadyStateDep, key_fingerprint
+from whales_be_service.deps import CallerDep, ReadyStateDep, ReviewerDep
 from whales_be_service.errors import ServiceError
 from whales_be_service.pipeline import sighting_json
 from whales_be_service.routes.review import PredictionId
@@ -91,13 +91,13 @@ async def list_predictions(
 async def undo_review(
     prediction_id: PredictionId,
     state: ReadyStateDep,
-    key: ApiKeyDep,
+    reviewer: ReviewerDep,
     expected_state: Annotated[State | None, Query(description="Undo only while the prediction is in "
                                                               "this state (409 otherwise).")] = None,
 ) -> UndoOut:
     """Undo a review decision: back to `unreviewed`, and the photos its review enrolled leave the
     catalog (an individual the review created goes with its last photo)."""
-    return await state.pool.run(apply_undo, state, prediction_id, expected_state, key_fingerprint(key))
+    return await state.pool.run(apply_undo, state, prediction_id, expected_state, reviewer)
 
 
 def store_catalog_write(state: Any, write: Callable[[], T]) -> T:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from whales_be_service.deps import ApiKeyDep, CallerDep, ReadyStateDep, StoreDep, key_fingerprint
+from whales_be_service.deps import CallerDep, ReadyStateDep, ReviewerDep, StoreDep
 from whales_be_service.errors import ServiceError
 from whales_be_service.pipeline import enroll, normalise_species
 from whales_be_service.schemas import ErrorResponse, ReviewIn, ReviewOut
@@ -59,10 +59,10 @@ PUBLIC_STATES = ("confirmed", "new_individual")  # reviewed occurrences: their p
 @router.post("/v1/predictions/{prediction_id}/review", response_model=ReviewOut,
              responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)})
 async def review_prediction(prediction_id: PredictionId, body: ReviewIn, state: ReadyStateDep,
-                            key: ApiKeyDep) -> ReviewOut:
+                            reviewer: ReviewerDep) -> ReviewOut:
     """Record a reviewer's decision; `confirm` and `new_individual` enrol the photo."""
     # database look-ups, re-embedding and the catalog write all run off the event loop
-    return await state.pool.run(apply_review, state, prediction_id, body, key_fingerprint(key))
+    return await state.pool.run(apply_review, state, prediction_id, body, reviewer)
 
 
 def apply_review(state: Any, prediction_id: str, body: ReviewIn, reviewer: str | None = None) -> ReviewOut:

@@ -22,8 +22,10 @@ from whales_be_service.deps import CallerDep, ReadyStateDep
 from whales_be_service.errors import ServiceError
 from whales_be_service.pipeline import sighting_json
 from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
+from whales_be_service.routes.curation import candidate_sightings
 from whales_be_service.schemas import ErrorResponse
-from whales_be_service.schemas_history import SightingEntryOut, SightingPage
+from whales_be_service.schemas_curation import SightingPageWithCandidates
+from whales_be_service.schemas_history import SightingEntryOut
 from whales_identify.records.location_privacy import VisibleSighting
 from whales_identify.records.store import SightingRecord
 
@@ -43,7 +45,7 @@ def _history(state: Any, individual_id: str, caller: Any
     return records[0].species, [(r, caller.sighting(r.sighting, policy)) for r in records]
 
 
-@router.get("/v1/individuals/{individual_id}/sightings", response_model=SightingPage,
+@router.get("/v1/individuals/{individual_id}/sightings", response_model=SightingPageWithCandidates,
             responses={**NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
 async def list_sightings(
     individual_id: IndividualId,
@@ -51,8 +53,12 @@ async def list_sightings(
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> SightingPage:
-    """One individual's sightings over time (oldest first, paged), with first and last seen."""
+    include: Annotated[Literal["candidates"] | None, Query(description=(
+        "`candidates`: also its unreviewed candidate sightings (predictions whose top-1 answer is "
+        "this individual), beside the confirmed ones."))] = None,
+) -> SightingPageWithCandidates:
+    """One individual's sightings over time (oldest first, paged), with first and last seen; with
+    `include=candidates`, also the photos the model matched to it that nobody has reviewed yet."""
     species, history = await state.pool.run(_history, state, individual_id, caller)
     times = [r.sighting.observed_at for r, _ in history if r.sighting.observed_at is not None]
     items = [SightingEntryOut(image_id=r.image_id, observed_at=r.sighting.observed_at,
@@ -60,9 +66,12 @@ async def list_sightings(
                               filename=r.filename, source=r.source,
                               thumbnail_url=f"/v1/images/{r.image_id}/thumbnail")
              for r, v in history[offset:offset + limit]]
-    return SightingPage(individual_id=individual_id, species=species, total=len(history),
-                        first_seen=min(times) if times else None, last_seen=max(times) if times else None,
-                        limit=limit, offset=offset, items=items)
+    candidates, truncated = (await state.pool.run(candidate_sightings, state, individual_id, caller)
+                             if include == "candidates" else (None, None))
+    return SightingPageWithCandidates(
+        individual_id=individual_id, species=species, total=len(history),
+        first_seen=min(times) if times else None, last_seen=max(times) if times else None,
+        limit=limit, offset=offset, items=items, candidates=candidates, candidates_truncated=truncated)
 
 
 @router.get("/v1/individuals/{individual_id}/sightings/export", response_class=StreamingResponse,

@@ -35,6 +35,7 @@ class PredictionQuery:
     created_from: datetime | None = None  # inclusive
     created_to: datetime | None = None  # exclusive
     species: str | None = None
+    individual_id: str | None = None  # the model's top-1 answer
     new_individual: bool | None = None
     min_probability: float | None = None  # inclusive; predictions without a probability never match
     max_probability: float | None = None  # inclusive
@@ -57,6 +58,7 @@ def matches(record: Any, q: PredictionQuery) -> bool:
         q.created_from is None or created >= _utc(q.created_from),
         q.created_to is None or created < _utc(q.created_to),
         q.species is None or record.species == q.species,
+        q.individual_id is None or record.individual_id == q.individual_id,
         q.new_individual is None or record.is_new_individual is q.new_individual,
         q.min_probability is None or (p is not None and p >= q.min_probability),
         q.max_probability is None or (p is not None and p <= q.max_probability),

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from whales_identify.errors import ConflictError, NotFoundError
+from whales_identify.records.curation import InMemoryCuration
 from whales_identify.records.review_queue import PredictionQuery, select
 
 REVIEW_STATES = ("unreviewed", "confirmed", "new_individual", "not_cetacean")
@@ -130,8 +131,15 @@ class Store(Protocol):
     def undo_review(self, prediction_id: str, expected_state: str | None = None,
                     undone_by: str | None = None) -> tuple[PredictionRecord, list[str]]: ...
     def list_undos(self, prediction_id: str) -> list[dict[str, Any]]: ...
+    # catalog curation (whales_identify/records/curation.py): each one transaction, audited
     def rename_individual(self, old_id: str, new_id: str, actor: str | None = None) -> int: ...
+    def merge_individuals(self, source_id: str, target_id: str,
+                          actor: str | None = None) -> dict[str, Any]: ...
+    def move_catalog_image(self, image_id: str, target_id: str, create: bool = False,
+                           actor: str | None = None) -> dict[str, Any]: ...
     def remove_catalog_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]: ...
+    def resolve_individual(self, individual_id: str) -> str | None: ...
+    def list_aliases(self, individual_id: str) -> list[str]: ...
     def list_catalog_audit(self, individual_id: str) -> list[dict[str, Any]]: ...
 
     # catalog
@@ -164,7 +172,7 @@ def check_undoable(state: str, expected_state: str | None, prediction_id: str) -
         raise ConflictError(f"prediction {prediction_id!r} is {state}, not {expected_state}")
 
 
-class InMemoryStore:
+class InMemoryStore(InMemoryCuration):
     """A thread-safe `Store` that lives in memory (tests, dry runs)."""
 
     def __init__(self) -> None:
@@ -242,20 +250,8 @@ class InMemoryStore:
     def list_undos(self, prediction_id: str) -> list[dict[str, Any]]:
         return [row for pid, row in self._undos if pid == prediction_id]
 
-    # curation (the SQL stores: integrations/_curation.py); audit rows in `_undos` keyed by individual
-    def rename_individual(self, old_id: str, new_id: str, actor: str | None = None) -> int:
-        with self._lock:
-            if self.has_individual(new_id):
-                raise ConflictError(f"individual {new_id!r} already exists; merging is not supported here")
-            moved = [k for k, im in self._catalog.items() if im.individual_id == old_id]
-            if not moved:
-                raise NotFoundError(f"no individual {old_id!r} in the catalog")
-            for k in moved:
-                self._catalog[k] = replace(self._catalog[k], individual_id=new_id)
-            self._generation += 1
-            self._audit(actor, "rename", old_id, {"new_id": new_id, "images": len(moved)})
-            return len(moved)
-
+    # curation: rename, merge and move in InMemoryCuration (whales_identify/records/curation.py);
+    # audit rows in `_undos`, keyed by individual
     def remove_catalog_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]:
         with self._lock:
             image = self._catalog.pop(image_id, None)
