@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         None, description="Calibration JSON for the embedding model, written by `whales evaluate "
                           "--fit-calibration` on your own catalog (default: the packaged one for that "
                           "model). A file fitted for another model keeps the catalog from loading.")
+    new_individual_target: float | None = Field(
+        None, ge=0.0, le=1.0, description="A photo is called a new individual only when the calibrated "
+                                          "P(new) is at least this (default: the calibration's, 0.5); "
+                                          "candidates are listed either way. No effect with a "
+                                          "calibration that has no P(new) (older files).")
     inference_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
                             "models export-onnx`, no torch in the process), torch, or auto (onnx "

@@ -139,7 +139,8 @@ def build_state(state: ServiceState, overrides: Overrides) -> None:
     if state.store is None:
         _skip(state, "catalog", "store")
     else:
-        state.catalog_factory = overrides.catalog_factory or _catalog_class(s.calibration)
+        state.catalog_factory = (overrides.catalog_factory
+                                 or _catalog_class(s.calibration, s.new_individual_target))
         state.catalog_generation = read_catalog_generation(state)  # before loading: never newer
         state.catalog_checked_at = time.monotonic()
         state.catalog = _step(state, "catalog", lambda: _load_catalog(state.catalog_factory, state))
@@ -190,7 +191,8 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
                        config=config, inference_backend=s.inference_backend, threads=s.inference_threads)
 
 
-def _catalog_class(calibration: str | None = None) -> Callable[[Any, str], Any]:
+def _catalog_class(calibration: str | None = None, new_target: float | None = None
+                   ) -> Callable[[Any, str], Any]:
     def missing(store: Any, model_id: str) -> Any:
         raise RuntimeError("whales_identify.reid.catalog is not available in this build")
 
@@ -199,7 +201,7 @@ def _catalog_class(calibration: str | None = None) -> Callable[[Any, str], Any]:
     except ImportError:
         return missing
     if calibration is None:
-        return Catalog
+        return lambda store, model_id: Catalog(store, model_id, new_individual_target=new_target)
 
     def calibrated(store: Any, model_id: str) -> Any:
         from whales_identify.reid.calibrate import load_calibration_for
@@ -208,7 +210,7 @@ def _catalog_class(calibration: str | None = None) -> Callable[[Any, str], Any]:
             cal = load_calibration_for(calibration, model_id)
         except ValueError as exc:
             raise ValueError(f"WHALES_CALIBRATION: {exc}") from exc
-        return Catalog(store, model_id, calibration=cal)
+        return Catalog(store, model_id, calibration=cal, new_individual_target=new_target)
 
     return calibrated
 

@@ -41,10 +41,24 @@ def evaluate(
         "--crossfit", help="Fold models of a cross-fit (repeatable, one per fold, each made by "
         "`whales train --folds K --hold-out-fold k`): every query is scored by the model that never "
         "saw its individual; --model is then the model the calibration is fitted for.")] = None,
+    fusion: Annotated[str, typer.Option("--fusion", help="How a fit fuses the evidence: logistic (a "
+                                        "learned fusion of cosine, ranks, vote and inliers) or linear "
+                                        "(two weights, the earlier fusion).")] = "logistic",
+    open_set: Annotated[str, typer.Option("--open-set", help="How a fit decides 'new individual': "
+                                          "probability (P(new) >= 0.5) or threshold (fused score "
+                                          "maximising open-set MAP@5).")] = "probability",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="With a fit: repeat the calibration/"
+                                       "report split of individuals with this many salts and report "
+                                       "mean ± SE.")] = 3,
+    records_out: Annotated[Path | None, typer.Option("--records-out", help="Also save every query's "
+                                                     "candidate evidence here (.npz).")] = None,
+    from_records: Annotated[Path | None, typer.Option("--from-records", help="Evaluate saved query "
+                                                      "records instead of matching again (refit in "
+                                                      "seconds).")] = None,
 ) -> None:
     """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
     from whales_identify.embed import create_embedder
-    from whales_identify.evaluation.harness import run_evaluation, write_json
+    from whales_identify.evaluation.harness import FitOptions, run_evaluation, write_json
     from whales_identify.models._registry import trained_metadata
     from whales_identify.reid.calibrate import load_calibration
     from whales_identify.reid.catalog import MatchConfig
@@ -53,10 +67,16 @@ def evaluate(
         fail(f"manifest not found: {manifest}")
     cache = cache_dir or Path(tempfile.gettempdir()) / "whales_reid_cache"
     config = MatchConfig(use_local=not no_local)
+    if fusion not in ("logistic", "linear") or open_set not in ("probability", "threshold"):
+        fail("--fusion is logistic or linear, --open-set probability or threshold")
+    fit = FitOptions(fusion=fusion, open_set=open_set, seeds=seeds, records_out=records_out)
     try:
-        if crossfit:
+        if from_records:
+            metrics = _from_records(from_records, model, calibration, fit_calibration, fit)
+        elif crossfit:
             metrics = _crossfit(manifest, root, crossfit, model, models_dir, sources=sources,
-                                limit=limit, config=config, fit_out=fit_calibration, cache_dir=cache)
+                                limit=limit, config=config, fit_out=fit_calibration, cache_dir=cache,
+                                fit=fit)
         else:
             embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
             cal = load_calibration(calibration) if calibration else None
@@ -64,13 +84,30 @@ def evaluate(
             metrics = run_evaluation(manifest, root, embedder, sources=sources, limit=limit,
                                      config=config, calibration=cal, fit_out=fit_calibration,
                                      cache_dir=cache, progress=_bar,
-                                     trained_on=trained.get("training_individuals"))
-    except (WhalesError, OSError) as exc:
+                                     trained_on=trained.get("training_individuals"), fit=fit)
+    except (WhalesError, OSError, ValueError) as exc:
         fail(str(exc))
     write_json(metrics, latest)
     if json_out is not None:
         write_json(metrics, json_out)
     emit_json(_summary(metrics))
+
+
+def _from_records(path: Path, model: str, calibration: Path | None, fit_out: Path | None,
+                  fit: Any) -> dict[str, Any]:
+    from whales_identify.evaluation.records import load_records
+    from whales_identify.evaluation.repeated import evaluate_records
+    from whales_identify.reid.calibrate import load_calibration
+
+    records, meta = load_records(path)
+    model_id = str(meta.get("model_id") or model)
+    cal = None if fit_out else (load_calibration(calibration) if calibration
+                                else load_calibration(model_id=model_id))
+    out = evaluate_records(records, model_id, calibration=cal, fit_out=fit_out, fusion=fit.fusion,
+                           open_set=fit.open_set, seeds=fit.seeds,
+                           provenance={"records": str(path), **meta})
+    out.update({k: meta[k] for k in ("limit", "manifest_sha256", "crossfit") if k in meta})
+    return out
 
 
 def _crossfit(manifest: Path, root: Path, model_ids: list[str], calibrate_for: str,

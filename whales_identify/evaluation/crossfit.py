@@ -22,6 +22,7 @@ from typing import Any
 from whales_identify.data import fold_of
 from whales_identify.errors import WhalesError
 from whales_identify.evaluation.harness import (
+    FitOptions,
     QueryRecord,
     _no_progress,
     build_catalog,
@@ -59,8 +60,8 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
                             sources: Sequence[str] | None = None, limit: int | None = None,
                             config: MatchConfig | None = None, fit_out: Path | None = None,
                             cache_dir: Path | None = None,
-                            progress: Callable[[str, int], Callable[[int], None]] | None = None
-                            ) -> dict[str, Any]:
+                            progress: Callable[[str, int], Callable[[int], None]] | None = None,
+                            fit: FitOptions | None = None) -> dict[str, Any]:
     """Pooled out-of-fold metrics of `embedders` (fold models, `metas` their training configs);
     the calibration is fitted (when `fit_out`) for the model id `calibrate_for`."""
     from whales_identify.data import read_manifest
@@ -93,4 +94,4 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
                           "protocol": "each query scored by the fold model that never saw its "
                                       "individual; records pooled across folds"}}
     return summarise(records, catalog, rows, manifest, root, embedders[0], config, limit, fit_out,
-                     model_id=calibrate_for, extra=extra)
+                     model_id=calibrate_for, extra=extra, fit=fit)

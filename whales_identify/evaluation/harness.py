@@ -7,8 +7,9 @@ Protocol:
 - Open-set ("new") queries: one photo per individual with that whole individual removed from the
   gallery; the right answer is "new individual".
 - Splits: individuals are split by `stable_fraction(group_key, salt)` into a *calibration* part
-  (fusion weights, thresholds, probability map are fitted there) and a *report* part (metrics
-  are reported there). No parameter is ever fitted on reported individuals.
+  (fusion, open-set rule, probability map are fitted there) and a *report* part (metrics
+  are reported there). No parameter is ever fitted on reported individuals. With a fit, the split
+  is repeated with `seeds` salts on the same query records (`repeated.py`: mean ± SE).
 - MAP@5 (Kaggle Happywhale): 1/rank of the first correct label in the top 5, else 0. In the
   open-set variant the label ``new_individual`` is inserted into each ranked list just before the
   first candidate whose fused score is below the threshold (as Happywhale submissions did).
@@ -20,6 +21,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from whales_identify.data import ManifestRow, encounter_key, group_key, stable_fraction
 from whales_identify.errors import WhalesError
-from whales_identify.evaluation.metrics import (
+from whales_identify.evaluation.metrics import (  # noqa: F401 (re-exported)
     NEW,
     QueryRecord,
     compute_metrics,
@@ -37,6 +39,8 @@ from whales_identify.evaluation.metrics import (
     top_k_accuracy,
     with_new_label,
 )
+from whales_identify.evaluation.records import save_records
+from whales_identify.evaluation.repeated import CALIBRATION_FRACTION, SPLIT_SALT, repeated_splits
 from whales_identify.records.store import CatalogImage, InMemoryStore
 from whales_identify.reid.calibrate import Calibration
 from whales_identify.reid.catalog import Catalog, MatchConfig, Scores
@@ -48,13 +52,12 @@ class TrainedOnQueriesError(WhalesError):
 
 
 __all__ = [
-    "NEW", "QueryRecord", "TrainedOnQueriesError", "build_catalog", "compute_features", "compute_metrics",
+    "NEW", "FitOptions", "QueryRecord", "TrainedOnQueriesError", "build_catalog", "compute_features",
+    "compute_metrics",
     "fit_calibration", "limit_plan", "map_at_5", "plan_queries", "query_plan", "report", "run_evaluation",
     "run_queries", "select_rows", "split_of", "summarise", "top_k_accuracy", "with_new_label", "write_json",
 ]
 
-SPLIT_SALT = "reid-calibration-v1"
-CALIBRATION_FRACTION = 0.3
 KEEP = 40  # candidates kept per query for re-fusion (by each of the three scores)
 
 
@@ -214,7 +217,8 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
                    calibration: Calibration | None = None, fit_out: Path | None = None,
                    cache_dir: Path | None = None,
                    progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                   trained_on: Sequence[str] | None = None) -> dict[str, Any]:
+                   trained_on: Sequence[str] | None = None, fit: FitOptions | None = None
+                   ) -> dict[str, Any]:
     """Build a leave-one-out catalog from a manifest, run the queries, report metrics.
 
     Args:
@@ -229,6 +233,7 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
         progress: `progress(label, total)` returns an `update(n)` callback.
         trained_on: individuals the embedding model was trained on; a query of one of them is
             refused (`TrainedOnQueriesError`), never silently scored on training data.
+        fit: how the calibration is fitted (fusion, open-set rule, repeated splits, records file).
 
     Returns:
         The metrics dictionary written to reports/metrics_latest.json.
@@ -251,7 +256,7 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
     cal = calibration or load_calibration(model_id=embedder.model_id)
     catalog = build_catalog(rows, emb, local, embedder.model_id, config, cal)
     records = run_queries(catalog, rows, emb, local, plan, progress("queries", len(plan)))
-    return summarise(records, catalog, rows, manifest, root, embedder, config, limit, fit_out)
+    return summarise(records, catalog, rows, manifest, root, embedder, config, limit, fit_out, fit=fit)
 
 
 def _no_progress(label: str, total: int) -> Callable[[int], None]:
@@ -264,17 +269,33 @@ def query_plan(rows: Sequence[ManifestRow], limit: int | None, fit: bool) -> lis
     return plan if fit else [p for p in plan if split_of(rows[p[0]]) == "report"]
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How `summarise` fits: the fusion and open-set rule (`metrics.fit_calibration`), how many
+    calibration/report splits are repeated (`repeated.py`), where the query records go."""
+
+    fusion: str = "logistic"
+    open_set: str = "probability"
+    seeds: int = 3
+    records_out: Path | None = None
+
+
 def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[ManifestRow],
               manifest: Path, root: Path, embedder: Any, config: MatchConfig, limit: int | None,
               fit_out: Path | None, model_id: str | None = None,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              extra: dict[str, Any] | None = None, fit: FitOptions | None = None) -> dict[str, Any]:
     """Fit the calibration on calibration-split records (when `fit_out`), then the metrics
-    dictionary of the reported split. `model_id`: the model the calibration is for (default:
-    the embedder's)."""
+    dictionary of the reported split (and of the repeated splits). `model_id`: the model the
+    calibration is for (default: the embedder's)."""
     from whales_identify.data import manifest_hash
     from whales_identify.reid.calibrate import save_calibration
 
     model_id = model_id or embedder.model_id
+    fit = fit or FitOptions()
+    if fit.records_out is not None:
+        save_records(records, fit.records_out, meta={"model_id": model_id, "limit": limit,
+                                                      "manifest_sha256": manifest_hash(manifest),
+                                                      "config": _config_dict(config), **(extra or {})})
     calib_records = [q for q in records if q.split == "calibration"]
     report_records = [q for q in records if q.split == "report"]
     digest = manifest_hash(manifest)
@@ -284,7 +305,8 @@ def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[M
             "manifest_sha256": digest, "sources": sorted({r.source for r in rows}),
             "split": {"salt": SPLIT_SALT, "calibration_fraction": CALIBRATION_FRACTION,
                       "rule": "stable_fraction(group_key(row), salt) < fraction -> calibration"},
-            "limit": limit, "config": _config_dict(config), **(extra or {})})
+            "limit": limit, "config": _config_dict(config), **(extra or {})},
+            fusion=fit.fusion, open_set=fit.open_set)
         save_calibration(cal, fit_out)
         catalog.calibration = cal
     per_source: dict[str, list[ManifestRow]] = {}
@@ -300,15 +322,16 @@ def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[M
         "sources": sorted({r.source for r in rows}), "gallery_images": len(rows),
         "gallery_individuals": len({r.individual_id for r in rows}),
         "config": _config_dict(config),
-        "calibration": {"fitted": cal.fitted, "provenance": cal.provenance,
-                        "weights": cal.to_dict()["weights"],
-                        "new_individual_threshold": cal.to_dict()["new_individual_threshold"]},
+        "calibration": {k: v for k, v in cal.to_dict().items() if k != "probability"},
         "seconds_per_image_features": t_feat_src,
         "report": report(report_records, catalog) if report_records else {},
         **(extra or {}),
     }
     if calib_records:
         out["calibration_split"] = compute_metrics(calib_records, catalog)
+    if fit_out is not None and fit.seeds > 1:
+        out["repeated"] = repeated_splits(records, model_id, fit.seeds, fusion=fit.fusion,
+                                          open_set=fit.open_set, sources=sorted({r.source for r in rows}))
     if out["report"]:
         out["report"]["seconds_per_query_total"] = out["report"]["seconds_per_query_match"] + t_feat
         for src, m in out["report"]["per_source"].items():

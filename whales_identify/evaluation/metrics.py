@@ -1,6 +1,7 @@
-"""Re-identification metrics over query records: Kaggle MAP@5, top-k, open-set MAP@5 with the
-`new_individual` label, species accuracy, probability calibration; and the fit of the fusion
-weights, open-set threshold and probability map on calibration-split records."""
+"""Re-identification metrics over query records: Kaggle MAP@5, top-k (fused and global embedding
+alone), open-set rates and MAP@5 with the `new_individual` label, species accuracy, probability
+calibration and coverage at 98 % precision; and the fit of the fusion (linear weights or the
+learned logistic fusion), the open-set rule and the probability map on calibration-split records."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from whales_identify.reid.calibrate import (
     expected_calibration_error,
     fit_isotonic,
 )
-from whales_identify.reid.catalog import Catalog, Scores
+from whales_identify.reid.fusion import (
+    candidate_features,
+    fit_logistic_fusion,
+    fit_new_individual_model,
+    top_two,
+)
+from whales_identify.reid.matching import Scores, rank
 
 NEW = "new_individual"
 
@@ -64,28 +71,63 @@ class QueryRecord:
 
 
 
+def coverage_at_precision(prob: np.ndarray, correct: np.ndarray, precision: float = 0.98) -> float:
+    """Largest share of queries that can be auto-matched (highest probability first, ties kept
+    together) while the top-1 stays right for >= `precision` of them."""
+    prob, correct = np.asarray(prob, np.float64), np.asarray(correct, bool)
+    if len(prob) == 0:
+        return 0.0
+    order = np.argsort(-prob, kind="stable")
+    p, c = prob[order], correct[order]
+    hits = np.cumsum(c)
+    n = np.arange(1, len(p) + 1)
+    ends = np.r_[p[1:] != p[:-1], True]  # cut only between different probabilities
+    ok = ends & (hits >= precision * n - 1e-9)
+    return float(n[ok].max() / len(p)) if ok.any() else 0.0
+
+
 # ------------------------------------------------------------------------------------- metrics
-def _ranked(q: QueryRecord, w: FusionWeights) -> tuple[list[str], np.ndarray]:
+def _ranked(q: QueryRecord, cal: Calibration | FusionWeights) -> tuple[list[str], np.ndarray]:
     s = q.scores
-    fused = w.fuse(s.cos, s.vote, s.inliers)
+    fused = cal.fuse(s.cos, s.vote, s.inliers)
     order = np.argsort(-fused, kind="stable")[:5]
     return [s.individual_ids[i] for i in order], fused[order]
 
 
-def compute_metrics(records: Sequence[QueryRecord], catalog: Catalog) -> dict[str, Any]:
-    """Closed-set, open-set, species and calibration metrics for one set of query records."""
-    cal = catalog.calibration
+def _global_ranked(q: QueryRecord) -> list[str]:
+    s = q.scores
+    return [s.individual_ids[i] for i in np.argsort(-s.cos, kind="stable")[:5]]
+
+
+def _open_list(labels: list[str], scores: np.ndarray, flagged: bool, cal: Calibration) -> list[str]:
+    """The ranked list with `new_individual` in it: the threshold rule inserts it before the first
+    candidate below the threshold (Happywhale); the probability rule puts it first when the query
+    is flagged new, and leaves it out otherwise (what a client of the API reads)."""
+    if cal.open_set_rule == "threshold":
+        return with_new_label(labels, list(scores), cal.new_individual_threshold)
+    return [NEW, *labels[:4]] if flagged else list(labels)
+
+
+def compute_metrics(records: Sequence[QueryRecord], calibration: Any) -> dict[str, Any]:
+    """Closed-set, open-set, species and calibration metrics for one set of query records.
+
+    `calibration`: a `Calibration` (or a `Catalog`, whose calibration is used)."""
+    cal: Calibration = getattr(calibration, "calibration", calibration)
     known = [q for q in records if q.mode == "known"]
     new = [q for q in records if q.mode == "new"]
     out: dict[str, Any] = {"n_queries": len(known), "n_individuals":
                            len({q.individual_id for q in known})}
-    ranked = [_ranked(q, cal.weights) for q in known]
+    ranked = [_ranked(q, cal) for q in known]
     truth = [q.individual_id for q in known]
     labels = [r[0] for r in ranked]
     out["top1"] = top_k_accuracy(labels, truth, 1)
     out["top5"] = top_k_accuracy(labels, truth, 5)
     out["map5"] = map_at_5(labels, truth)
-    results = [catalog.rank(q.scores, 5) for q in records]
+    glob = [_global_ranked(q) for q in known]
+    out["top1_global"] = top_k_accuracy(glob, truth, 1)
+    out["top5_global"] = top_k_accuracy(glob, truth, 5)
+    out["map5_global"] = map_at_5(glob, truth)
+    results = [rank(q.scores, cal, 5) for q in records]
     res_known = [m for m, q in zip(results, records, strict=True) if q.mode == "known"]
     species_ok = [m.species == q.species for m, q in zip(results, records, strict=True)]
     out["species_accuracy"] = float(np.mean(species_ok)) if records else 0.0
@@ -96,31 +138,36 @@ def compute_metrics(records: Sequence[QueryRecord], catalog: Catalog) -> dict[st
         correct = np.array([lab[0] == t if lab else False for lab, t in zip(labels, truth, strict=True)])
         out["probability_ece"] = expected_calibration_error(prob, correct)
         out["mean_probability"] = float(prob.mean())
-    if new and math.isfinite(cal.new_individual_threshold):
-        thr = cal.new_individual_threshold
+        out["coverage_at_98"] = coverage_at_precision(prob, correct, 0.98)
+    if cal.open_set_rule != "none":
         pred_new = [m.is_new_individual for m in results]
         is_new = [q.mode == "new" for q in records]
         tp = sum(p and t for p, t in zip(pred_new, is_new, strict=True))
         fp = sum(p and not t for p, t in zip(pred_new, is_new, strict=True))
         fn = sum((not p) and t for p, t in zip(pred_new, is_new, strict=True))
         open_lists, open_truth = [], []
-        for q in records:
-            labs, sc = _ranked(q, cal.weights)
-            open_lists.append(with_new_label(labs, list(sc), thr))
+        for q, flagged in zip(records, pred_new, strict=True):
+            labs, sc = _ranked(q, cal)
+            open_lists.append(_open_list(labs, sc, flagged, cal))
             open_truth.append(NEW if q.mode == "new" else q.individual_id)
         out["open_set"] = {
-            "n_new_queries": len(new), "n_known_queries": len(known), "threshold": thr,
+            "rule": cal.open_set_rule, "n_new_queries": len(new), "n_known_queries": len(known),
+            "threshold": cal.new_individual_threshold if cal.open_set_rule == "threshold" else None,
+            "target": cal.new_probability_target if cal.open_set_rule == "probability" else None,
+            "new_rate_on_known": fp / len(known) if known else 0.0,
             "new_precision": tp / (tp + fp) if tp + fp else 0.0,
             "new_recall": tp / (tp + fn) if tp + fn else 0.0,
-            "map5_with_new_label": map_at_5(open_lists, open_truth),
         }
+        if new:
+            out["open_set"]["map5_with_new_label"] = map_at_5(open_lists, open_truth)
     secs = [q.seconds for q in records]
     out["seconds_per_query_match"] = float(np.mean(secs)) if secs else 0.0
     return out
 
 
-def report(records: Sequence[QueryRecord], catalog: Catalog) -> dict[str, Any]:
-    """Metrics overall, per source and per species, for records of one split."""
+def report(records: Sequence[QueryRecord], catalog: Any) -> dict[str, Any]:
+    """Metrics overall, per source and per species, for records of one split (`catalog`: a
+    `Calibration` or a `Catalog`)."""
     out = compute_metrics(records, catalog)
     for key, attr in (("per_source", "source"), ("per_species", "species")):
         groups: dict[str, list[QueryRecord]] = {}
@@ -131,38 +178,72 @@ def report(records: Sequence[QueryRecord], catalog: Catalog) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- fitting
+FUSIONS = ("logistic", "linear")
+OPEN_SET_RULES = ("probability", "threshold")
+
+
 def fit_calibration(records: Sequence[QueryRecord], model_id: str,
-                    provenance: dict[str, Any] | None = None) -> Calibration:
-    """Fusion weights (grid search for MAP@5), then the probability map and open-set threshold,
-    all on calibration-split records only."""
+                    provenance: dict[str, Any] | None = None, *, fusion: str = "logistic",
+                    open_set: str = "probability", new_target: float = 0.5) -> Calibration:
+    """The fusion, the probability map and the open-set rule, on calibration-split records only.
+
+    Args:
+        fusion: "logistic" (conditional logistic regression over `fusion.FEATURES`) or "linear"
+            (the earlier grid search of two weights for MAP@5).
+        open_set: "probability" (new when P(new) >= `new_target`, P(new) fitted on known vs
+            left-out queries) or "threshold" (fused top-1 below the score maximising open-set
+            MAP@5 over the calibration queries).
+    """
+    if fusion not in FUSIONS or open_set not in OPEN_SET_RULES:
+        raise ValueError(f"fusion must be one of {FUSIONS}, open_set one of {OPEN_SET_RULES}")
     known = [q for q in records if q.mode == "known"]
     truth = [q.individual_id for q in known]
-    best: tuple[float, FusionWeights] = (-1.0, FusionWeights())
-    for wv in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
-        for wi in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
-            w = FusionWeights(1.0, wv, wi)
-            score = map_at_5([_ranked(q, w)[0] for q in known], truth)
-            if score > best[0] + 1e-9:
-                best = (score, w)
-    w = best[1]
-    top = [_ranked(q, w) for q in records]
+    prov = dict(provenance or {})
+    if fusion == "logistic":
+        groups = []
+        for q in known:
+            s = q.scores
+            hit = [i for i, ind in enumerate(s.individual_ids) if ind == q.individual_id]
+            if hit:
+                groups.append((candidate_features(s.cos, s.vote, s.inliers), hit[0]))
+        cal = Calibration(model_id=model_id, fusion="logistic", logistic=fit_logistic_fusion(groups))
+        prov["fit_logistic_queries"] = len(groups)
+    else:
+        best: tuple[float, FusionWeights] = (-1.0, FusionWeights())
+        for wv in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
+            for wi in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6):
+                w = FusionWeights(1.0, wv, wi)
+                score = map_at_5([_ranked(q, w)[0] for q in known], truth)
+                if score > best[0] + 1e-9:
+                    best = (score, w)
+        cal = Calibration(model_id=model_id, weights=best[1])
+    top = [_ranked(q, cal) for q in records]
     top_score = np.array([sc[0] if len(sc) else -np.inf for _, sc in top])
     correct = np.array([bool(lab) and lab[0] == q.individual_id and q.mode == "known"
                         for (lab, _), q in zip(top, records, strict=True)])
     known_mask = np.array([q.mode == "known" for q in records])
+    prov["fit_map5_closed"] = map_at_5([lab for (lab, _), k in zip(top, known_mask, strict=True) if k],
+                                       truth)
     prob = fit_isotonic(top_score[known_mask], correct[known_mask])
-    # open-set threshold: maximise the Happywhale open-set MAP@5 over calibration queries
-    truth_open = [NEW if q.mode == "new" else q.individual_id for q in records]
-    cands = np.unique(np.quantile(top_score[np.isfinite(top_score)], np.linspace(0, 1, 101)))
-    best_thr, best_map = -math.inf, -1.0
-    for thr in [-math.inf, *cands]:
-        lists = [with_new_label(lab, list(sc), thr) for lab, sc in top]
-        m = map_at_5(lists, truth_open)
-        if m > best_map + 1e-9:
-            best_thr, best_map = float(thr), m
-    prov = dict(provenance or {})
-    prov.update({"fit_map5_closed": best[0], "fit_map5_open": best_map,
-                 "n_calibration_queries": len(records),
-                 "n_calibration_individuals": len({q.individual_id for q in records})})
-    return Calibration(model_id=model_id, weights=w, new_individual_threshold=best_thr,
-                       probability=prob, species_threshold=0.5, provenance=prov, fitted=True)
+    threshold, new_model = -math.inf, None
+    if open_set == "threshold":
+        # maximise the Happywhale open-set MAP@5 over calibration queries
+        truth_open = [NEW if q.mode == "new" else q.individual_id for q in records]
+        cands = np.unique(np.quantile(top_score[np.isfinite(top_score)], np.linspace(0, 1, 101)))
+        best_map = -1.0
+        for thr in [-math.inf, *cands]:
+            m = map_at_5([with_new_label(lab, list(sc), thr) for lab, sc in top], truth_open)
+            if m > best_map + 1e-9:
+                threshold, best_map = float(thr), m
+        prov["fit_map5_open"] = best_map
+    elif (~known_mask).any() and known_mask.any():
+        feats = np.stack([top_two(cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
+                          for q in records])
+        new_model = fit_new_individual_model(feats, ~known_mask)
+    prov.update({"n_calibration_queries": len(records),
+                 "n_calibration_individuals": len({q.individual_id for q in records}),
+                 "fusion": fusion, "open_set": open_set})
+    return Calibration(model_id=model_id, weights=cal.weights, fusion=cal.fusion, logistic=cal.logistic,
+                       new_individual_threshold=threshold, new_model=new_model,
+                       new_probability_target=new_target, probability=prob, species_threshold=0.5,
+                       provenance=prov, fitted=True)

@@ -1,4 +1,6 @@
-"""Calibration of the matcher: fusion weights, the open-set threshold and score -> probability maps.
+"""Calibration of the matcher: the fusion (linear weights or the learned logistic fusion of
+`fusion.py`), the open-set rule (a fused-score threshold, or P(new) >= a target) and the score ->
+probability map.
 
 Everything is fitted on a calibration split that is disjoint *by individual* from any reported
 split, and stored as a small JSON file (no pickle) together with the manifest hash and the split
@@ -17,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from whales_identify.reid.fusion import LogisticFusion, NewIndividualModel
+
 DEFAULT_CALIBRATION = "reid_default.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: learned fusion and P(new) (version 1 files read as the linear fusion)
 
 
 def distinctive(counts: np.ndarray) -> np.ndarray:
@@ -81,7 +85,12 @@ class ProbabilityMap:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Everything tuned for one embedding model and local-feature setting."""
+    """Everything tuned for one embedding model and local-feature setting.
+
+    Fusion: `logistic` when `fusion == "logistic"` (and fitted), else the linear `weights`.
+    Open set: with a `new_model`, "new individual" means P(new) >= `new_probability_target`;
+    without one, fused top-1 < `new_individual_threshold` (-inf: never).
+    """
 
     model_id: str = ""
     weights: FusionWeights = field(default_factory=FusionWeights)
@@ -90,6 +99,33 @@ class Calibration:
     species_threshold: float = 0.5
     provenance: dict[str, Any] = field(default_factory=dict)
     fitted: bool = False
+    fusion: str = "linear"  # "linear" | "logistic"
+    logistic: LogisticFusion | None = None
+    new_model: NewIndividualModel | None = None
+    new_probability_target: float = 0.5
+
+    def fuse(self, cos: np.ndarray, vote: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+        """Fused score per candidate individual of ONE query (higher is better)."""
+        if self.fusion == "logistic" and self.logistic is not None:
+            return self.logistic.fuse(cos, vote, inliers)
+        return self.weights.fuse(cos, vote, inliers)
+
+    @property
+    def open_set_rule(self) -> str:
+        if self.new_model is not None:
+            return "probability"
+        return "threshold" if math.isfinite(self.new_individual_threshold) else "none"
+
+    def p_new(self, fused: np.ndarray) -> float | None:
+        """P(the query's individual is not in the catalog), None without a fitted model."""
+        return None if self.new_model is None else self.new_model.p_new(fused)
+
+    def is_new(self, fused: np.ndarray) -> bool:
+        """The open-set decision from one query's fused scores (finite ones)."""
+        fused = np.asarray(fused, np.float64)
+        if self.new_model is not None:
+            return bool(self.new_model.p_new(fused) >= self.new_probability_target)
+        return bool(fused.size == 0 or fused.max() < self.new_individual_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -98,6 +134,8 @@ class Calibration:
                            "inliers": self.weights.inliers}
         data["probability"]["x"] = list(self.probability.x)
         data["probability"]["y"] = list(self.probability.y)
+        data["logistic"] = self.logistic.to_dict() if self.logistic is not None else None
+        data["new_model"] = self.new_model.to_dict() if self.new_model is not None else None
         if not math.isfinite(self.new_individual_threshold):
             data["new_individual_threshold"] = None
         return data
@@ -107,10 +145,17 @@ class Calibration:
         w = data.get("weights") or {}
         p = data.get("probability") or {}
         thr = data.get("new_individual_threshold")
+        fusion = str(data.get("fusion", "linear"))
+        if fusion not in ("linear", "logistic") or (fusion == "logistic" and not data.get("logistic")):
+            raise ValueError(f"unknown fusion {fusion!r} (or a logistic fusion without coefficients)")
         return cls(
             model_id=str(data.get("model_id", "")),
             weights=FusionWeights(float(w.get("global", 1.0)), float(w.get("vote", 0.3)),
                                   float(w.get("inliers", 0.3))),
+            fusion=fusion,
+            logistic=LogisticFusion.from_dict(data["logistic"]) if data.get("logistic") else None,
+            new_model=NewIndividualModel.from_dict(data["new_model"]) if data.get("new_model") else None,
+            new_probability_target=float(data.get("new_probability_target", 0.5)),
             new_individual_threshold=-math.inf if thr is None else float(thr),
             probability=ProbabilityMap(method=str(p.get("method", "platt")),
                                        x=tuple(float(v) for v in p.get("x", ())),

@@ -46,19 +46,23 @@ class Catalog:
         store: where catalog images persist (`Store.list_catalog_images`/`add_catalog_images`).
         model_id: the embedding model every stored embedding must come from.
         config: matching parameters and work bounds.
-        calibration: fusion weights, open-set threshold and probability map; default: the packaged
+        calibration: fusion, open-set rule and probability map; default: the packaged
             `whales_identify/calibration/<model_id>.json`, else `reid_default.json` (used only if
             fitted for `model_id`).
+        new_individual_target: "new individual" only when P(new) >= this (default: the
+            calibration's `new_probability_target`; no effect on a calibration without P(new)).
     """
 
     def __init__(self, store: Store, model_id: str, *, config: MatchConfig | None = None,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, new_individual_target: float | None = None):
         self.store = store
         self.model_id = model_id
         self.config = config or MatchConfig()
         cal = calibration if calibration is not None else load_calibration(model_id=model_id)
         if cal.fitted and cal.model_id and cal.model_id != model_id:
             cal = Calibration(model_id=model_id)  # fitted for another model: fall back to defaults
+        if new_individual_target is not None:  # the operator's P(new) target (WHALES_NEW_INDIVIDUAL_TARGET)
+            cal = replace(cal, new_probability_target=float(new_individual_target))
         self.calibration = cal
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}

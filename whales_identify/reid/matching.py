@@ -10,8 +10,10 @@
 3. **Geometric verification** of a bounded candidate set (top individuals by global score and by
    vote, at most two images each): ratio-test matches in one batched matrix product, then RANSAC
    inliers of a similarity transform.
-4. **Fusion** of the three scores with weights fitted on a calibration split (see `calibrate.py`);
-   the fused top-1 score gives `is_new_individual` (threshold) and the calibrated probability.
+4. **Fusion** of the three scores, fitted on a calibration split (`calibrate.py`: the learned
+   logistic fusion of `fusion.py`, or linear weights); `is_new_individual` follows the
+   calibration's open-set rule (P(new) >= a target, or a fused-score threshold) and the fused
+   top-1 score gives the calibrated probability.
 
 `score_query(index, ...)` gives the per-individual evidence (steps 1-3) and `rank(scores,
 calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the photos and the snapshot.
@@ -232,9 +234,9 @@ def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np
 
 def rank(scores: Scores, cal: Calibration, top_k: int) -> MatchResult:
     """Fuse, calibrate and decide (new individual, species) from per-individual evidence."""
-    fused = cal.weights.fuse(np.where(np.isfinite(scores.cos), scores.cos, -1.0),
-                             scores.vote, scores.inliers)
-    fused = np.where(np.isfinite(scores.cos), fused, -np.inf)
+    finite = np.isfinite(scores.cos)
+    fused = cal.fuse(np.where(finite, scores.cos, -1.0), scores.vote, scores.inliers)
+    fused = np.where(finite, fused, -np.inf)
     order = [i for i in np.argsort(-fused, kind="stable")[:top_k] if np.isfinite(fused[i])]
     probs = cal.probability(fused[order]) if order else np.zeros(0)
     candidates = [Candidate(individual_id=scores.individual_ids[i], species=scores.species[i],
@@ -244,7 +246,7 @@ def rank(scores: Scores, cal: Calibration, top_k: int) -> MatchResult:
                   for i, p in zip(order, probs, strict=True)]
     if not candidates:
         return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
-    is_new = bool(candidates[0].score < cal.new_individual_threshold)
+    is_new = cal.is_new(fused[finite])  # candidates are listed whatever the decision
     species, species_score = _species(candidates, scores, is_new, cal.species_threshold)
     return MatchResult(candidates=candidates,
                        individual_id=None if is_new else candidates[0].individual_id,

@@ -1,0 +1,60 @@
+"""Compare fusions and open-set rules on the same stored query records, over repeated splits.
+
+The records come from `whales evaluate ... --fit-calibration F --records-out R.npz` (plain or
+cross-fitted); nothing is matched again. Each variant is refitted on the calibration part of each
+split (`--seeds` salts of the split of individuals) and reported on the other part: mean ± SE.
+
+Usage: python scripts/reid_compare_fusions.py R.npz [--seeds 3] [--source noaa_right_whale_headcrops]
+       [--json reports/reid_fusion_comparison.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from whales_identify.evaluation.records import load_records  # noqa: E402
+from whales_identify.evaluation.repeated import repeated_splits  # noqa: E402
+
+VARIANTS = (("linear", "threshold"), ("linear", "probability"), ("logistic", "threshold"),
+            ("logistic", "probability"))
+COLUMNS = ("top1", "top5", "map5", "top5_global", "coverage_at_98", "open_set.new_rate_on_known",
+           "open_set.new_recall", "open_set.map5_with_new_label")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("records", type=Path)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--source", help="also tabulate this source alone")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    records, meta = load_records(args.records)
+    model_id = str(meta.get("model_id", ""))
+    out = {"records": str(args.records), "model_id": model_id, "seeds": args.seeds, "variants": {}}
+    print(f"{model_id}: {len(records)} query records, {args.seeds} splits; mean ± SE, reported part")
+    print("| fusion | open set | scope | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|---|" + "---|" * len(COLUMNS))
+    for fusion, open_set in VARIANTS:
+        rep = repeated_splits(records, model_id, args.seeds, fusion=fusion, open_set=open_set,
+                              sources=[args.source] if args.source else None)
+        out["variants"][f"{fusion}+{open_set}"] = rep
+        scopes = [("all", rep["mean_se"])]
+        if args.source and args.source in rep["per_source"]:
+            scopes.append((args.source, rep["per_source"][args.source]["mean_se"]))
+        for scope, ms in scopes:
+            cells = [f"{ms[c]['mean']:.3f} ± {ms[c]['se']:.3f}" if c in ms else "-" for c in COLUMNS]
+            print(f"| {fusion} | {open_set} | {scope} | " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
