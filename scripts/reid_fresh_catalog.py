@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = [r for r in read_manifest(args.root / "manifest.csv")
             if r.is_cetacean and r.individual_id and r.source in args.sources]
+    if args.max_individuals:  # a smaller catalog (smoke runs): a deterministic subset of individuals
+        keep = sorted({r.individual_id for r in rows},
+                      key=lambda i: stable_fraction(i, "fresh-catalog-subset"))[:args.max_individuals]
+        rows = [r for r in rows if r.individual_id in set(keep)]
     seen = _training_individuals(args.model, args.models_dir)
     enrol, known, new = plan(rows, args, seen)
     with tempfile.TemporaryDirectory() as td:
@@ -155,7 +159,9 @@ def summarise(args: argparse.Namespace, enrol: dict, known: list, new: list, ans
         "new_recall": float(np.mean(flagged_new)) if flagged_new else None,
         "coverage_at_98": coverage_at_precision(prob, np.array(top1), 0.98) if top1 else None,
         "seconds_per_predict_mean": float(np.mean([s for *_, s in answers])) if answers else None,
-        "embedding": models.get("embedding") if isinstance(models, dict) else None,
+        "served": {"models": [{k: m.get(k) for k in ("role", "model_id", "backend")}
+                              for m in models.get("models", [])],
+                   "catalog": models.get("catalog")} if isinstance(models, dict) else None,
         "load_average": os.getloadavg(),
     }
 
@@ -181,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-fraction", type=float, default=0.1,
                     help="share of queried individuals held out entirely (right answer: new)")
     ap.add_argument("--max-queries", type=int, default=0)
+    ap.add_argument("--max-individuals", type=int, default=0, help="smaller catalog (smoke runs)")
     ap.add_argument("--gate", default="embedded")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "reid_fresh_catalog.json")
     args = ap.parse_args(argv)
