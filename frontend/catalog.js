@@ -1,6 +1,7 @@
 // Catalog tab: individuals with thumbnails, search by id or species, a page per individual.
 import { api } from "./api.js";
 import { $, announce, h, replace } from "./dom.js";
+import { candidateSection } from "./candidates.js";
 import { historySection } from "./history.js";
 import { knownSpecies, speciesNames, speciesText } from "./species.js";
 
@@ -127,7 +128,8 @@ export async function showIndividual(id) {
         h("figure", {},
           h("img", { src: thumbnailOf(im), alt: `Photo ${im.filename || im.image_id} of ${ind.individual_id}`, loading: "lazy" }),
           h("figcaption", { text: im.filename || im.image_id }))))),
-      historySection(ind.individual_id)));
+      historySection(ind.individual_id),
+      candidateSection(ind.individual_id, () => showIndividual(ind.individual_id))));
   announce(`Individual ${ind.individual_id}, ${speciesText(ind.species, ind)}, ${images.length} photos`);
   view.querySelector("h2").setAttribute("tabindex", "-1");
   view.querySelector("h2").focus();

@@ -1,29 +1,79 @@
 // Review tab: walk the queue of unreviewed predictions (GET /v1/predictions) with the keyboard.
 // Keys: 1-5 choose a candidate, Enter or C confirm it, N new individual, X not a cetacean,
 // S or → skip, U undo the last decision (DELETE /v1/predictions/{id}/review).
+// The filter form narrows the queue with the API's own filters (review state, species, new
+// individual, probability range, batch); the queue then walks what they select, oldest first.
 import { api, apiKey } from "./api.js";
 import { $, announce, h, pct, replace } from "./dom.js";
-import { speciesNames } from "./species.js";
+import { knownSpecies, speciesNames } from "./species.js";
 
 const PAGE = 20;
+const DEFAULT_FILTERS = { review_state: "unreviewed" };
 const q = { batches: [], source: 0, cursor: null, buffer: [], current: null, chosen: 0, done: [], skipped: 0,
-  reviewed: 0, busy: false, exhausted: false, startAt: null };
+  reviewed: 0, busy: false, exhausted: false, startAt: null, filters: { ...DEFAULT_FILTERS } };
 
 /**
- * Start a queue: all unreviewed predictions (oldest first), or those of the given
- * /v1/predict-batch ids in turn; `startAt` (a prediction id) is shown first when it is in the queue.
+ * Start a queue: the predictions the filters select (default: all unreviewed), oldest first, or
+ * those of the given /v1/predict-batch ids in turn; `startAt` (a prediction id) is shown first when
+ * it is in the queue.
  */
-export async function startQueue(batchIds = [], startAt = null) {
+export async function startQueue(batchIds = [], startAt = null, filters = null) {
+  if (filters) q.filters = { ...filters };
   Object.assign(q, { batches: batchIds.length ? batchIds : [null], source: 0, cursor: null, buffer: [], current: null,
     chosen: 0, skipped: 0, reviewed: 0, exhausted: false, startAt });
-  replace($("#queue-scope"), batchIds.length ? `Unreviewed photos of ${batchIds.length === 1 ? "one batch" : `${batchIds.length} batch uploads`}`
-    : "All unreviewed photos, oldest first");
+  showFilters(batchIds);
+  replace($("#queue-scope"), scopeText(batchIds));
   await advance();
+}
+
+function scopeText(batchIds) {
+  const f = q.filters;
+  const state = { unreviewed: "Unreviewed", confirmed: "Confirmed", new_individual: "New-individual",
+    not_cetacean: "Not-a-cetacean" }[f.review_state] || "All";
+  const parts = [batchIds.length ? `${state} photos of ${batchIds.length === 1 ? "one batch" : `${batchIds.length} batch uploads`}`
+    : `${state} photos`];
+  if (f.species) parts.push(speciesNames(f.species).common);
+  if (f.new_individual === "true") parts.push("suggested as new individuals");
+  if (f.new_individual === "false") parts.push("matched to a known individual");
+  if (f.min_probability || f.max_probability) parts.push(`confidence ${f.min_probability || 0}–${f.max_probability || 1}`);
+  return `${parts.join(", ")}, oldest first`;
+}
+
+/** The form shows the filters in force (and the batch ids of a #review/<batches> route). */
+function showFilters(batchIds) {
+  const form = $("#queue-filters");
+  if (!form) return;
+  fillSpecies(form.elements.species, q.filters.species);
+  for (const name of ["review_state", "species", "new_individual", "min_probability", "max_probability"]) {
+    form.elements[name].value = q.filters[name] ?? "";
+  }
+  form.elements.batch_id.value = batchIds.join(",");
+}
+
+function fillSpecies(select, current) {
+  const keys = [...new Set([...knownSpecies(), ...(current ? [current] : [])])];
+  replace(select, h("option", { value: "", text: "All species" }),
+    keys.map((k) => h("option", { value: k, text: speciesNames(k).common })));
+  select.value = current || "";
+}
+
+function readFilters(form) {
+  const v = (name) => form.elements[name].value.trim();
+  const filters = { review_state: v("review_state"), species: v("species"), new_individual: v("new_individual"),
+    min_probability: v("min_probability"), max_probability: v("max_probability") };
+  for (const name of ["min_probability", "max_probability"]) {
+    const x = filters[name];
+    if (x !== "" && !(Number(x) >= 0 && Number(x) <= 1)) throw new Error(`${name.replace("_", " ")} must be a number from 0 to 1.`);
+  }
+  if (filters.min_probability && filters.max_probability && Number(filters.min_probability) > Number(filters.max_probability)) {
+    throw new Error("The lowest confidence is above the highest.");
+  }
+  return { filters, batches: v("batch_id").split(",").map((b) => b.trim()).filter(Boolean) };
 }
 
 async function fill() {
   while (!q.buffer.length && q.source < q.batches.length) {
-    const page = await api.listPredictions({ review_state: "unreviewed", sort: "oldest", limit: PAGE,
+    const page = await api.listPredictions({ ...q.filters, sort: "oldest", limit: PAGE,
       batch_id: q.batches[q.source], cursor: q.cursor });
     q.buffer.push(...page.items);
     q.cursor = page.next_cursor;
@@ -85,7 +135,9 @@ function render() {
     h("figure", { class: "query" },
       queryPhoto(p),
       h("figcaption", {}, h("span", { class: "file", text: p.filename }), " · ",
-        p.rejected ? "rejected by the gate" : `${speciesNames(p.species || "unknown", p).common}, confidence ${pct(p.probability)}`)),
+        p.rejected ? "rejected by the gate" : `${speciesNames(p.species || "unknown", p).common}, confidence ${pct(p.probability)}`,
+        p.review_state !== "unreviewed" ? h("span", { class: "queue-state", "data-testid": "queue-state",
+          text: ` · already ${p.review_state.replace("_", " ")}${p.reviewer_decision?.individual_id ? ` as ${p.reviewer_decision.individual_id}` : ""}${p.reviewed_by ? ` by ${p.reviewed_by}` : ""}` }) : null)),
     h("ol", { class: "candidate-list", "aria-label": "Candidates; press 1 to 5 to choose" },
       cands.length ? cands.map((c, i) => h("li", { class: `candidate${i === q.chosen ? " chosen" : ""}`, "aria-current": i === q.chosen ? "true" : null },
         h("span", { class: "rank", text: `${i + 1}` }),
@@ -170,4 +222,17 @@ export function initQueue() {
   $("#queue-not").addEventListener("click", () => decide("not_cetacean"));
   $("#queue-skip").addEventListener("click", skip);
   $("#queue-undo").addEventListener("click", undoLast);
+  const form = $("#queue-filters");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    let chosen;
+    try {
+      chosen = readFilters(form);
+    } catch (err) {
+      setStatus(err.message, "error");
+      return;
+    }
+    startQueue(chosen.batches, null, chosen.filters);
+  });
+  $("#queue-filters-reset").addEventListener("click", () => startQueue([], null, { ...DEFAULT_FILTERS }));
 }
