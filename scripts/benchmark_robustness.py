@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=Path("../shared/data/cetaceans"))
     p.add_argument("--manifest", type=Path, default=None, help="default: ROOT/manifest.csv")
     p.add_argument("--models-dir", type=Path, default=None)
-    p.add_argument("--config", type=Path, default=Path("whales_be_service/configs/anti_fraud_threshold.yaml"))
+    p.add_argument("--config", type=Path, default=None,
+                   help="yaml of gate overrides (default: the head's own threshold and band)")
     p.add_argument("--out", type=Path, default=Path("reports/robustness.json"))
     p.add_argument("--cap", type=int, default=150, help="max held-out items per source")
     p.add_argument("--threads", type=int, default=1)
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if not manifest.is_file():
         print(f"no manifest at {manifest}: nothing to benchmark", file=sys.stderr)
         return 2
-    gate = create_gate("embedded", models_dir=args.models_dir, config=load_gate_config(args.config))
+    overrides = load_gate_config(args.config) if args.config else None
+    gate = create_gate("embedded", models_dir=args.models_dir, config=overrides)
     split = gate.head.meta.get("split", {})
     items = gt.cap_per_source(gt.test_part(manifest, args.root, split.get("salt", gt.SPLIT_SALT),
                                            split.get("test_fraction", 0.5)), args.cap)

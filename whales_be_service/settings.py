@@ -63,10 +63,12 @@ class Settings(BaseSettings):
                             "when the export exists, else torch; same features either way).")
     gate: Literal["embedded", "clip", "off"] = Field("embedded", description="Cetacean gate backend.")
     gate_threshold: float | None = Field(None, ge=0.0, le=1.0,
-                                         description="Override of the gate's calibrated threshold.")
+                                         description="Override of the gate's calibrated threshold "
+                                                     "(default: the one in the gate head's json).")
     gate_config: str | None = Field(
         None,
-        description="Gate threshold/band yaml (default: the packaged configs/anti_fraud_threshold.yaml).")
+        description="Yaml of an operator's explicit gate overrides, per backend (threshold, "
+                    "borderline band, head name; docs/GATE.md). Default: none, the head's own values.")
     warmup: bool = Field(True, description="Run one real inference before reporting ready.")
 
     # security

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,9 +183,9 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
 
     if s.gate == "off":
         return create_gate("off")
-    # The yaml is where operators tune the threshold and band; $WHALES_GATE_THRESHOLD still wins.
-    config_path = s.gate_config or Path(__file__).parent / "configs" / "anti_fraud_threshold.yaml"
-    config = load_gate_config(config_path, s.gate)
+    # The head's json carries its calibrated threshold and band (so a head swapped in through
+    # WHALES_MODELS_DIR brings its own); WHALES_GATE_CONFIG and WHALES_GATE_THRESHOLD only override.
+    config = load_gate_config(s.gate_config, s.gate) if s.gate_config else None
     return create_gate(s.gate, embedder=embedder, models_dir=s.models_dir, threshold=s.gate_threshold,
                        config=config, inference_backend=s.inference_backend, threads=s.inference_threads)
 

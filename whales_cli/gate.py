@@ -14,6 +14,7 @@ import typer
 
 from whales_cli._common import emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
+from whales_identify.gate.head import DEFAULT_HEAD
 from whales_identify.models.entries import GATE_FEATURE_MODEL
 from whales_identify.transforms import FRAMINGS, LETTERBOX
 
@@ -24,11 +25,18 @@ DEFAULT_FRAMING = Framing(LETTERBOX)
 
 app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
 
-DEFAULT_CONFIG = Path("whales_be_service/configs/anti_fraud_threshold.yaml")
 DEFAULT_REPORT = Path("reports/gate_metrics.json")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder (default: "
-                                                "$WHALES_MODELS_DIR or ./models).")]
+ModelsDir = Annotated[Path | None, typer.Option("--models-dir", envvar="WHALES_MODELS_DIR",
+                                                help="Weights folder (default: ./models).")]
+# The gate's threshold and band come from its head's json; these are an operator's overrides, read
+# from the same variables as the service's settings.
+GATE_CONFIG_HELP = "Yaml of explicit overrides (threshold, borderline, head); default: none, the head's own."
+GateConfigOpt = Annotated[Path | None, typer.Option(
+    "--gate-config", envvar="WHALES_GATE_CONFIG", exists=True, dir_okay=False, help=GATE_CONFIG_HELP)]
+ThresholdOpt = Annotated[float | None, typer.Option(
+    "--threshold", envvar="WHALES_GATE_THRESHOLD", min=0.0, max=1.0,
+    help="Override of the gate's calibrated threshold.")]
 
 
 @app.command("calibrate")
@@ -36,9 +44,8 @@ def calibrate_cmd(
     manifest: Annotated[Path, typer.Option(help="Labelled manifest CSV (cetaceans/manifest.csv layout).")],
     root: Annotated[Path, typer.Option(help="Folder the manifest's relpaths are relative to.")],
     model: Annotated[str, typer.Option(help="Feature model id.")] = GATE_FEATURE_MODEL,
-    name: Annotated[str, typer.Option(help="Head name: models/gate/<name>.npz/.json.")] = "cetacean_lite0",
+    name: Annotated[str, typer.Option(help="Head name: models/gate/<name>.npz/.json.")] = DEFAULT_HEAD,
     models_dir: ModelsDir = None,
-    config: Annotated[Path, typer.Option(help="Threshold yaml to write.")] = DEFAULT_CONFIG,
     report: Annotated[Path, typer.Option(help="Metrics json to write.")] = DEFAULT_REPORT,
     test_fraction: Annotated[float, typer.Option(min=0.1, max=0.9)] = 0.5,
     threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy 2-core box).")] = 1,
@@ -46,11 +53,13 @@ def calibrate_cmd(
         help="letterbox: the gate sees the whole photo (default); centre_crop: the backbone's own "
              "crop, whose features a catalog on the same model can share (one pass, but wide "
              "photos lose their sides).")] = DEFAULT_FRAMING,
-    write: Annotated[bool, typer.Option(help="Write head, yaml and report (else only print).")] = True,
+    write: Annotated[bool, typer.Option(help="Write the head (with its threshold and band) and the "
+                                              "report (else only print).")] = True,
     json_out: JsonFlag = False,
 ) -> None:
     """Split (no image, individual or burst in both parts) -> train the head on the calibration part ->
-    pick the threshold there -> report TPR/TNR/ROC-AUC with 95% intervals on the test part."""
+    pick the threshold there -> report TPR/TNR/ROC-AUC with 95% intervals on the test part. The
+    threshold and band are written into the head's json, which the service and CLI read."""
     import torch
 
     from whales_identify.embed import Embedder
@@ -81,7 +90,6 @@ def calibrate_cmd(
     if write:
         head.save(resolve_models_dir(models_dir), name)
         rep["head"] = head.version
-        gt.write_gate_yaml(config, name, rep, command)
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(rep, indent=2, default=str) + "\n")
     if json_out:
@@ -113,18 +121,18 @@ def _print_table(rep: dict) -> None:  # type: ignore[type-arg]
 def score_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     backend: Annotated[str, typer.Option(help="embedded | clip | off")] = "embedded",
-    config: Annotated[Path | None, typer.Option(help="Threshold yaml.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "--gate-config", envvar="WHALES_GATE_CONFIG", exists=True, dir_okay=False,
+        help=GATE_CONFIG_HELP)] = None,
+    threshold: ThresholdOpt = None,
     models_dir: ModelsDir = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Score photos with the gate: cetacean score, band, accepted or rejected."""
-    from whales_identify.gate import create_gate, load_gate_config
     from whales_identify.images import load_image
 
     try:
-        cfg_path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-        gate = create_gate(backend, models_dir=models_dir,
-                           config=load_gate_config(cfg_path, backend) if backend != "off" else None)
+        gate = build_gate(backend, config, threshold, models_dir)
         results = gate([load_image(p.read_bytes()) for p in images])
     except (WhalesError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -137,3 +145,13 @@ def score_cmd(
     for r in rows:
         verdict = "cetacean" if r["is_cetacean"] else "REJECTED"
         typer.echo(f"{r['path']}: {verdict} score={r['cetacean_score']:.4f} band={r['band']}")
+
+
+def build_gate(backend: str, config: Path | None, threshold: float | None, models_dir: Path | None,
+               embedder: object | None = None) -> object:
+    """The gate as the service builds it: the head's own threshold and band, unless overridden."""
+    from whales_identify.gate import create_gate, load_gate_config
+
+    overrides = load_gate_config(config, backend) if backend != "off" and config is not None else None
+    return create_gate(backend, embedder=embedder, models_dir=models_dir, threshold=threshold,
+                       config=overrides)

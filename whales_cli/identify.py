@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_cli.gate import GateConfigOpt, ThresholdOpt
 from whales_identify.errors import WhalesError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic"}
@@ -55,18 +56,15 @@ def _decode(path: Path, max_side: int) -> Any:
 
 
 def _identifier(db: str | None, model: str | None, models_dir: Path | None, gate: str,
-                gate_config: Path | None, calibration: Path | None) -> Any:
+                gate_config: Path | None, threshold: float | None, calibration: Path | None) -> Any:
     from whales_cli.catalog import _embedder, _open
-    from whales_cli.gate import DEFAULT_CONFIG
-    from whales_identify.gate import create_gate, load_gate_config
+    from whales_cli.gate import build_gate
     from whales_identify.identify import Identifier
 
     catalog = _open(db, model, calibration=calibration)
     embedder = _embedder(catalog.model_id, models_dir)
     try:
-        config_path = gate_config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-        config = load_gate_config(config_path, gate) if gate != "off" else None
-        the_gate = create_gate(gate, embedder=embedder, models_dir=models_dir, config=config)
+        the_gate = build_gate(gate, gate_config, threshold, models_dir, embedder=embedder)
         return Identifier(the_gate, embedder, catalog)
     except (WhalesError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -110,8 +108,8 @@ def identify(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="Candidates per photo.")] = 5,
     gate: Annotated[Gate | None, typer.Option("--gate", help="Cetacean gate (default: $WHALES_GATE, "
                                               "else embedded).")] = None,
-    gate_config: Annotated[Path | None, typer.Option("--gate-config", help="Threshold yaml (default: "
-                                                     "the service's).")] = None,
+    gate_config: GateConfigOpt = None,
+    threshold: ThresholdOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 8,
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default: $WHALES_DATABASE_URL "
                                            "or sqlite:///data/whales.db).")] = None,
@@ -134,7 +132,7 @@ def identify(
     gate_name = gate.value if gate else os.environ.get("WHALES_GATE") or "embedded"
     calibration = calibration or (Path(os.environ["WHALES_CALIBRATION"])
                                   if os.environ.get("WHALES_CALIBRATION") else None)
-    identifier = _identifier(db, model, models_dir, gate_name, gate_config, calibration)
+    identifier = _identifier(db, model, models_dir, gate_name, gate_config, threshold, calibration)
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []

@@ -12,10 +12,11 @@ from PIL import Image
 from whales_identify.data import group_key, manifest_hash
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
 from whales_identify.gate.backends import (
-    THRESHOLD_ENV,
+    CLIP_THRESHOLD,
     EmbeddedGate,
     GateResult,
     OffGate,
+    clip_band,
     create_gate,
     decide,
     load_gate_config,
@@ -33,7 +34,6 @@ from whales_identify.train.gate_synthetic import (
 from whales_identify.transforms import CENTRE_CROP, LETTERBOX, LETTERBOX_FILL, frame, letterbox
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "whales_be_service" / "configs" / "anti_fraud_threshold.yaml"
 MODELS = ROOT / "models"
 
 
@@ -126,28 +126,35 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_config_reads_yaml_and_env_overrides(tmp_path: Path):
+def test_config_reads_an_operators_overrides(tmp_path: Path):
     path = _yaml(tmp_path, "embedded:\n  head: h\n  threshold: 0.4\n  borderline: {low: 0.1, high: 0.8}\n"
                            "clip:\n  threshold: 0.6\n")
-    cfg = load_gate_config(path, env={})
+    cfg = load_gate_config(path)
     assert (cfg.threshold, cfg.band_low, cfg.band_high, cfg.head) == (0.4, 0.1, 0.8, "h")
-    assert load_gate_config(path, "clip", env={}).threshold == 0.6
-    over = load_gate_config(path, env={THRESHOLD_ENV: "0.7"})
-    assert over.threshold == 0.7 and THRESHOLD_ENV in over.source
+    assert load_gate_config(path, "clip").threshold == 0.6
+    # an empty file, or none, overrides nothing: the head's own values apply
+    for none in (load_gate_config(_yaml(tmp_path, "")), load_gate_config(None)):
+        assert (none.threshold, none.band_low, none.band_high) == (None, None, None)
 
 
 @pytest.mark.parametrize("text", ["embedded:\n  threshold: 1.5\n",
                                   "embedded:\n  borderline: {low: 0.9, high: 0.1}\n"])
 def test_config_rejects_nonsense(tmp_path: Path, text: str):
     with pytest.raises(ValueError):
-        load_gate_config(_yaml(tmp_path, text), env={})
+        load_gate_config(_yaml(tmp_path, text))
 
 
-def test_committed_yaml_matches_committed_head():
-    cfg = load_gate_config(CONFIG, env={})
-    head = load_head(MODELS, cfg.head)
-    assert cfg.threshold == pytest.approx(head.meta["threshold"], abs=1e-6)
-    assert cfg.band_low <= cfg.threshold <= cfg.band_high
+def test_clip_defaults_are_stated_once():
+    assert clip_band() == (0.2, CLIP_THRESHOLD) and clip_band(0.1) == (0.1, 0.1)
+
+
+def test_no_packaged_threshold_file_shadows_the_head():
+    """The head's json is the one source of the calibrated threshold and band: nothing in the
+    packages restates them (a copy would keep the old numbers when the head is swapped)."""
+    assert not list((ROOT / "whales_be_service").rglob("*.yaml"))
+    meta = json.loads((MODELS / "gate" / "cetacean_lite0.json").read_text())
+    low, high = meta["borderline"]
+    assert low <= meta["threshold"] <= high
 
 
 # --- off, unknown, fail closed ------------------------------------------------------------------
@@ -271,7 +278,7 @@ def test_head_for_another_feature_model_gets_its_own_embedder(tmp_path: Path):
         EmbeddedGate(load_head(tmp_path, "tiny"), _FakeEmbedder("efficientnet_lite0.imagenet"))
 
 
-def test_env_threshold_override_changes_decisions(tmp_path: Path, monkeypatch):
+def test_threshold_override_changes_decisions(tmp_path: Path):
     from whales_identify.gate import GateConfig
 
     _tiny_head(tmp_path)
@@ -279,13 +286,27 @@ def test_env_threshold_override_changes_decisions(tmp_path: Path, monkeypatch):
     x = np.full((1, 8), 5.0)  # on the boundary between the two classes
     base = create_gate("embedded", embedder=emb, models_dir=tmp_path, config=GateConfig(head="tiny"))
     s = base([Image.new("RGB", (2, 2))], features=x)[0].cetacean_score
-    monkeypatch.setenv(THRESHOLD_ENV, str(min(1.0, s + 0.01)))
-    high = create_gate("embedded", embedder=emb, models_dir=tmp_path, config=GateConfig(head="tiny"))
+    high = create_gate("embedded", embedder=emb, models_dir=tmp_path, config=GateConfig(head="tiny"),
+                       threshold=min(1.0, s + 0.01))
     assert high.threshold == pytest.approx(min(1.0, s + 0.01))
     assert not high([Image.new("RGB", (2, 2))], features=x)[0].is_cetacean
-    monkeypatch.setenv(THRESHOLD_ENV, str(max(0.0, s - 0.01)))
-    low = create_gate("embedded", embedder=emb, models_dir=tmp_path, config=GateConfig(head="tiny"))
+    low = create_gate("embedded", embedder=emb, models_dir=tmp_path, config=GateConfig(head="tiny"),
+                      threshold=max(0.0, s - 0.01))
     assert low([Image.new("RGB", (2, 2))], features=x)[0].is_cetacean
+    with pytest.raises(ValueError, match="threshold"):
+        create_gate("embedded", embedder=emb, models_dir=tmp_path, threshold=1.5)
+
+
+def test_a_swapped_head_brings_its_own_threshold_and_band(tmp_path: Path, monkeypatch):
+    """A head dropped into another models folder (WHALES_MODELS_DIR) is used with the threshold and
+    band in its own json, not with numbers stated for the committed head."""
+    head = _tiny_head(tmp_path)
+    head.meta = {"threshold": 0.123, "borderline": [0.05, 0.4]}
+    head.save(tmp_path, "cetacean_lite0")
+    monkeypatch.setenv("WHALES_MODELS_DIR", str(tmp_path))
+    gate = create_gate("embedded", embedder=_FakeEmbedder("fake.model"))
+    assert gate.version.startswith("cetacean_lite0@") and gate.version != load_head(MODELS).version
+    assert gate.threshold == 0.123 and gate.band == (0.05, 0.4)
 
 
 # --- generated negatives, perturbations -----------------------------------------------------------
@@ -329,8 +350,7 @@ def test_ensemble_head_is_one_wider_mlp_averaging_logits(tmp_path: Path):
 # --- the committed head with the real backbone ---------------------------------------------------
 
 def test_committed_head_rejects_fresh_generated_negatives(lite0_embedder):
-    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=MODELS,
-                       config=load_gate_config(CONFIG, env={}))
+    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=MODELS)
     images = [render_negative(k, 777, i) for k in NEGATIVE_KINDS for i in range(4)]  # unseen seed
     results = gate(images)
     accepted = [(k, r.cetacean_score) for k, r in zip(
@@ -421,3 +441,16 @@ def test_cli_calibrate_refuses_an_unknown_framing(tmp_path: Path):
                                       str(tmp_path), "--framing", "fisheye", "--no-write"])
     assert result.exit_code == 2
     assert "letterbox" in result.output and "centre_crop" in result.output
+
+
+def test_cli_gate_is_the_same_from_any_working_directory(tmp_path: Path, monkeypatch):
+    """`whales gate score` / `whales identify` once read a threshold yaml relative to the working
+    directory, and silently ran without it elsewhere; the head now carries its threshold."""
+    from whales_cli.gate import build_gate
+
+    head = load_head(MODELS)
+    monkeypatch.chdir(tmp_path)
+    gate = build_gate("embedded", None, None, MODELS, embedder=_FakeEmbedder(head.feature_model_id))
+    assert gate.threshold == head.meta["threshold"] and gate.band == tuple(head.meta["borderline"])
+    assert build_gate("embedded", None, 0.5, MODELS,
+                      embedder=_FakeEmbedder(head.feature_model_id)).threshold == 0.5

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import sklearn.datasets
 
-from whales_identify.gate import create_gate, load_gate_config
+from whales_identify.gate import create_gate
 from whales_identify.images import load_image
 
 skimage = pytest.importorskip("skimage", reason="scikit-image (a dev dependency) provides the images")
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "whales_be_service" / "configs" / "anti_fraud_threshold.yaml"
 FOLDERS = (Path(skimage.__file__).parent / "data", Path(sklearn.datasets.__file__).parent / "images")
 SAMPLES = sorted((p for folder in FOLDERS for p in folder.iterdir() if p.suffix in {".png", ".jpg"}),
                  key=lambda p: p.name)
@@ -33,8 +32,7 @@ AT_THRESHOLD = {"microaneurysms.png": "grey retina micrograph: 0.93372 against t
 
 @pytest.fixture(scope="module")
 def decisions(lite0_embedder) -> dict[str, tuple[bool, float, str]]:
-    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=ROOT / "models",
-                       config=load_gate_config(CONFIG, env={}))
+    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=ROOT / "models")
     results = gate([load_image(p.read_bytes()) for p in SAMPLES])
     return {p.name: (r.is_cetacean, r.cetacean_score, r.band)
             for p, r in zip(SAMPLES, results, strict=True)}

@@ -8,21 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from whales_identify.gate import create_gate, load_gate_config
+from whales_identify.gate import create_gate
 from whales_identify.train import gate as gt
 from whales_identify.train import gate_calibration as gc
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "whales_be_service" / "configs" / "anti_fraud_threshold.yaml"
 REPORT = ROOT / "reports" / "gate_metrics.json"
 
 
 @pytest.fixture(scope="module")
 def held_out(data_dir: Path, lite0_embedder):
-    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=ROOT / "models",
-                       config=load_gate_config(CONFIG, env={}))
+    gate = create_gate("embedded", embedder=lite0_embedder, models_dir=ROOT / "models")
     split = gate.head.meta["split"]
     manifest = data_dir / "manifest.csv"
     cal, _ = gt.split_items(gt.manifest_items(manifest, data_dir), split["test_fraction"], split["salt"])

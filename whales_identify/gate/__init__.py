@@ -8,12 +8,14 @@ training and lives in `whales_identify.train.gate`.
 from whales_identify.gate.backends import (
     BACKENDS,
     CLIP_MODEL_ID,
+    CLIP_THRESHOLD,
     ClipGate,
     EmbeddedGate,
     Gate,
     GateConfig,
     GateResult,
     OffGate,
+    clip_band,
     create_gate,
     decide,
     load_gate_config,
@@ -21,6 +23,6 @@ from whales_identify.gate.backends import (
 )
 
 __all__ = [
-    "BACKENDS", "CLIP_MODEL_ID", "ClipGate", "EmbeddedGate", "Gate", "GateConfig", "GateResult", "OffGate",
-    "create_gate", "decide", "load_gate_config", "shares_features",
+    "BACKENDS", "CLIP_MODEL_ID", "CLIP_THRESHOLD", "ClipGate", "EmbeddedGate", "Gate", "GateConfig",
+    "GateResult", "OffGate", "clip_band", "create_gate", "decide", "load_gate_config", "shares_features",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,11 +22,19 @@ from PIL import Image
 
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
 from whales_identify.gate.head import DEFAULT_HEAD, GateHead, load_head
+from whales_identify.models.entries import CLIP_MODEL_ID
 from whales_identify.transforms import CENTRE_CROP, frame
 
-THRESHOLD_ENV = "WHALES_GATE_THRESHOLD"
 BACKENDS = ("embedded", "clip", "off")
-CLIP_MODEL_ID = "clip_vit_b32.laion2b_s34b_b79k"
+# The CLIP gate is not calibrated (its weights are not available offline): these are its defaults,
+# stated once. The embedded gate's threshold and band live in its head's json.
+CLIP_THRESHOLD = 0.5
+CLIP_BAND_LOW = 0.2
+
+
+def clip_band(threshold: float = CLIP_THRESHOLD) -> tuple[float, float]:
+    """The CLIP gate's default borderline band for `threshold`."""
+    return min(CLIP_BAND_LOW, threshold), threshold
 
 POSITIVE_PROMPTS = (
     "a photo of a whale", "a photo of a dolphin", "an aerial view of a whale in the sea",
@@ -76,9 +84,10 @@ class OffGate:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Operator settings for one backend, from `anti_fraud_threshold.yaml` and the environment.
+    """An operator's explicit overrides for one backend (an optional yaml, `load_gate_config`).
 
-    `None` means "not set here": the head's own calibrated values apply.
+    `None` means "not set here": the head's own calibrated values apply (for CLIP, `CLIP_THRESHOLD`
+    and `clip_band`). The head carries its threshold, so a head swapped in brings its own.
     """
 
     backend: str = "embedded"
@@ -89,21 +98,21 @@ class GateConfig:
     source: str = "defaults"
 
 
-def load_gate_config(path: str | os.PathLike[str] | None = None, backend: str = "embedded",
-                     env: Mapping[str, str] | None = None) -> GateConfig:
-    """Read the gate section for `backend` from the yaml at `path`, then apply $WHALES_GATE_THRESHOLD.
+def load_gate_config(path: str | os.PathLike[str] | None = None, backend: str = "embedded") -> GateConfig:
+    """Read an operator's overrides for `backend` from the yaml at `path`.
+
+    The file is optional and holds only what an operator set on purpose, one section per backend:
+    `embedded: {head: NAME, threshold: T, borderline: {low: L, high: H}}`, `clip: {...}`.
 
     Args:
-        path: the yaml (normally `whales_be_service/configs/anti_fraud_threshold.yaml`); None: no file.
-        backend: `embedded` or `clip` (the yaml has one section per backend).
-        env: the environment to read the override from (default `os.environ`).
+        path: the yaml (`WHALES_GATE_CONFIG`, `--gate-config`); None: no overrides.
+        backend: `embedded` or `clip`.
 
     Raises:
         ValueError: a threshold or band outside [0, 1], or a band with low > high.
     """
     import yaml
 
-    env = os.environ if env is None else env
     section: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -112,10 +121,7 @@ def load_gate_config(path: str | os.PathLike[str] | None = None, backend: str = 
         section = dict(doc.get(backend) or {})
         source = str(path)
     band = section.get("borderline") or {}
-    threshold = section.get("threshold")
-    if env.get(THRESHOLD_ENV):
-        threshold, source = float(env[THRESHOLD_ENV]), f"{source} + ${THRESHOLD_ENV}"
-    cfg = GateConfig(backend=backend, threshold=_unit(threshold, "threshold"),
+    cfg = GateConfig(backend=backend, threshold=_unit(section.get("threshold"), "threshold"),
                      band_low=_unit(band.get("low"), "borderline.low"),
                      band_high=_unit(band.get("high"), "borderline.high"),
                      head=str(section.get("head") or DEFAULT_HEAD), source=source)
@@ -151,10 +157,10 @@ class EmbeddedGate:
     """Logistic-regression head on pooled EfficientNet-Lite features.
 
     Args:
-        head: a loaded `GateHead` (see `gate_head.load_head`); its `framing` says how photos are
+        head: a loaded `GateHead` (see `gate.head.load_head`); its `framing` says how photos are
             framed before the backbone (a letterboxed head sees the whole photo).
         embedder: computes features when the caller passes none; must be the head's feature model.
-        threshold: decision threshold (default: the head's calibrated one).
+        threshold: decision threshold (default: the head's calibrated one, from its json).
         band: (low, high) borderline band (default: the head's).
     """
 
@@ -207,14 +213,15 @@ class ClipGate:
     backend = "clip"
     feature_model_id = None  # never shares the re-identification backbone's features
 
-    def __init__(self, model: Any, threshold: float = 0.5, band: tuple[float, float] = (0.2, 0.5),
+    def __init__(self, model: Any, threshold: float = CLIP_THRESHOLD, band: tuple[float, float] | None = None,
                  positives: Sequence[str] = POSITIVE_PROMPTS, negatives: Sequence[str] = NEGATIVE_PROMPTS,
                  batch_size: int = 16):
         import torch
 
         self.model = model.eval()
         self.cfg = model.pretrained_cfg
-        self.threshold, self.band, self.batch_size = float(threshold), tuple(band), batch_size
+        self.threshold, self.batch_size = float(threshold), batch_size
+        self.band = tuple(band or clip_band(self.threshold))
         self.n_pos = len(positives)
         with torch.inference_mode():
             text = model.encode_text(list(positives) + list(negatives)).float()
@@ -258,8 +265,9 @@ def create_gate(backend: str, embedder: Any | None = None, models_dir: Path | st
             when None or another model (e.g. a fine-tuned re-identification model), the gate gets
             its own embedder of the head's feature model (`inference_backend`, `threads`).
         models_dir: weights folder (heads under `<models_dir>/gate/`).
-        threshold: overrides everything else; else $WHALES_GATE_THRESHOLD, the config, the head's own.
-        config: from `load_gate_config` (band, head name, threshold).
+        threshold: overrides everything else (the service's WHALES_GATE_THRESHOLD, the CLI's
+            --threshold); else the config's, else the head's own calibrated one.
+        config: an operator's overrides from `load_gate_config` (band, head name, threshold).
 
     Raises:
         ValueError: unknown backend.
@@ -269,17 +277,15 @@ def create_gate(backend: str, embedder: Any | None = None, models_dir: Path | st
         raise ValueError(f"unknown gate backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "off":
         return OffGate()
-    cfg = config or load_gate_config(None, backend)
-    if threshold is None:
-        env = os.environ.get(THRESHOLD_ENV)
-        threshold = _unit(env, "threshold") if env else cfg.threshold
+    cfg = config or GateConfig(backend=backend)
+    threshold = _unit(threshold, "threshold") if threshold is not None else cfg.threshold
     band = (cfg.band_low, cfg.band_high) if cfg.band_low is not None and cfg.band_high is not None else None
     from whales_identify.models import create_model
 
     if backend == "clip":
         model = create_model(CLIP_MODEL_ID, models_dir)
-        t = 0.5 if threshold is None else threshold
-        return ClipGate(model, threshold=t, band=band or (min(0.2, t), t))
+        t = CLIP_THRESHOLD if threshold is None else threshold
+        return ClipGate(model, threshold=t, band=band or clip_band(t))
     head = load_head(models_dir, cfg.head)
     if embedder is None or embedder.model_id != head.feature_model_id:
         from whales_identify.embed import create_embedder

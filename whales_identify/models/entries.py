@@ -49,9 +49,13 @@ def _lite(n: int, size: int, dim: int, sha: str, fname: str) -> PretrainedCfg:
     )
 
 
+# Model ids named in more than one module: each is stated once, here.
+LITE0_IMAGENET = "efficientnet_lite0.imagenet"
 # The model that embeds catalogs by default, and the one the embedded gate head reads features of.
 DEFAULT_REID_MODEL = "efficientnet_lite0.rightwhale_arcface_v1"
-GATE_FEATURE_MODEL = "efficientnet_lite0.imagenet"
+GATE_FEATURE_MODEL = LITE0_IMAGENET
+DEFAULT_BASE_MODEL = LITE0_IMAGENET  # what `whales train` fine-tunes unless told otherwise
+CLIP_MODEL_ID = "clip_vit_b32.laion2b_s34b_b79k"  # the zero-shot gate's model
 
 
 def shipped_trained() -> list[tuple[PretrainedCfg, str]]:
@@ -109,10 +113,10 @@ def builtin_entries() -> list[tuple[PretrainedCfg, str]]:
 
     out.append((
         PretrainedCfg(
-            model_id="clip_vit_b32.laion2b_s34b_b79k",
+            model_id=CLIP_MODEL_ID,
             architecture="clip_vit_b32",
             task="zero_shot_gate",
-            source=WeightSource(filename="clip_vit_b32.laion2b_s34b_b79k.bin",
+            source=WeightSource(filename=f"{CLIP_MODEL_ID}.bin",
                                 hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
                                 hf_filename="open_clip_pytorch_model.bin"),
             sha256=None,  # taken from the hub's LFS metadata at pull time, then kept in checksums.sha256
@@ -125,7 +129,7 @@ def builtin_entries() -> list[tuple[PretrainedCfg, str]]:
             license="MIT (open_clip weights, LAION-2B)",
             description="open_clip ViT-B-32 trained on LAION-2B, zero-shot gate",
             build_args={"open_clip_name": "ViT-B-32"},
-            card=CARDS["clip_vit_b32.laion2b_s34b_b79k"],
+            card=CARDS[CLIP_MODEL_ID],
         ),
         "whales_identify.models.clip:build_clip",
     ))

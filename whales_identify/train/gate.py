@@ -304,37 +304,13 @@ def measure_cost(embedder: Embedder, head: GateHead, images: Sequence[Image.Imag
 
 
 def summarise(report: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers worth repeating next to the threshold (yaml, head metadata)."""
+    """The few numbers worth keeping next to the threshold in the head's json."""
     test = report["test"]
     per = {s: {"metric": e["metric"], "rate": round(e["rate"], 4), "n": e["n"],
                "ci95": [round(v, 4) for v in e["ci95"]]} for s, e in test["per_source"].items()}
     return {"held_out_roc_auc": test["roc_auc"], "held_out_tpr": test["tpr"]["rate"],
             "held_out_tnr": test["tnr"]["rate"], "all_targets_met": test["all_targets_met"],
             "per_source": per}
-
-
-def write_gate_yaml(path: Path | str, head_name: str, report: dict[str, Any], command: str) -> None:
-    """Write `anti_fraud_threshold.yaml`, keeping any hand-set `clip` section."""
-    import yaml
-
-    path = Path(path)
-    old: dict[str, Any] = {}
-    if path.is_file():
-        old = yaml.safe_load(path.read_text()) or {}
-    low, high = report["borderline"]
-    doc = {
-        "embedded": {"head": head_name, "feature_model_id": report["feature_model_id"],
-                     "threshold": round(float(report["threshold_choice"]["threshold"]), 6),
-                     "borderline": {"low": low, "high": high},
-                     "metrics": summarise(report)},
-        "clip": old.get("clip") or {"threshold": 0.5, "borderline": {"low": 0.2, "high": 0.5},
-                                    "note": "not calibrated: the weights are not available offline"},
-    }
-    header = (f"# Anti-fraud gate settings. Written by: {command}\n"
-              f"# Edit `threshold` / `borderline` by hand, or override with $WHALES_GATE_THRESHOLD.\n"
-              f"# Manifest sha256: {report['manifest_sha256']}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
 
 
 def benchmark_robustness(items: Sequence[GateItem], embedder: Embedder, head: GateHead, threshold: float,
