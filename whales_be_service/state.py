@@ -299,7 +299,9 @@ def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[CatalogW
 def _finish(state: ServiceState) -> None:
     if state.embedder is not None:
         cfg = getattr(state.embedder, "cfg", None)
-        metrics.record_model("embedding", state.embedder.model_id, "torch",
+        # the runtime that actually serves (onnx or torch: WHALES_INFERENCE_BACKEND=auto picks one)
+        metrics.record_model("embedding", state.embedder.model_id,
+                             str(getattr(state.embedder, "backend", "unknown")),
                              str(getattr(cfg, "sha256", "") or ""))
     if state.gate is not None:
         metrics.record_model("gate", str(getattr(state.gate, "version", "")),
