@@ -184,3 +184,19 @@ def test_concurrent_opposite_merges_one_winner(store_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_benchmark_curation_runs_small(tmp_path):
+    """scripts/benchmark_curation.py (the timing in docs/DATABASE.md) still runs against the store."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "scripts/benchmark_curation.py", "--db", f"sqlite:///{tmp_path / 'b.db'}",
+                    "--predictions", "300", "--individuals", "20", "--out", str(out)],
+                   cwd=Path(__file__).resolve().parents[2], check=True, capture_output=True, timeout=300)
+    report = json.loads(out.read_text())
+    assert len(report["merges"]) == 3 and all(m["predictions_rewritten"] > 0 for m in report["merges"])
+    assert report["rename_s"] >= 0
