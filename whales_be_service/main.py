@@ -29,6 +29,7 @@ from whales_be_service.routes import (
     catalog_import,
     curation,
     explain,
+    export,
     health,
     predict,
     queue,
@@ -85,15 +86,6 @@ def _lifespan(overrides: Overrides) -> Callable[[FastAPI], Any]:
     return lifespan
 
 
-def _include_export(app: FastAPI, limited: list[Any]) -> None:
-    try:
-        from whales_be_service.routes import export
-    except ImportError as exc:
-        log.info("export routes not available: %s", exc)
-        return
-    app.include_router(export.router, dependencies=limited)
-
-
 def create_app(settings: Settings | None = None, *, store: Any = None, embedder: Any = None,
                gate: Any = None, catalog_factory: Callable[[Any, str], Any] | None = None) -> FastAPI:
     """Build the FastAPI app.
@@ -122,7 +114,7 @@ def create_app(settings: Settings | None = None, *, store: Any = None, embedder:
     app.include_router(reference.router, dependencies=limited)
     app.include_router(explain.router, dependencies=limited)
     app.include_router(sightings.router, dependencies=limited)
-    _include_export(app, limited)
+    app.include_router(export.router, dependencies=limited)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Retry-After", "X-RateLimit-Limit",

@@ -71,13 +71,10 @@ def record_prediction(outcome: str, timings: Mapping[str, float]) -> None:
         STAGE.labels(stage).observe(seconds)
 
 
-def record_catalog(stats: Mapping[str, object]) -> None:
-    images = stats.get("images", stats.get("n_images"))
-    individuals = stats.get("individuals", stats.get("n_individuals"))
-    if isinstance(images, int | float):
-        CATALOG_IMAGES.set(images)
-    if isinstance(individuals, int | float):
-        CATALOG_INDIVIDUALS.set(individuals)
+def record_catalog(images: int, individuals: int) -> None:
+    """The catalog's size (`Catalog.stats()["images"]`, `["individuals"]`)."""
+    CATALOG_IMAGES.set(images)
+    CATALOG_INDIVIDUALS.set(individuals)
 
 
 def record_model(role: str, model_id: str, backend: str, version: str) -> None:

@@ -90,11 +90,8 @@ def open_store_url(url: str) -> Any:
         from whales_identify.records.store import InMemoryStore
 
         return InMemoryStore()
-    try:
-        from integrations import open_store
-    except ImportError as exc:
-        raise RuntimeError(f"integrations.open_store is not available ({exc}); install the "
-                           f"integrations package or set WHALES_DATABASE_URL=memory:// for a demo") from exc
+    from integrations import open_store
+
     return open_store(url)
 
 
@@ -192,13 +189,8 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
 
 def _catalog_class(calibration: str | None = None, new_target: float | None = None
                    ) -> Callable[[Any, str], Any]:
-    def missing(store: Any, model_id: str) -> Any:
-        raise RuntimeError("whales_identify.reid.catalog is not available in this build")
+    from whales_identify.reid.catalog import Catalog
 
-    try:
-        from whales_identify.reid.catalog import Catalog
-    except ImportError:
-        return missing
     if calibration is None:
         return lambda store, model_id: Catalog(store, model_id, new_individual_target=new_target)
 
@@ -315,7 +307,8 @@ def refresh_catalog_metrics(state: ServiceState) -> None:
     if state.catalog is None:
         return
     try:
-        metrics.record_catalog(catalog_stats(state.catalog))
+        stats = catalog_stats(state.catalog)
+        metrics.record_catalog(int(stats["images"]), int(stats["individuals"]))
     except Exception:  # metrics never break a request
         log.warning("could not read catalog stats", exc_info=True)
 

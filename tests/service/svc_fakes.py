@@ -63,6 +63,7 @@ class Summary:
     species: str
     n_images: int
     image_ids: list[str] = field(default_factory=list)
+    last_seen: Any = None  # the fields of whales_identify.reid.catalog.IndividualSummary
 
 
 class FakeCatalog:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
@@ -27,29 +27,20 @@ from whales_be_service.state import catalog_write, sync_catalog
 from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
 from whales_identify.records.location_privacy import LocationPolicy
 
+if TYPE_CHECKING:
+    from whales_identify.reid.catalog import IndividualSummary
+
 router = APIRouter(tags=["catalog"])
 
 IndividualId = Annotated[str, Path(pattern=INDIVIDUAL_ID_PATTERN, description="Individual id.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Not found."}}
 
 
-def _field(obj: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-def individual_out(summary: Any) -> IndividualOut:
-    """An `IndividualSummary` (whatever its exact attributes) as the API's shape."""
-    image_ids = _field(summary, "image_ids", default=[]) or []
-    n_images = _field(summary, "n_images", "image_count", "num_images", default=len(image_ids))
-    thumb = _field(summary, "thumbnail_image_id", "representative_image_id", "reference_image_id",
-                   default=image_ids[0] if image_ids else None)
-    return IndividualOut(individual_id=str(_field(summary, "individual_id", default="")),
-                         species=str(_field(summary, "species", default="unknown")), n_images=int(n_images),
-                         last_seen=_field(summary, "last_seen"),
+def individual_out(summary: IndividualSummary) -> IndividualOut:
+    """An `IndividualSummary` as the API's shape; its first photo is the thumbnail."""
+    thumb = summary.image_ids[0] if summary.image_ids else None
+    return IndividualOut(individual_id=summary.individual_id, species=summary.species,
+                         n_images=summary.n_images, last_seen=summary.last_seen,
                          thumbnail_url=f"/v1/images/{thumb}/thumbnail" if thumb else None)
 
 
@@ -86,8 +77,7 @@ def list_individuals(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> IndividualPage:
     """Known individuals, paged, optionally of one species."""
-    summaries = sorted(catalog.list_individuals(species=species) or [],
-                       key=lambda s: str(_field(s, "individual_id", default="")))
+    summaries = sorted(catalog.list_individuals(species=species), key=lambda s: s.individual_id)
     items = [individual_out(s) for s in summaries[offset:offset + limit]]
     return IndividualPage(items=items, total=len(summaries), limit=limit, offset=offset)
 
@@ -140,7 +130,7 @@ async def enrol_images(
     def job() -> EnrolOut:
         sync_catalog(state)  # another worker may have created or deleted this individual
         existing = state.catalog.get_individual(individual_id)
-        known_species = _field(existing, "species") if existing is not None else None
+        known_species = existing.species if existing is not None else None
         if species and known_species and known_species != "unknown" and species != known_species:
             raise ServiceError(409, "conflict", f"individual {individual_id!r} is recorded as "
                                                 f"{known_species!r}, not {species!r}")
@@ -148,8 +138,8 @@ async def enrol_images(
         decoded, refused = _decode_all(state, parts)
         sightings = [exif_sighting(d.data) for d in decoded]
         added, gate_refused = enroll(state, decoded, individual_id, final_species, sightings, source="api")
-        ids = [str(getattr(im, "image_id", "")) for im in added]
-        names = [getattr(im, "filename", "") for im in added]
+        ids = [im.image_id for im in added]
+        names = [im.filename for im in added]
         return EnrolOut(individual_id=individual_id, created=existing is None and bool(added),
                         species=final_species,
                         enrolled=[{"image_ind": n, "image_id": i} for n, i in zip(names, ids, strict=True)],
