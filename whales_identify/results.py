@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -54,8 +53,3 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     embedding: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "embedding"}
-        data["candidates"] = [c.__dict__ for c in self.candidates]
-        return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -99,10 +99,3 @@ def to_batch(images: Sequence[Image.Image], cfg: PretrainedCfg) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(preprocess(images, cfg))
-
-
-def create_transform(cfg: PretrainedCfg) -> Any:
-    """A per-image callable PIL -> tensor (3, H, W), e.g. for a torch `Dataset`."""
-    import torch
-
-    return lambda image: torch.from_numpy(preprocess_image(image, cfg))

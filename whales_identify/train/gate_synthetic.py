@@ -189,13 +189,6 @@ def render_negative(kind: str, seed: int, index: int) -> Image.Image:
     return _RENDERERS[kind](random.Random(f"{seed}:{kind}:{index}"))
 
 
-def generate_negatives(n_per_kind: int, seed: int,
-                       kinds: tuple[str, ...] = NEGATIVE_KINDS) -> list[tuple[str, str, Image.Image]]:
-    """`n_per_kind` images of each kind as (key, kind, image); the key names seed and index."""
-    return [(negative_key(kind, seed, i), kind, render_negative(kind, seed, i))
-            for kind in kinds for i in range(n_per_kind)]
-
-
 def negative_key(kind: str, seed: int, index: int) -> str:
     return f"generated/{kind}/s{seed}_{index}"
 
