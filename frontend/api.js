@@ -155,12 +155,33 @@ export const api = {
     return parse(response);
   },
 
+  /** Catalog curation (with the API key): rename, merge a duplicate, move or remove one photo. */
+  rename: (id, newId) => sendJson("POST", `/v1/individuals/${encodeURIComponent(id)}/rename`, { new_id: newId }),
+  merge: (id, into) => sendJson("POST", `/v1/individuals/${encodeURIComponent(id)}/merge`, { into }),
+  moveImage: (imageId, individualId, create) => sendJson("POST", `/v1/images/${encodeURIComponent(imageId)}/move`,
+    { individual_id: individualId, create }),
+  removeImage: (imageId) => sendJson("DELETE", `/v1/images/${encodeURIComponent(imageId)}`),
+  /** What curation did to an id, and where a retired (merged or renamed) id lives on. */
+  curationHistory: (id) => getJson(`/v1/individuals/${encodeURIComponent(id)}/curation`),
+
   /** `GET /v1/export?format=csv|dwca`: fetched as a Blob because a link cannot send the key header. */
   exportBlob: (format) => fetchBlob(`/v1/export?format=${encodeURIComponent(format)}`),
   /** One individual's sighting history as `csv` or `dwca`. */
   sightingsExport: (id, format) => fetchBlob(
     `/v1/individuals/${encodeURIComponent(id)}/sightings/export?format=${encodeURIComponent(format)}`),
 };
+
+/** A JSON write (POST/DELETE) with the key; the answer's JSON, or an ApiError. */
+async function sendJson(method, path, body) {
+  let response;
+  try {
+    response = await fetch(path, { method, headers: authHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
+      body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw errorFrom(0, null);
+  }
+  return parse(response);
+}
 
 /** A download as `{blob, filename}` (with the key header, which a plain link cannot send). */
 async function fetchBlob(path) {

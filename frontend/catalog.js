@@ -2,6 +2,7 @@
 import { api } from "./api.js";
 import { $, announce, h, replace } from "./dom.js";
 import { candidateSection } from "./candidates.js";
+import { curationSection, retiredNotice } from "./curation.js";
 import { historySection } from "./history.js";
 import { knownSpecies, speciesNames, speciesText } from "./species.js";
 
@@ -102,6 +103,14 @@ function fmtDate(value) {
   return Number.isNaN(d.getTime()) ? String(value) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
+/** Show an individual's page (after a curation change: where the photos are now), or the list. */
+function go(id) {
+  const hash = id ? `#catalog/${encodeURIComponent(id)}` : "#catalog";
+  if (location.hash !== hash) history.pushState(null, "", hash);
+  if (id) showIndividual(id);
+  else showList();
+}
+
 /** The page of one individual: every photo and every sighting. */
 export async function showIndividual(id) {
   const view = $("#catalog-detail-view");
@@ -113,7 +122,9 @@ export async function showIndividual(id) {
   try {
     ind = await api.getIndividual(id);
   } catch (err) {
-    replace(view, back, h("div", { class: "card error-card", role: "alert" }, h("h2", { text: `Individual ${id}` }), h("p", { text: err.message })));
+    const card = h("div", { class: "card error-card", role: "alert" }, h("h2", { text: `Individual ${id}` }), h("p", { text: err.message }));
+    replace(view, back, card);
+    if (err.status === 404) retiredNotice(id, go).then((notice) => notice && card.append(notice));
     return;
   }
   const images = ind.images || (ind.image_ids || []).map((image_id) => ({ image_id }));
@@ -129,7 +140,8 @@ export async function showIndividual(id) {
           h("img", { src: thumbnailOf(im), alt: `Photo ${im.filename || im.image_id} of ${ind.individual_id}`, loading: "lazy" }),
           h("figcaption", { text: im.filename || im.image_id }))))),
       historySection(ind.individual_id),
-      candidateSection(ind.individual_id, () => showIndividual(ind.individual_id))));
+      candidateSection(ind.individual_id, () => showIndividual(ind.individual_id)),
+      curationSection(ind, images, go)));
   announce(`Individual ${ind.individual_id}, ${speciesText(ind.species, ind)}, ${images.length} photos`);
   view.querySelector("h2").setAttribute("tabindex", "-1");
   view.querySelector("h2").focus();

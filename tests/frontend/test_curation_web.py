@@ -127,3 +127,56 @@ def test_candidate_sightings_beside_confirmed_ones(web, live_service, data_dir, 
     decided = [p for p in _api(live_service, {"review_state": "confirmed"}) if p["prediction_id"] == pid]
     assert decided and decided[0]["reviewer_decision"]["individual_id"] == individual
     watch.assert_clean()
+
+
+def test_curate_merge_move_and_rename_on_the_page(web, live_service, data_dir, manifest, screenshots):
+    page, watch = web
+    photos = _fresh_whale(data_dir, manifest, 3)
+    tag = uuid.uuid4().hex[:6]
+    keep, dup, fresh, renamed = (f"e2e_{k}_{tag}" for k in ("keep", "dup", "new", "ren"))
+    _enrol(live_service, keep, photos[:1])
+    dup_image = _enrol(live_service, dup, photos[1:2])[0]
+    _open(page, live_service)
+    _set_key(page, live_service)
+    page.goto(f"{live_service.url}/#catalog/{dup}")
+    merge = page.locator("[data-testid=curate-merge]")
+    merge.locator("input[name=into]").fill(keep)
+    merge.locator("button[type=submit]").click()  # armed: says what will happen, changes nothing yet
+    expect(merge.locator("button[type=submit]")).to_contain_text(f"Press again: merge {dup} into {keep}")
+    assert httpx.get(f"{live_service.url}/v1/individuals/{dup}", timeout=30).status_code == 200
+    merge.locator("button[type=submit]").click()
+    expect(page.locator("#ind-title code")).to_have_text(keep, timeout=60_000)
+    expect(page.locator("[data-testid=curation-history]")).to_contain_text(f"{dup} merged into it")
+    page.locator("[data-testid=curation]").screenshot(path=str(screenshots / "16-curation.png"))
+    assert httpx.get(f"{live_service.url}/v1/individuals/{keep}", timeout=30).json()["n_images"] == 2
+
+    page.goto(f"{live_service.url}/#catalog/{dup}")  # the retired id says where its photos went
+    notice = page.locator("[data-testid=retired-notice]")
+    expect(notice).to_contain_text(keep, timeout=30_000)
+    notice.locator("a").click()
+    expect(page.locator("#ind-title code")).to_have_text(keep)
+
+    form = page.locator("[data-testid=curate-photo]")
+    form.locator("select[name=image_id]").select_option(dup_image)
+    form.locator("input[name=target]").fill(fresh)
+    form.locator("input[name=create]").check()
+    form.locator("button[type=submit]").click()
+    history_list = page.locator("[data-testid=curation-history]")
+    expect(history_list).to_contain_text(f"moved to {fresh}", timeout=60_000)
+    assert httpx.get(f"{live_service.url}/v1/individuals/{fresh}", timeout=30).json()["n_images"] == 1
+    assert httpx.get(f"{live_service.url}/v1/individuals/{keep}", timeout=30).json()["n_images"] == 1
+
+    rename = page.locator("[data-testid=curate-rename]")
+    rename.locator("input[name=new_id]").fill(renamed)
+    rename.locator("button[type=submit]").click()
+    expect(page.locator("#ind-title code")).to_have_text(renamed, timeout=60_000)
+    expect(page.locator("[data-testid=curation-history]")).to_contain_text(f"renamed from {keep}")
+    history = httpx.get(f"{live_service.url}/v1/individuals/{dup}/curation", timeout=30).json()
+    assert history["current_id"] == renamed  # the chain dup -> keep -> renamed resolves in one step
+    rename.locator("input[name=new_id]").fill(fresh)  # taken: the service's message is shown
+    rename.locator("button[type=submit]").click()
+    expect(page.locator("[data-testid=curation-status]")).to_contain_text("already exists")
+    # the retired id's page (404) and the taken id (409) are answers the page expects
+    expected = ("status of 404", "status of 409")
+    assert not [e for e in watch.console_errors if not any(x in e for x in expected)], watch.console_errors
+    assert not watch.external_requests
