@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     List fields (`api_keys`, `trusted_proxies`, `cors_origins`) take comma-separated values.
     """
 
+    # hide_input_in_errors: a bad setting's error never echoes the values (API keys, database passwords)
     model_config = SettingsConfigDict(env_prefix="WHALES_", extra="ignore", frozen=False,
-                                      populate_by_name=True)
+                                      populate_by_name=True, hide_input_in_errors=True)
 
     # components
     database_url: str = Field(
