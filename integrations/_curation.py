@@ -21,6 +21,8 @@ from whales_identify.records.curation import (
     merge_result,
     merged_species,
     move_result,
+    named_ids,
+    resolve_record,
     rewrite_ids,
 )
 from whales_identify.records.store import utcnow
@@ -184,6 +186,18 @@ def remove_image(store: Any, cur: Cursor, image_id: str, actor: str | None) -> t
     audit(cur, store.dialect, actor, "remove_image", individual_id,
           {"image_id": image_id, "filename": row[1], "source": row[2]})
     return individual_id, left
+
+
+def resolve_retired(cur: Cursor, dialect: Any, record: Any) -> Any:
+    """The prediction with every retired id it names replaced by the current one (one indexed
+    look-up; `whales_identify.records.curation.resolve_record`)."""
+    ids = sorted(named_ids(record.individual_id, record.candidates, record.reviewer_decision))
+    if not ids:
+        return record
+    cur.execute(dialect.sql(f"SELECT alias_id, individual_id FROM individual_aliases "
+                            f"WHERE alias_id IN ({', '.join('?' for _ in ids)})"), ids)
+    found = {str(r[0]): str(r[1]) for r in cur.fetchall()}
+    return resolve_record(record, found) if found else record
 
 
 def resolve(cur: Cursor, dialect: Any, individual_id: str) -> str | None:

@@ -145,9 +145,10 @@ class SqlStore:
     def save_prediction(self, record: PredictionRecord, image_jpeg: bytes | None = None) -> None:
         if record.review_state not in REVIEW_STATES:
             raise ValueError(f"unknown review state {record.review_state!r}")
-        row = prediction_to_row(record, self.dialect)
         with self._write() as cur:
-            cur.execute(self._q(_UPSERT_PREDICTION), row)
+            # matched against a catalog from before a rename or merge: store the current ids
+            record = _curation.resolve_retired(cur, self.dialect, record)
+            cur.execute(self._q(_UPSERT_PREDICTION), prediction_to_row(record, self.dialect))
             if image_jpeg is not None:
                 cur.execute(self._q(_UPSERT_IMAGE), (record.prediction_id, bytes(image_jpeg)))
 

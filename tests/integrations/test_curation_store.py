@@ -200,3 +200,16 @@ def test_benchmark_curation_runs_small(tmp_path):
     report = json.loads(out.read_text())
     assert len(report["merges"]) == 3 and all(m["predictions_rewritten"] > 0 for m in report["merges"])
     assert report["rename_s"] >= 0
+
+
+def test_a_prediction_made_against_the_old_catalog_is_stored_with_current_ids(any_store):
+    """A worker (or a `whales batch` job) that matched before the merge committed saves afterwards."""
+    seed(any_store)
+    any_store.merge_individuals("hw_dup", "hw_a", "Ana")
+    any_store.rename_individual("hw_a", "hw_b", "Ana")
+    late = prediction("p09", 9, "hw_dup", ["hw_dup", "hw_a", "hwXdup"])
+    any_store.save_prediction(late)
+    stored = any_store.get_prediction("p09")
+    assert stored.individual_id == "hw_b" and cand_ids(stored) == ["hw_b", "hwXdup"]
+    any_store.save_prediction(prediction("p10", 10, "hwXdup", ["hwXdup"]))  # nothing retired: as given
+    assert any_store.get_prediction("p10").individual_id == "hwXdup"

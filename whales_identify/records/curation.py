@@ -44,6 +44,25 @@ def rewrite_ids(individual_id: str | None, candidates: list[dict[str, Any]],
     return (individual_id, candidates, decision) if changed else None
 
 
+def named_ids(individual_id: str | None, candidates: list[dict[str, Any]],
+              decision: dict[str, Any] | None) -> set[str]:
+    """Every individual id a prediction names (answer, candidates, decision)."""
+    ids = {individual_id, (decision or {}).get("individual_id")}
+    ids.update(c.get("individual_id") for c in candidates)
+    return {str(i) for i in ids if i}
+
+
+def resolve_record(record: Any, aliases: dict[str, str]) -> Any:
+    """`record` (a PredictionRecord) with every retired id it names replaced by where that id lives
+    on (`aliases`: retired id -> current id). A worker or a `whales batch` job that matched against
+    a catalog from before a rename or merge thereby stores the current ids."""
+    fields = (record.individual_id, record.candidates, record.reviewer_decision)
+    for old, new in aliases.items():
+        found = rewrite_ids(*fields, old, new)
+        fields = found if found is not None else fields
+    return replace(record, individual_id=fields[0], candidates=fields[1], reviewer_decision=fields[2])
+
+
 def merged_species(source: str, target: str) -> str:
     """The species of a merged individual: the target's, unless only the source's is known. Two
     different known species are refused: that is two animals, not a duplicate."""
@@ -88,6 +107,13 @@ class InMemoryCuration:
     def list_aliases(self: Any, individual_id: str) -> list[str]:
         """The retired ids whose photos this individual carries now."""
         return sorted(a for a, (current, _) in self._aliases().items() if current == individual_id)
+
+    def _resolved(self: Any, record: Any) -> Any:
+        """The record with retired ids replaced (see `resolve_record`), for `save_prediction`."""
+        table = self._aliases()
+        ids = named_ids(record.individual_id, record.candidates, record.reviewer_decision)
+        found = {i: table[i][0] for i in ids if i in table}
+        return resolve_record(record, found) if found else record
 
     def _retire(self: Any, old: str, new: str, action: str) -> int:
         """Alias `old` to `new` (collapsing chains) and rewrite every prediction naming `old`."""

@@ -191,7 +191,7 @@ class InMemoryStore(InMemoryCuration):
 
     def save_prediction(self, record: PredictionRecord, image_jpeg: bytes | None = None) -> None:
         with self._lock:
-            self._predictions[record.prediction_id] = record
+            self._predictions[record.prediction_id] = self._resolved(record)  # no retired ids
             if image_jpeg is not None:
                 self._prediction_images[record.prediction_id] = image_jpeg
 
