@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from whales_be_service.errors import ServiceError, too_large, unsupported_media
-from whales_be_service.pipeline import enroll, exif_sighting
+from whales_be_service.pipeline import enroll
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, sync_catalog
 from whales_be_service.uploads import BatchItem, Decoded, decode, describe_error, is_zip, plan_archive
@@ -157,7 +157,7 @@ def run_chunk(state: ServiceState, plan: ImportPlan, chunk: Sequence[tuple[Catal
     for (individual, species), members in groups.items():
         existed = state.catalog.get_individual(individual) is not None
         decoded_items = [d for _, d in members]
-        sightings = [merge_sightings(r.sighting, exif_sighting(d.data)) for r, d in members]
+        sightings = [merge_sightings(r.sighting, d.sighting) for r, d in members]
         added, refused = enroll(state, decoded_items, individual, species, sightings, source=SOURCE)
         by_name = {d.name: r for r, d in members}
         for image in added:

@@ -10,13 +10,20 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
+from whales_be_service import pipeline
 from whales_be_service.api_keys import ApiKey, audit_name, key_fingerprint, parse_api_keys
 from whales_be_service.errors import ServiceError
+from whales_be_service.inference import InferencePool
 from whales_be_service.ratelimit import CHARGED, RateLimiter
 from whales_be_service.settings import Settings
 from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
+from whales_be_service.use_cases.batch import PredictBatch
+from whales_be_service.use_cases.delete import DeleteIndividual
+from whales_be_service.use_cases.enrol import EnrolPhotos
+from whales_be_service.use_cases.predict import PredictPhotos
+from whales_be_service.use_cases.review import ReviewPrediction
 from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
-from whales_identify.records.store import Sighting
+from whales_identify.records.store import Sighting, Store
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -43,11 +50,49 @@ async def get_ready_state(state: StateDep) -> ServiceState:
 ReadyStateDep = Annotated[ServiceState, Depends(get_ready_state)]
 
 
-async def get_identifier(state: ReadyStateDep) -> Any:
-    return state.identifier
+async def get_pool(state: ReadyStateDep) -> InferencePool:
+    """The bounded pool CPU-bound use cases run on (503 while the service is not ready)."""
+    return state.pool
 
 
-IdentifierDep = Annotated[Any, Depends(get_identifier)]
+PoolDep = Annotated[InferencePool, Depends(get_pool)]
+
+
+# ---- use cases: each gets exactly its collaborators (built per request; cheap) -----------------
+
+async def get_predict_photos(state: ReadyStateDep) -> PredictPhotos:
+    return pipeline.predict_photos(state)
+
+
+PredictPhotosDep = Annotated[PredictPhotos, Depends(get_predict_photos)]
+
+
+async def get_predict_batch(state: ReadyStateDep) -> PredictBatch:
+    return pipeline.predict_batch_use_case(state)
+
+
+PredictBatchDep = Annotated[PredictBatch, Depends(get_predict_batch)]
+
+
+async def get_enrol_photos(state: ReadyStateDep) -> EnrolPhotos:
+    return pipeline.enrol_photos(state)
+
+
+EnrolPhotosDep = Annotated[EnrolPhotos, Depends(get_enrol_photos)]
+
+
+async def get_review_prediction(state: ReadyStateDep) -> ReviewPrediction:
+    return pipeline.review_prediction(state)
+
+
+ReviewPredictionDep = Annotated[ReviewPrediction, Depends(get_review_prediction)]
+
+
+async def get_delete_individual(state: ReadyStateDep) -> DeleteIndividual:
+    return pipeline.delete_individual(state)
+
+
+DeleteIndividualDep = Annotated[DeleteIndividual, Depends(get_delete_individual)]
 
 
 def _component(state: ServiceState, name: str) -> Any:
@@ -57,12 +102,13 @@ def _component(state: ServiceState, name: str) -> Any:
     return value
 
 
-async def get_store(state: StateDep) -> Any:
+async def get_store(state: StateDep) -> Store:
     """The configured store (sink and catalog database), or 503 while it is not up."""
-    return _component(state, "store")
+    store: Store = _component(state, "store")
+    return store
 
 
-StoreDep = Annotated[Any, Depends(get_store)]
+StoreDep = Annotated[Store, Depends(get_store)]
 
 
 async def get_catalog(state: StateDep) -> Any:

@@ -8,18 +8,18 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from whales_be_service.errors import ServiceError, too_large, unsupported_media
 from whales_be_service.settings import Settings
-from whales_identify.errors import ImageTooLargeError, InvalidImageError
-from whales_identify.images import load_image
+from whales_identify.images import DecodedImage, UnsupportedImageFormatError, decode_image
+from whales_identify.records.sighting import sighting_from_exif
+from whales_identify.records.store import Sighting
 
 # Formats a camera or phone produces; others (EPS, PSD, ...) are refused before any decoder runs.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "TIFF", "WEBP")
@@ -36,17 +36,30 @@ _CHUNK = 1 << 20
 
 @dataclass
 class Decoded:
-    """One decoded photo, downscaled for analysis, with what is needed to store it."""
+    """One uploaded photo, decoded once (`whales_identify.images.decode_image`), with what is needed to
+    store it: the pixels for analysis, the EXIF read from the same open, the bytes and their hash."""
 
     name: str
-    image: Image.Image  # RGB, longest side <= settings.analysis_max_side
-    original_size: tuple[int, int]
+    photo: DecodedImage  # RGB, longest side <= settings.analysis_max_side
     sha256: str
     data: bytes
 
     @property
+    def image(self) -> Image.Image:
+        return self.photo.pixels
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        return self.photo.original_size
+
+    @property
     def scale(self) -> float:
-        return self.original_size[0] / max(1, self.image.width)
+        return self.photo.scale
+
+    @property
+    def sighting(self) -> Sighting:
+        """EXIF time and GPS position (empty where absent or unreadable); no second open."""
+        return sighting_from_exif(self.photo.exif)
 
 
 def is_zip(head: bytes) -> bool:
@@ -61,59 +74,22 @@ def read_limited(fh: IO[bytes], limit: int, what: str) -> bytes:
     return data
 
 
-def sniff_format(data: bytes, max_pixels: int) -> str:
-    """The image format from the header, or a 415 when the bytes are no supported image.
-
-    The pixel count is checked here too, from the header alone (decompression-bomb guard).
-    """
-    if not data:
-        raise InvalidImageError("the file is empty")
-    if is_zip(data[:4]):
-        raise unsupported_media("this is a ZIP archive; send it to /v1/predict-batch as `archive`")
-    Image.init()  # registers every plugin once; `formats=` only sees registered ones
-    formats = [f for f in ALLOWED_FORMATS if f in Image.OPEN]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=formats) as probe:
-                width, height = probe.size
-                fmt = str(probe.format)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"image rejected as a decompression bomb: {exc}") from exc
-    except UnidentifiedImageError:
-        raise unsupported_media(
-            "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WEBP)") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:  # recognised, broken header
-        raise InvalidImageError(f"cannot decode the image: {exc}") from exc
-    except (ServiceError, MemoryError):
-        raise
-    except Exception as exc:  # any other failure of a header parser on crafted bytes
-        raise InvalidImageError(f"cannot decode the image ({type(exc).__name__})") from exc
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
-    return fmt
-
-
 def decode(name: str, data: bytes, settings: Settings) -> Decoded:
-    """Sniff, decode (EXIF-rotated, RGB, pixel-capped) and downscale one photo.
+    """Check, decode (EXIF-rotated, RGB, pixel-capped) and downscale one photo, opening it once.
 
     Raises:
         InvalidImageError: empty or undecodable (400); ImageTooLargeError: too many pixels (413).
-        ServiceError: 415 when the bytes are not a supported image at all.
+        ServiceError: 415 when the bytes are not a supported image at all (a ZIP included).
     """
-    sniff_format(data, settings.max_pixels)
+    if is_zip(data[:4]):
+        raise unsupported_media("this is a ZIP archive; send it to /v1/predict-batch as `archive`")
     try:
-        image = load_image(data, max_pixels=settings.max_pixels)
-        original = image.size
-        side = settings.analysis_max_side
-        if max(original) > side:
-            image.thumbnail((side, side), Image.Resampling.BILINEAR)
-    except (InvalidImageError, ServiceError, MemoryError):
-        raise
-    except Exception as exc:  # a decoder bug on crafted bytes (TypeError in a TIFF load()...): bad input
-        raise InvalidImageError(f"cannot decode the image ({type(exc).__name__})") from exc
-    return Decoded(name, image, original, hashlib.sha256(data).hexdigest(), data)
+        photo = decode_image(data, settings.max_pixels, formats=ALLOWED_FORMATS,
+                             max_side=settings.analysis_max_side)
+    except UnsupportedImageFormatError:
+        raise unsupported_media(
+            "the file is not an image in a supported format (JPEG, PNG, GIF, BMP, TIFF, WEBP)") from None
+    return Decoded(name, photo, hashlib.sha256(data).hexdigest(), data)
 
 
 def encode_jpeg(image: Image.Image, quality: int = 85) -> bytes:
@@ -306,4 +282,4 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
 
 
 __all__ = ["BatchItem", "BatchPlan", "Decoded", "decode", "describe_error", "encode_jpeg",
-           "is_zip", "plan_batch", "read_limited", "sniff_format"]
+           "is_zip", "plan_batch", "read_limited"]

@@ -1,20 +1,21 @@
 """`Identifier(gate, embedder, catalog)(images) -> [Prediction]`: the whole pipeline for a batch.
 
 One backbone pass serves both the gate (when its head sits on the same features and framing) and the catalog
-search; rejected photos never reach the catalog.
+search; otherwise the gate runs first, and rejected photos are neither embedded nor matched (`screen`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from whales_identify.embed import Embedder, l2_normalize
-from whales_identify.gate import Gate, shares_features
+from whales_identify.gate import Gate, GateResult, shares_features
 from whales_identify.results import MatchResult, Prediction
 
 REJECTION_REASON = "not_a_marine_mammal"
@@ -57,17 +58,14 @@ class Identifier:
         return self.embedder.model_id
 
     def __call__(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]:
-        t0 = time.perf_counter()
-        features = self.embedder.features(images)
-        t_embed = time.perf_counter() - t0
-        shared = shares_features(self.gate, self.embedder)
-        t0 = time.perf_counter()
-        gate_results = self.gate(images, features=features if shared else None)
-        t_gate = time.perf_counter() - t0
-        embeddings = l2_normalize(features)
+        screened = screen(self.gate, self.embedder, images)
+        n = len(images)
+        n_embedded = sum(1 for e in screened.embeddings if e is not None)
         out: list[Prediction] = []
-        for image, g, emb in zip(images, gate_results, embeddings, strict=True):
-            timings = {"embed": t_embed / len(images), "gate": t_gate / len(images)}
+        for image, g, emb in zip(images, screened.verdicts, screened.embeddings, strict=True):
+            timings = {"gate": screened.seconds_gate / n}
+            if emb is not None:  # a photo the gate rejected first never paid for the embedding
+                timings["embed"] = screened.seconds_embed / n_embedded
             base = dict(is_cetacean=g.is_cetacean, cetacean_score=g.cetacean_score, gate_band=g.band,
                         gate_backend=g.backend, gate_version=g.version,
                         bbox=[0, 0, image.width, image.height], model_version=self.model_version)
@@ -77,6 +75,7 @@ class Identifier:
                                       is_new_individual=None, probability=None, candidates=[],
                                       timings=timings, embedding=emb, **base))
                 continue
+            assert emb is not None  # accepted photos are always embedded
             t0 = time.perf_counter()
             match = self.catalog.identify(image, emb, top_k)
             timings["match"] = time.perf_counter() - t0
@@ -91,6 +90,57 @@ class Identifier:
                                   probability=match.probability, candidates=match.candidates,
                                   warnings=warnings, timings=timings, embedding=emb, **base))
         return out
+
+
+@dataclass
+class Screening:
+    """The gate's verdicts on a batch and the embeddings of the photos that were embedded.
+
+    `verdicts` is None when no gate ran (every photo kept); `embeddings[i]` is None for a photo the gate
+    rejected before it was embedded.
+    """
+
+    verdicts: list[GateResult] | None
+    embeddings: list[np.ndarray | None]
+    seconds_gate: float = 0.0
+    seconds_embed: float = 0.0
+
+    @property
+    def accepted(self) -> list[int]:
+        """Indices of the photos the gate let through (all of them when no gate ran)."""
+        if self.verdicts is None:
+            return list(range(len(self.embeddings)))
+        return [i for i, g in enumerate(self.verdicts) if g.is_cetacean]
+
+
+def screen(gate: Gate | None, embedder: Embedder, images: Sequence[Image.Image]) -> Screening:
+    """Gate and embed a batch, paying for each backbone pass only where it is needed.
+
+    When the gate scores the embedder's own features (`shares_features`), one pass serves both. Otherwise
+    the gate runs first and only the photos it accepts are embedded: a rejected photo never pays for
+    the re-ID model. Without a gate every photo is embedded.
+    """
+    if gate is None:
+        t0 = time.perf_counter()
+        embeddings = list(embedder(images)) if images else []
+        return Screening(None, embeddings, 0.0, time.perf_counter() - t0)
+    if shares_features(gate, embedder):
+        t0 = time.perf_counter()
+        features = embedder.features(images)
+        t_embed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        verdicts = gate(images, features=features)
+        return Screening(verdicts, list(l2_normalize(features)), time.perf_counter() - t0, t_embed)
+    t0 = time.perf_counter()
+    verdicts = gate(images)
+    t_gate = time.perf_counter() - t0
+    keep = [i for i, g in enumerate(verdicts) if g.is_cetacean]
+    embeddings: list[np.ndarray | None] = [None] * len(images)
+    t0 = time.perf_counter()
+    if keep:
+        for i, emb in zip(keep, embedder([images[i] for i in keep]), strict=True):
+            embeddings[i] = emb
+    return Screening(verdicts, embeddings, t_gate, time.perf_counter() - t0)
 
 
 def outcome(pred: Prediction) -> str:

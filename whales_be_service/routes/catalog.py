@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 
-from whales_be_service.deps import ApiKeyDep, Caller, CallerDep, CatalogDep, ReadyStateDep, StoreDep
+from whales_be_service.deps import (
+    ApiKeyDep,
+    Caller,
+    CallerDep,
+    CatalogDep,
+    DeleteIndividualDep,
+    EnrolPhotosDep,
+    PoolDep,
+    SettingsDep,
+    StoreDep,
+    get_ready_state,
+)
 from whales_be_service.errors import ServiceError, too_large
-from whales_be_service.pipeline import enroll, exif_sighting, normalise_species, sighting_json
+from whales_be_service.mapping import sighting_json
 from whales_be_service.routes.predict import ERRORS, upload_name
 from whales_be_service.schemas import (
     INDIVIDUAL_ID_PATTERN,
@@ -23,8 +33,7 @@ from whales_be_service.schemas import (
     IndividualPage,
     SpeciesOut,
 )
-from whales_be_service.state import catalog_write, sync_catalog
-from whales_be_service.uploads import Decoded, decode, describe_error, read_limited
+from whales_be_service.settings import Settings
 from whales_identify.records.location_privacy import LocationPolicy
 
 if TYPE_CHECKING:
@@ -53,9 +62,9 @@ def image_out(image: Any, caller: Caller, policy: LocationPolicy) -> CatalogImag
                            sighting=sighting_json(seen.sighting, seen.precision))
 
 
-def read_cache_headers(state: Any, caller: Caller) -> dict[str, str]:
+def read_cache_headers(settings: Settings, caller: Caller) -> dict[str, str]:
     """Answers that depend on the key (or need one) are never stored by shared caches."""
-    if caller.authorised or state.settings.require_key_for_reads:
+    if caller.authorised or settings.require_key_for_reads:
         return {"Cache-Control": "private, no-store", "Vary": "X-API-Key"}
     return {"Cache-Control": "public, max-age=60", "Vary": "X-API-Key"}
 
@@ -82,32 +91,19 @@ def list_individuals(
     return IndividualPage(items=items, total=len(summaries), limit=limit, offset=offset)
 
 
-@router.get("/v1/individuals/{individual_id}", response_model=IndividualDetail, responses=NOT_FOUND)
-def get_individual(individual_id: IndividualId, catalog: CatalogDep, store: StoreDep, state: ReadyStateDep,
+@router.get("/v1/individuals/{individual_id}", response_model=IndividualDetail, responses=NOT_FOUND,
+            dependencies=[Depends(get_ready_state)])
+def get_individual(individual_id: IndividualId, catalog: CatalogDep, store: StoreDep, settings: SettingsDep,
                    caller: CallerDep, response: Response) -> IndividualDetail:
     """One individual with its reference photos; without a key, positions at the public precision."""
     summary = catalog.get_individual(individual_id)
     if summary is None:
         raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
     images = store.list_individual_images(individual_id, model_id=catalog.model_id)  # indexed
-    policy = state.settings.location_policy()
-    response.headers.update(read_cache_headers(state, caller))
+    policy = settings.location_policy()
+    response.headers.update(read_cache_headers(settings, caller))
     base = individual_out(summary)
     return IndividualDetail(**base.model_dump(), images=[image_out(im, caller, policy) for im in images])
-
-
-def _decode_all(state: Any, files: Sequence[tuple[str, Any]]) -> tuple[list[Decoded], list[dict[str, Any]]]:
-    decoded: list[Decoded] = []
-    refused: list[dict[str, Any]] = []
-    for name, fh in files:
-        try:
-            fh.seek(0)
-            decoded.append(decode(name, read_limited(fh, state.settings.max_upload_bytes, "the file"),
-                                  state.settings))
-        except Exception as exc:
-            code, message = describe_error(exc)
-            refused.append({"image_ind": name, "code": code, "message": message})
-    return decoded, refused
 
 
 @router.post("/v1/individuals/{individual_id}/images", response_model=EnrolOut,
@@ -115,63 +111,39 @@ def _decode_all(state: Any, files: Sequence[tuple[str, Any]]) -> tuple[list[Deco
                         409: {"model": ErrorResponse}})
 async def enrol_images(
     individual_id: IndividualId,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    use_case: EnrolPhotosDep,
+    settings: SettingsDep,
     _key: ApiKeyDep,
     files: Annotated[list[UploadFile], File(description="One or more photos of this individual.")],
     species: Annotated[str | None, Form(max_length=64, description="Species key, e.g. humpback_whale "
                                                                    "(any case, spaces or hyphens).")] = None,
 ) -> EnrolOut:
     """Enrol photos of an individual (created if new); says what was enrolled and what was refused."""
-    if len(files) > state.settings.max_batch_images:
-        raise too_large(f"{len(files)} files; the limit is {state.settings.max_batch_images}")
-    species = normalise_species(species)
+    if len(files) > settings.max_batch_images:
+        raise too_large(f"{len(files)} files; the limit is {settings.max_batch_images}")
     parts = [(upload_name(f, f"file_{i}"), f.file) for i, f in enumerate(files)]
-
-    def job() -> EnrolOut:
-        sync_catalog(state)  # another worker may have created or deleted this individual
-        existing = state.catalog.get_individual(individual_id)
-        known_species = existing.species if existing is not None else None
-        if species and known_species and known_species != "unknown" and species != known_species:
-            raise ServiceError(409, "conflict", f"individual {individual_id!r} is recorded as "
-                                                f"{known_species!r}, not {species!r}")
-        final_species = species or known_species or "unknown"
-        decoded, refused = _decode_all(state, parts)
-        sightings = [exif_sighting(d.data) for d in decoded]
-        added, gate_refused = enroll(state, decoded, individual_id, final_species, sightings, source="api")
-        ids = [im.image_id for im in added]
-        names = [im.filename for im in added]
-        return EnrolOut(individual_id=individual_id, created=existing is None and bool(added),
-                        species=final_species,
-                        enrolled=[{"image_ind": n, "image_id": i} for n, i in zip(names, ids, strict=True)],
-                        refused=refused + gate_refused)
-
-    return await state.pool.run(job)
+    return await pool.run(use_case, individual_id, species, parts)
 
 
 @router.delete("/v1/individuals/{individual_id}", response_model=DeleteOut,
                responses={**NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
-async def delete_individual(individual_id: IndividualId, state: ReadyStateDep, _key: ApiKeyDep) -> DeleteOut:
+async def delete_individual(individual_id: IndividualId, pool: PoolDep, use_case: DeleteIndividualDep,
+                            _key: ApiKeyDep) -> DeleteOut:
     """Remove an individual and all its reference photos."""
-    def job() -> int:
-        sync_catalog(state)
-        with catalog_write(state):
-            return int(state.catalog.remove_individual(individual_id))
-
-    removed = await state.pool.run(job)
-    if removed == 0:
-        raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
-    return DeleteOut(individual_id=individual_id, removed_images=removed)
+    return await pool.run(use_case, individual_id)
 
 
 @router.get("/v1/images/{image_id}/thumbnail", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."}, **NOT_FOUND})
-def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep, state: ReadyStateDep,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."}, **NOT_FOUND},
+            dependencies=[Depends(get_ready_state)])
+def thumbnail(image_id: Annotated[str, Path(max_length=128)], store: StoreDep, settings: SettingsDep,
               caller: CallerDep) -> Response:
     """The JPEG thumbnail of a catalog photo (re-encoded: no EXIF, so no position)."""
     image = store.get_catalog_image(image_id)
     if image is None or not image.thumbnail:
         raise ServiceError(404, "not_found", f"no thumbnail for image {image_id!r}")
     # behind a key, shared caches (proxies, CDNs) must not keep a copy for the next caller
-    cache = "private, max-age=3600" if state.settings.require_key_for_reads else "public, max-age=86400"
+    cache = "private, max-age=3600" if settings.require_key_for_reads else "public, max-age=86400"
     return Response(image.thumbnail, media_type="image/jpeg", headers={"Cache-Control": cache,
                                                                        "Vary": "X-API-Key"})

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from whales_be_service.deps import ReadyStateDep
+from whales_be_service.deps import PoolDep, PredictPhotosDep, SettingsDep
 from whales_be_service.errors import ServiceError, too_large
-from whales_be_service.pipeline import predict_one
+from whales_be_service.inference import InferencePool
 from whales_be_service.schemas import ErrorResponse, PredictionOut
 from whales_be_service.uploads import read_limited
+from whales_be_service.use_cases.predict import PredictPhotos
+from whales_identify.records.sighting import validate_sighting
 from whales_identify.records.store import Sighting
 
 router = APIRouter(tags=["predict"])
@@ -45,11 +47,6 @@ def checked_sighting(latitude: float | None, longitude: float | None, observed_a
                      location: str | None, observer: str | None) -> Sighting:
     """The uploader's sighting, checked by the library's rules when present (422 naming the field)."""
     try:
-        from whales_identify.records.sighting import validate_sighting
-    except ImportError:
-        return Sighting(observed_at=as_utc(observed_at), latitude=latitude, longitude=longitude,
-                        location=location, observer=observer)
-    try:
         return validate_sighting(latitude=latitude, longitude=longitude, observed_at=as_utc(observed_at),
                                  location=location, observer=observer)
     except ValueError as exc:
@@ -58,22 +55,25 @@ def checked_sighting(latitude: float | None, longitude: float | None, observed_a
                            [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}]) from exc
 
 
-async def _predict(state: Any, file: UploadFile, top_k: int, mask: bool, given: Sighting) -> Any:
-    limit = state.settings.max_upload_bytes
-    if file.size is not None and file.size > limit:
-        raise too_large(f"the file is {file.size} bytes; the limit is {limit}", {"limit_bytes": limit})
+async def run_predict(pool: InferencePool, predict: PredictPhotos, max_bytes: int, file: UploadFile,
+                      top_k: int, mask: bool, given: Sighting | None) -> PredictionOut:
+    """Read the upload (capped) and run the use case on the pool."""
+    if file.size is not None and file.size > max_bytes:
+        raise too_large(f"the file is {file.size} bytes; the limit is {max_bytes}",
+                        {"limit_bytes": max_bytes})
     name = upload_name(file)
 
-    def job() -> dict[str, Any]:
+    def job() -> PredictionOut:
         file.file.seek(0)
-        data = read_limited(file.file, limit, "the file")
-        return predict_one(state, name, data, top_k, mask, given)
+        return predict(name, read_limited(file.file, max_bytes, "the file"), top_k, mask, given)
 
-    return await state.pool.run(job)
+    return await pool.run(job)
 
 
 async def predict(
-    state: ReadyStateDep,
+    pool: PoolDep,
+    use_case: PredictPhotosDep,
+    settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, GIF, BMP, TIFF or WEBP).")],
     top_k: TopK = 5,
     mask: Mask = False,
@@ -82,10 +82,10 @@ async def predict(
     observed_at: Annotated[datetime | None, Form(description="When the photo was taken (ISO 8601).")] = None,
     location: Annotated[str | None, Form(max_length=200, description="Place name.")] = None,
     observer: Annotated[str | None, Form(max_length=200, description="Who took the photo.")] = None,
-) -> Any:
+) -> PredictionOut:
     """Identify the individual in one photo; a photo without a whale or dolphin is rejected (200)."""
     given = checked_sighting(latitude, longitude, observed_at, location, observer)
-    return await _predict(state, file, top_k, mask, given)
+    return await run_predict(pool, use_case, settings.max_upload_bytes, file, top_k, mask, given)
 
 
 _COMMON = dict(response_model=PredictionOut, responses=ERRORS)

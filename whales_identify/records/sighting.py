@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from whales_identify.errors import WhalesError
+from whales_identify.images import ExifTags
 from whales_identify.records.store import Sighting
 
 MAX_TEXT_LENGTH = 200
@@ -45,8 +46,8 @@ class InvalidSightingError(WhalesError, ValueError):
 def read_exif_sighting(data: bytes) -> Sighting:
     """Date taken and GPS position from a photo's EXIF; empty where absent or unreadable.
 
-    The time is DateTimeOriginal with OffsetTimeOriginal when the camera wrote one, else the GPS
-    time stamp (always UTC), else DateTimeOriginal read as UTC. Out-of-range values are dropped.
+    For a photo decoded already, `sighting_from_exif(decoded.exif)` reads the same without opening
+    the bytes again.
 
     Args:
         data: the encoded image (JPEG, PNG, TIFF, WebP...).
@@ -61,11 +62,20 @@ def read_exif_sighting(data: bytes) -> Sighting:
 
             with Image.open(io.BytesIO(data)) as image:
                 exif = image.getexif()
-                main = dict(exif)
-                sub = dict(exif.get_ifd(_EXIF_IFD))
-                gps = dict(exif.get_ifd(_GPS_IFD))
+                tags = ExifTags(dict(exif), dict(exif.get_ifd(_EXIF_IFD)), dict(exif.get_ifd(_GPS_IFD)))
     except Exception:
         return Sighting()
+    return sighting_from_exif(tags)
+
+
+def sighting_from_exif(tags: ExifTags) -> Sighting:
+    """Date taken and GPS position from EXIF tags already read (`whales_identify.images.decode_image`).
+
+    The time is DateTimeOriginal with OffsetTimeOriginal when the camera wrote one, else the GPS
+    time stamp (always UTC), else DateTimeOriginal read as UTC. Out-of-range values are dropped.
+    Never raises.
+    """
+    main, sub, gps = tags.main, tags.photo, tags.gps
     latitude = _safe(lambda: _gps_coordinate(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), "NS", 90.0))
     longitude = _safe(lambda: _gps_coordinate(gps.get(_GPS_LON), gps.get(_GPS_LON_REF), "EW", 180.0))
     if latitude is None or longitude is None:

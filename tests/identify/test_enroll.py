@@ -1,0 +1,105 @@
+"""`screen` (gate first unless the gate shares the embedder's pass), `Identifier` on top of it, and the
+one `Enroller` used by the service and `whales catalog add`. Counting fakes, no model."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from whales_identify.enroll import Enroller
+from whales_identify.gate import GateResult
+from whales_identify.identify import Identifier, screen
+from whales_identify.records.store import InMemoryStore, Sighting
+from whales_identify.reid.catalog import Catalog
+
+RED, BLUE = (220, 20, 20), (30, 60, 120)
+
+
+class CountingEmbedder:
+    """8-d features from the mean colour; counts the photos it embeds."""
+
+    model_id = "test.counting"
+    dim = 8
+    cfg = SimpleNamespace(model_id=model_id)
+
+    def __init__(self) -> None:
+        self.embedded = 0
+
+    def features(self, images):
+        self.embedded += len(images)
+        means = [np.asarray(im, np.float32).reshape(-1, 3).mean(0) / 255 for im in images]
+        return np.asarray([np.concatenate([m, m, [1.0, 0.5]]) for m in means], np.float32).reshape(-1, 8)
+
+    def __call__(self, images):
+        f = self.features(images)
+        return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
+class RedGate:
+    """Rejects red photos; `feature_model_id` makes it share the embedder's pass when asked."""
+
+    backend, version = "test", "test-1"
+
+    def __init__(self, feature_model_id: str | None = None):
+        if feature_model_id:
+            self.feature_model_id = feature_model_id
+        self.given_features: list[bool] = []
+
+    def __call__(self, images, features=None):
+        self.given_features.append(features is not None)
+        out = []
+        for im in images:
+            r, g, b = np.asarray(im, np.float32).reshape(-1, 3).mean(0)
+            ok = not (r > 150 and g < 80)
+            out.append(GateResult(ok, 0.9 if ok else 0.1, "accept" if ok else "reject", self.backend,
+                                  self.version))
+        return out
+
+
+def _photos(*colours):
+    return [Image.new("RGB", (40, 30), c) for c in colours]
+
+
+def test_a_gate_on_its_own_features_runs_first_and_rejected_photos_are_not_embedded():
+    embedder, gate = CountingEmbedder(), RedGate()
+    screened = screen(gate, embedder, _photos(RED, BLUE, RED))
+    assert embedder.embedded == 1 and gate.given_features == [False]
+    assert screened.accepted == [1]
+    assert screened.embeddings[0] is None and screened.embeddings[2] is None
+    np.testing.assert_allclose(np.linalg.norm(screened.embeddings[1]), 1.0, rtol=1e-6)
+
+
+def test_a_gate_that_shares_the_backbone_gets_its_features_from_one_pass():
+    embedder = CountingEmbedder()
+    gate = RedGate(feature_model_id=embedder.model_id)
+    screened = screen(gate, embedder, _photos(RED, BLUE))
+    assert embedder.embedded == 2 and gate.given_features == [True]
+    assert screened.accepted == [1] and all(e is not None for e in screened.embeddings)
+
+
+def test_identifier_answers_a_rejected_photo_without_embedding_or_matching_it():
+    embedder, gate = CountingEmbedder(), RedGate()
+    catalog = Catalog(InMemoryStore(), embedder.model_id)
+    catalog.enroll(_photos(BLUE), embedder(_photos(BLUE)), "hw_1", "humpback_whale")
+    embedder.embedded = 0
+    rejected, accepted = Identifier(gate, embedder, catalog)(_photos(RED, BLUE), top_k=1)
+    assert embedder.embedded == 1
+    assert rejected.rejected and rejected.embedding is None and "embed" not in rejected.timings
+    assert not accepted.rejected and accepted.candidates[0].individual_id == "hw_1"
+    assert "embed" in accepted.timings and "match" in accepted.timings
+
+
+def test_enroller_refuses_what_the_gate_rejects_and_enrols_the_rest():
+    embedder, gate = CountingEmbedder(), RedGate()
+    catalog = Catalog(InMemoryStore(), embedder.model_id)
+    done = Enroller(embedder, gate)(catalog, _photos(BLUE, RED), "hw_1", "humpback_whale",
+                                    sightings=[Sighting(latitude=1.0, longitude=2.0), Sighting()],
+                                    filenames=["a.jpg", "b.jpg"], source="cli")
+    assert [im.filename for im in done.added] == ["a.jpg"] and done.added[0].sighting.latitude == 1.0
+    assert [(i, g.is_cetacean) for i, g in done.refused] == [(1, False)]
+    assert embedder.embedded == 1 and len(catalog.store.list_catalog_images()) == 1
+    unchecked = Enroller(embedder, gate)(catalog, _photos(RED), "hw_1", "humpback_whale", check_gate=False)
+    assert len(unchecked.added) == 1 and unchecked.refused == []
+    assert len(Enroller(embedder, None)(catalog, _photos(RED), "hw_2", "orca").added) == 1

@@ -1,0 +1,42 @@
+"""What the use cases need from the running service, as protocols (the state adapter in
+`whales_be_service.pipeline` provides them; the unit tests give fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from PIL import Image
+
+from whales_identify.results import Prediction
+
+
+class Identify(Protocol):
+    def __call__(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Prediction]: ...
+
+
+class Written(Protocol):
+    """Handed to the body of `CatalogAccess.write`: `touched` False while the memory is unchanged."""
+
+    touched: bool
+
+
+class CatalogAccess(Protocol):
+    """This worker's catalog, kept in step with the database other workers write to."""
+
+    def current(self) -> Any:
+        """The catalog, reloaded first when another worker changed the database."""
+        ...
+
+    def loaded(self) -> Any:
+        """The catalog in memory as it is, without looking at the database (inside `write`)."""
+        ...
+
+    def identifier(self) -> Identify:
+        """The identifier over `current()`."""
+        ...
+
+    def write(self, atomic: bool = True) -> AbstractContextManager[Written]:
+        """A block in which this worker writes the catalog (one database transaction)."""
+        ...

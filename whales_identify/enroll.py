@@ -1,0 +1,97 @@
+"""`Enroller(embedder, gate)(catalog, images, individual_id, species)`: the one way photos enter the catalog.
+
+The service (`POST /v1/individuals/{id}/images`, imports, reviews) and `whales catalog add` both
+enrol through it, so both refuse the photos the gate rejects, and a rejected photo is not embedded
+unless the gate shares the embedder's backbone pass (`whales_identify.identify.screen`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from whales_identify.embed import Embedder
+from whales_identify.gate import Gate, GateResult
+from whales_identify.identify import Screening, screen
+from whales_identify.records.store import CatalogImage, Sighting
+
+
+class CatalogWriter(Protocol):
+    model_id: str
+
+    def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
+               species: str, sightings: Sequence[Sighting] | None = None,
+               filenames: Sequence[str] | None = None, source: str = "") -> list[CatalogImage]: ...
+
+
+@dataclass
+class Enrolment:
+    """What an enrolment did: the catalog records added and the photos the gate refused (by index)."""
+
+    added: list[CatalogImage] = field(default_factory=list)
+    refused: list[tuple[int, GateResult]] = field(default_factory=list)
+
+
+class Enroller:
+    """Gates and embeds photos of one individual and adds the accepted ones to a catalog.
+
+    Args:
+        embedder: the catalog's embedding model (`catalog.model_id` must be its id).
+        gate: refuses photos without a whale or dolphin; None enrols every photo (a reviewer's
+            decision, or `--gate off`).
+    """
+
+    def __init__(self, embedder: Embedder, gate: Gate | None = None):
+        self.embedder = embedder
+        self.gate = gate
+
+    def screen(self, images: Sequence[Image.Image], check_gate: bool = True) -> Screening:
+        """Gate (when asked and a gate is set) and embed, without writing anything."""
+        return screen(self.gate if check_gate else None, self.embedder, images)
+
+    def write(self, catalog: CatalogWriter, screened: Screening, images: Sequence[Image.Image],
+              individual_id: str, species: str, *, sightings: Sequence[Sighting] | None = None,
+              filenames: Sequence[str] | None = None, source: str = "") -> Enrolment:
+        """Add the photos `screened` accepted to `catalog` (a caller's transaction may wrap this)."""
+        refused = [(i, g) for i, g in enumerate(screened.verdicts or []) if not g.is_cetacean]
+        keep = screened.accepted
+        if not keep:
+            return Enrolment([], refused)
+        embeddings = np.stack([np.asarray(screened.embeddings[i], np.float32) for i in keep])
+        added = catalog.enroll([images[i] for i in keep], embeddings, individual_id, species,
+                               sightings=[sightings[i] for i in keep] if sightings else None,
+                               filenames=[filenames[i] for i in keep] if filenames else None,
+                               source=source)
+        return Enrolment(list(added or []), refused)
+
+    def __call__(self, catalog: CatalogWriter, images: Sequence[Image.Image], individual_id: str,
+                 species: str, *, sightings: Sequence[Sighting] | None = None,
+                 filenames: Sequence[str] | None = None, source: str = "",
+                 check_gate: bool = True) -> Enrolment:
+        """Screen then write: the photos the gate accepts are enrolled, the others refused.
+
+        Args:
+            catalog: where the photos go (`whales_identify.reid.catalog.Catalog`).
+            images: RGB photos of one individual.
+            individual_id / species: the labels.
+            sightings / filenames: optional, one per image.
+            source: where the photos come from (free text).
+            check_gate: False enrols without asking the gate.
+
+        Returns:
+            The `Enrolment` (records added, refused indices with the gate's verdicts).
+        """
+        return self.write(catalog, self.screen(images, check_gate), images, individual_id, species,
+                          sightings=sightings, filenames=filenames, source=source)
+
+
+def describe_refusal(verdict: GateResult) -> str:
+    """Why the gate refused a photo, in words (the service and the CLI say the same)."""
+    return f"the gate scored {verdict.cetacean_score:.2f}: no whale or dolphin found"
+
+
+__all__ = ["CatalogWriter", "Enroller", "Enrolment", "describe_refusal"]
