@@ -159,10 +159,11 @@ async function decide(decision) {
   }
   q.busy = true;
   try {
-    const answer = await api.review(p.prediction_id, body);
+    const answer = await reviewFollowingCuration(p, body);
     q.done.push(p);
     q.reviewed += 1;
-    const msg = decision === "not_cetacean" ? `${p.filename}: not a cetacean.` : `${p.filename}: ${answer.individual_id}.`;
+    const moved = body.individual_id && answer.individual_id !== body.individual_id ? ` (${body.individual_id} was merged or renamed into it)` : "";
+    const msg = decision === "not_cetacean" ? `${p.filename}: not a cetacean.` : `${p.filename}: ${answer.individual_id}${moved}.`;
     await advance();
     setStatus(`Saved — ${msg}`, "ok");
     announce(msg);
@@ -171,6 +172,21 @@ async function decide(decision) {
     else setStatus(err.message, "error");
   } finally {
     q.busy = false;
+  }
+}
+
+/**
+ * Confirm as the chosen candidate; when curation retired that id after the page loaded it (a merge
+ * or rename elsewhere: 404), confirm as the individual it lives on as (GET /v1/individuals/{id}/curation).
+ */
+async function reviewFollowingCuration(p, body) {
+  try {
+    return await api.review(p.prediction_id, body);
+  } catch (err) {
+    if (err.status !== 404 || body.decision !== "confirm" || !body.individual_id) throw err;
+    const history = await api.curationHistory(body.individual_id).catch(() => null);
+    if (!history?.current_id || history.current_id === body.individual_id) throw err;
+    return api.review(p.prediction_id, { ...body, individual_id: history.current_id });
   }
 }
 

@@ -180,3 +180,32 @@ def test_curate_merge_move_and_rename_on_the_page(web, live_service, data_dir, m
     expected = ("status of 404", "status of 409")
     assert not [e for e in watch.console_errors if not any(x in e for x in expected)], watch.console_errors
     assert not watch.external_requests
+
+
+def test_queue_confirms_a_candidate_merged_meanwhile(web, live_service, data_dir, manifest):
+    """The queue was loaded before a merge elsewhere: confirming the retired candidate confirms the
+    individual it was merged into (the page asks GET /v1/individuals/{id}/curation after the 404)."""
+    page, watch = web
+    photos = _fresh_whale(data_dir, manifest, 4)
+    tag = uuid.uuid4().hex[:6]
+    keep, dup = f"e2e_qk_{tag}", f"e2e_qd_{tag}"
+    _enrol(live_service, keep, photos[:1])
+    _enrol(live_service, dup, photos[1:2])
+    r = httpx.post(f"{live_service.url}/v1/predict-batch", timeout=120,
+                   files=[("files", (photos[1].name, photos[1].read_bytes(), "image/jpeg"))])
+    assert r.status_code == 200, r.text
+    batch = r.json()["summary"]["batch_id"]
+    _open(page, live_service)
+    _set_key(page, live_service)
+    page.goto(f"{live_service.url}/#review/{batch}")
+    expect(page.locator(".queue .candidate.chosen .cand-id")).to_have_text(dup, timeout=60_000)
+    merged = httpx.post(f"{live_service.url}/v1/individuals/{dup}/merge", json={"into": keep}, timeout=60,
+                        headers={"X-API-Key": live_service.api_key})
+    assert merged.status_code == 200, merged.text
+    page.locator("#queue-root").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#queue-status")).to_contain_text(f"{keep} ({dup} was merged or renamed into it)",
+                                                          timeout=60_000)
+    decided = _api(live_service, {"batch_id": batch})[0]
+    assert decided["review_state"] == "confirmed" and decided["reviewer_decision"]["individual_id"] == keep
+    assert not watch.external_requests
