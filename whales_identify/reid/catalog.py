@@ -67,6 +67,8 @@ class Catalog:
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}
         self._index: MatchIndex | None = None
+        # the last snapshot while only enrolments happened since: the next one extends it
+        self._grow_from: MatchIndex | None = None
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
@@ -83,7 +85,7 @@ class Catalog:
             images[i] = self._in_memory(im)
         with self._lock:
             self._images = {im.image_id: im for im in images}
-            self._index = None
+            self._index = self._grow_from = None
         return self
 
     def _in_memory(self, image: CatalogImage) -> CatalogImage:
@@ -109,7 +111,9 @@ class Catalog:
     def _snapshot(self) -> MatchIndex:
         with self._lock:
             if self._index is None:
-                self._index = MatchIndex(list(self._images.values()), self.config)
+                self._index = MatchIndex(list(self._images.values()), self.config,
+                                         previous=self._grow_from)
+                self._grow_from = None
             return self._index
 
     def add_images(self, images: Iterable[CatalogImage]) -> None:
@@ -122,8 +126,11 @@ class Catalog:
                     f"{self.model_id}")
         with self._lock:
             self.store.add_catalog_images(images)
+            replaced = any(im.image_id in self._images for im in images)
             for im in images:
                 self._images[im.image_id] = self._in_memory(im)
+            # new photos only: the next snapshot extends this one (no index rebuild)
+            self._grow_from = None if replaced else (self._index or self._grow_from)
             self._index = None
 
     def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
@@ -168,7 +175,7 @@ class Catalog:
             doomed = [k for k, im in self._images.items() if im.individual_id == individual_id]
             for k in doomed:
                 del self._images[k]
-            self._index = None
+            self._index = self._grow_from = None
             return max(n, len(doomed))
 
     def list_individuals(self, species: str | None = None) -> list[IndividualSummary]:

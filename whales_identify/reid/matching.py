@@ -30,7 +30,7 @@ import numpy as np
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.calibrate import Calibration
 from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
-from whales_identify.reid.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex
+from whales_identify.reid.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex, extend, fingerprint
 from whales_identify.results import Candidate, MatchResult
 
 UNKNOWN_SPECIES = "unknown"
@@ -51,8 +51,15 @@ class MatchConfig:
         verify_keypoints: strongest keypoints per image used in geometric verification.
         flann_trees / flann_checks: the approximate-nearest-neighbour index accuracy.
         vote_shard_size: most descriptors per FLANN shard (bounds the memory peak of a build).
-        vote_index / ivf_nprobe: "flann" (k-d trees) or "faiss" (IVF-SQ8, `ivf_nprobe` lists
+        vote_index / ivf_nprobe: "flann" (k-d trees) or "faiss" (IVF, `ivf_nprobe` lists
             searched per descriptor); see `vote_index.py`.
+        ivf_codes / ivf_list_size / ivf_max_lists: the faiss index's codes ("SQ8", or product
+            quantised fast-scan codes such as "PQ64x4fs": less memory, faster, lower recall),
+            descriptors per list, and a cap on the number of lists (0: none); docs/REID.md "Scale".
+        vote_index_dir: where built faiss vote indexes are saved and read back at start-up ("":
+            nowhere, always built); keyed by the photos and these settings.
+        vote_fold_at: descriptors enrolled since the last build that are searched exactly
+            before they are folded into a copy of the index (enrolment without a rebuild).
         ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
         species_neighbours: reference images whose species vote for the query's species.
         thumbnail_side: long side of stored JPEG thumbnails.
@@ -69,6 +76,11 @@ class MatchConfig:
     vote_shard_size: int = 400_000
     vote_index: str = "faiss"
     ivf_nprobe: int = 16
+    ivf_codes: str = "SQ8"
+    ivf_list_size: int = 600
+    ivf_max_lists: int = 0
+    vote_index_dir: str = ""
+    vote_fold_at: int = 20_000
     verify_keypoints: int = 500
     ratio: float = 0.9
     ransac_threshold: float = 6.0
@@ -91,9 +103,14 @@ class Scores:
 
 
 class MatchIndex:
-    """An immutable snapshot of the catalog's arrays (`Catalog` rebuilds it after every change)."""
+    """An immutable snapshot of the catalog's arrays (`Catalog` makes a new one after every change).
 
-    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig):
+    `previous`: the snapshot this one replaces. When `images` only appends to its images (an
+    enrolment), its embedding buffer and vote index are extended instead of rebuilt.
+    """
+
+    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
+                 previous: MatchIndex | None = None):
         self.images = list(images)
         self.image_ids = [im.image_id for im in self.images]
         self.individuals = sorted({im.individual_id for im in self.images})
@@ -108,8 +125,12 @@ class MatchIndex:
         self.by_label = order  # image indices grouped by individual
         self.starts = np.concatenate([[0], np.cumsum([len(m) for m in self.members])[:-1]]).astype(np.int64)
         dim = self.images[0].embedding.shape[0] if self.images else 0
-        self.emb = (np.stack([im.embedding for im in self.images]).astype(np.float32)
-                    if self.images else np.zeros((0, dim), np.float32))
+        n = len(self.images)
+        appends = (previous is not None and previous.cfg == cfg and len(previous.images) <= n
+                   and previous.image_ids == self.image_ids[:len(previous.images)])
+        self._previous = previous if appends else None
+        self._emb_buf = _embedding_buffer(self.images, dim, previous if appends else None)
+        self.emb = self._emb_buf[0][:n]
         no_kp, no_desc = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
         self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else no_kp,
                                     im.descriptors if im.descriptors is not None else no_desc)
@@ -126,12 +147,56 @@ class MatchIndex:
                 parts = [lf.descriptors[:k] for lf in self.local]
                 if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
                     return None
-                if cfg.vote_index == "faiss":
-                    self._vote_index = FaissVoteIndex(parts, nprobe=cfg.ivf_nprobe)
+                prev, self._previous = self._previous, None
+                if prev is not None and prev._vote_index is not None:
+                    self._vote_index = extend(prev._vote_index, len(prev.images),
+                                              parts[len(prev.images):], fold_at=cfg.vote_fold_at)
+                if self._vote_index is not None:
+                    pass
+                elif cfg.vote_index == "faiss":
+                    self._vote_index = _faiss_index(self.image_ids, parts, cfg)
                 else:
                     self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
                                                       shard_size=cfg.vote_shard_size)
             return self._vote_index
+
+
+def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchIndex | None
+                      ) -> list:
+    """[buffer, rows filled]: the embeddings in a buffer with room to grow, shared with the
+    previous snapshot when this one appends to it (its rows are never written again)."""
+    n = len(images)
+    if previous is not None:
+        buf = previous._emb_buf
+        start = len(previous.images)
+        if buf[1] == start and len(buf[0]) >= n:
+            for i in range(start, n):
+                buf[0][i] = images[i].embedding
+            buf[1] = n
+            return buf
+    data = np.zeros((max(n + n // 4, 16), dim), np.float32)
+    for i, im in enumerate(images):
+        data[i] = im.embedding
+    return [data, n]
+
+
+def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig) -> FaissVoteIndex:
+    """Build the faiss index, or read the one saved for the same photos and settings."""
+    settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
+                    max_lists=cfg.ivf_max_lists)
+    path = None
+    if cfg.vote_index_dir:
+        from pathlib import Path
+
+        key = fingerprint(image_ids, parts, repr(sorted(settings.items())) + f"|{cfg.index_keypoints}")
+        path = Path(cfg.vote_index_dir) / f"vote-{key}.faiss"
+        saved = FaissVoteIndex.load(path)
+        if saved is not None:
+            return saved
+    index = FaissVoteIndex(parts, **settings)  # type: ignore[arg-type]
+    if path is not None:
+        index.save(path)
+    return index
 
 
 def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,

@@ -1,18 +1,25 @@
 """Approximate nearest neighbours over every reference RootSIFT descriptor (the LNBNN vote's index).
 
-Two implementations with one interface (`len`, `owner`, `search(q, k) -> (idx, d2)`):
+Implementations with one interface (`len`, `owner`, `search(q, k) -> (idx, d2)`):
 
 - `FlannVoteIndex`: OpenCV FLANN randomised k-d trees over float32 descriptors, built in shards.
-- `FaissVoteIndex`: a faiss inverted-file index with 8-bit scalar-quantised codes (IVF-SQ8):
-  a quarter of the memory of float32, built incrementally (no second copy), with a search budget
-  (`nprobe` lists) that finds more of the true neighbours than FLANN's for the same time.
+- `FaissVoteIndex`: a faiss inverted-file index. Its codes are a faiss factory string: `SQ8`
+  (8-bit scalar quantiser, 128 B per descriptor, the default) or a product quantiser such as
+  `PQ64x4fs` (32 B, searched with SIMD "fast scan": 3-4x less memory and ~10x faster search, at a
+  lower neighbour recall; docs/REID.md "Scale" measures both). Built incrementally (no second
+  copy), saved and read back by `save`/`load` so that a restart does not rebuild it.
+- `TieredVoteIndex`: a snapshot's index after enrolments: the previous index plus an exact index
+  over the descriptors added since, folded into a copy of the base when it grows (`extend`), so
+  that enrolling one photo does not rebuild the whole index.
 
 `idx` is -1 where an index has fewer than k results for a row.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,8 +34,20 @@ class VoteIndex(Protocol):
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _owners(parts: Sequence[np.ndarray]) -> np.ndarray:
-    return np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate(parts)])
+def _owners(parts: Sequence[np.ndarray], offset: int = 0) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, np.int32)
+    return np.concatenate([np.full(len(p), offset + i, np.int32) for i, p in enumerate(parts)])
+
+
+def _merge(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest of several indexes' answers (each already offset into one numbering)."""
+    if len(results) == 1:
+        return results[0]
+    idx = np.concatenate([r[0] for r in results], axis=1)
+    d2 = np.concatenate([np.where(r[0] >= 0, r[1], np.inf) for r in results], axis=1)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
 
 
 class FlannVoteIndex:
@@ -66,20 +85,15 @@ class FlannVoteIndex:
         return len(self.owner)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        idx_parts, d2_parts = [], []
+        results = []
         for offset, index in self.shards:
             idx, d2 = index.knnSearch(q, k, params=dict(checks=self.checks))
-            idx_parts.append(idx.astype(np.int64) + offset)
-            d2_parts.append(d2)
-        if len(self.shards) == 1:
-            return idx_parts[0], d2_parts[0]
-        idx, d2 = np.concatenate(idx_parts, axis=1), np.concatenate(d2_parts, axis=1)
-        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
+            results.append((idx.astype(np.int64) + offset, d2))
+        return _merge(results, k)
 
 
 class FaissVoteIndex:
-    """faiss IVF-SQ8 (exact flat search below `exact_below` descriptors).
+    """faiss IVF with `codes` (exact flat search below `exact_below` descriptors).
 
     Args:
         parts: uint8 RootSIFT descriptors per reference image.
@@ -87,10 +101,14 @@ class FaissVoteIndex:
         list_size: descriptors per inverted list, on average (sets the number of lists).
         exact_below: catalogs with fewer descriptors are searched exhaustively.
         seed: sampling and k-means seed (the index, hence every result, is reproducible).
+        codes: faiss factory codes: "SQ8", or a product quantiser such as "PQ64x4fs".
+        max_lists: at most this many lists (0: no cap). Adding a descriptor costs one distance per
+            list, so uncapped lists make a 100k-photo build hours long on two cores.
     """
 
     def __init__(self, parts: Sequence[np.ndarray], *, nprobe: int = 16, list_size: int = 600,
-                 exact_below: int = 50_000, seed: int = 0, chunk: int = 100_000):
+                 exact_below: int = 50_000, seed: int = 0, chunk: int = 100_000,
+                 codes: str = "SQ8", max_lists: int = 0):
         import faiss
 
         self.owner = _owners(parts)
@@ -100,12 +118,12 @@ class FaissVoteIndex:
             self.index: Any = faiss.IndexFlatL2(dim)
         else:
             nlist = max(16, n // list_size)
-            # faiss's Python wrapper keeps the quantizer alive with the index
-            self.index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(dim), dim, nlist,
-                                                       faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
-            self.index.cp.niter = 10  # k-means iterations: bounded start-up time
-            self.index.cp.seed = seed
-            self.index.nprobe = min(nprobe, nlist)
+            nlist = min(nlist, max_lists) if max_lists > 0 else nlist
+            self.index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.cp.niter = 10  # k-means iterations: bounded start-up time
+            ivf.cp.seed = seed
+            ivf.nprobe = min(nprobe, nlist)
             take = np.sort(np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False))
             self.index.train(as_float(stacked[take]))
         for start in range(0, n, chunk):  # float32 one chunk at a time
@@ -118,3 +136,95 @@ class FaissVoteIndex:
         d2, idx = self.index.search(np.ascontiguousarray(q, np.float32), k)
         return idx.astype(np.int64), d2
 
+    def extended(self, parts: Sequence[np.ndarray], first_image: int) -> FaissVoteIndex:
+        """A new index: a copy of this one plus `parts` (the descriptors of images numbered from
+        `first_image` on). This one is left as it is (snapshots in use keep searching it)."""
+        import faiss
+
+        new = object.__new__(FaissVoteIndex)
+        new.index = faiss.clone_index(self.index)
+        if parts:
+            new.index.add(as_float(np.concatenate(parts)))
+        new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
+        return new
+
+    def save(self, path: Path) -> None:
+        """Write the index and its owners (to temporary names, then renamed: complete or absent)."""
+        import faiss
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        faiss.write_index(self.index, str(tmp))
+        np.save(path.with_name(path.name + ".owner.npy"), self.owner)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> FaissVoteIndex | None:
+        """The index saved at `path`, or None when there is none (or it is unreadable)."""
+        import faiss
+
+        owners = path.with_name(path.name + ".owner.npy")
+        if not path.is_file() or not owners.is_file():
+            return None
+        new = object.__new__(cls)
+        try:
+            new.index = faiss.read_index(str(path))
+            new.owner = np.load(owners)
+        except (RuntimeError, OSError, ValueError):
+            return None
+        return new if new.index.ntotal == len(new.owner) else None
+
+
+class TieredVoteIndex:
+    """`base` (the index of the first `base_images` images) plus an exact index over the
+    descriptors of the images enrolled after it (`delta_parts`, in image order)."""
+
+    def __init__(self, base: FaissVoteIndex, base_images: int, delta_parts: list[np.ndarray]):
+        import faiss
+
+        self.base, self.base_images, self.delta_parts = base, base_images, delta_parts
+        self.delta = faiss.IndexFlatL2(128)
+        if delta_parts:
+            self.delta.add(as_float(np.concatenate(delta_parts)))
+        self.owner = np.concatenate([base.owner, _owners(delta_parts, base_images)])
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(q, np.float32)
+        results = [self.base.search(q, min(k, len(self.base)))] if len(self.base) else []
+        if self.delta.ntotal:
+            d2, idx = self.delta.search(q, min(k, self.delta.ntotal))
+            results.append((np.where(idx >= 0, idx + len(self.base), -1).astype(np.int64), d2))
+        return _merge(results, k)
+
+
+def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
+           fold_at: int = 20_000) -> VoteIndex | None:
+    """The index of a snapshot that has `parts` (descriptors of new images, in order) appended to
+    the `n_images` images of `index`'s snapshot; None where it must be rebuilt (FLANN).
+
+    New descriptors go to an exact delta tier; once it holds `fold_at` descriptors it is folded
+    into a copy of the base (an exact search over a large delta would cost more than the IVF)."""
+    if isinstance(index, TieredVoteIndex):
+        base, base_images, delta = index.base, index.base_images, [*index.delta_parts, *parts]
+    elif isinstance(index, FaissVoteIndex):
+        base, base_images, delta = index, n_images, list(parts)
+    else:
+        return None
+    if sum(len(p) for p in delta) >= fold_at:
+        return base.extended(delta, base_images)
+    return TieredVoteIndex(base, base_images, delta)
+
+
+def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings: str) -> str:
+    """A key for a saved index: the settings, and per image its id, descriptor count and first and
+    last descriptor (cheap at 100k photos; a changed photo changes its descriptors)."""
+    h = hashlib.sha256(settings.encode())
+    for iid, p in zip(image_ids, parts, strict=True):
+        h.update(f"{iid}|{len(p)}|".encode())
+        if len(p):
+            h.update(p[0].tobytes())
+            h.update(p[-1].tobytes())
+    return h.hexdigest()[:24]

@@ -1,0 +1,126 @@
+"""The scale levers of the vote index (issue 18): product-quantised codes, enrolment without a
+rebuild (tiers), and an index saved and read back instead of rebuilt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whales_identify.records.store import CatalogImage, InMemoryStore
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.catalog import Catalog, MatchConfig
+from whales_identify.reid.vote_index import FaissVoteIndex, TieredVoteIndex, extend
+
+MODEL = "synthetic.scale"
+
+
+def _clusters(seed: int, n_ind: int, photos: int, k: int, spread: float = 6.0):
+    """Per individual a set of `k` descriptor centres; each photo sees them with noise (so that
+    an individual's photos share near neighbours, as real re-sightings do)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(20, 235, (n_ind, k, 128))
+    parts, labels = [], []
+    for i in range(n_ind):
+        for _ in range(photos):
+            parts.append(np.clip(centres[i] + rng.normal(0, spread, (k, 128)), 0, 255).astype(np.uint8))
+            labels.append(i)
+    query = {i: np.clip(centres[i] + rng.normal(0, spread, (k, 128)), 0, 255).astype(np.float32)
+             for i in range(n_ind)}
+    return parts, np.array(labels), query
+
+
+def _top_owner(index, labels: np.ndarray, q: np.ndarray) -> int:
+    idx, _ = index.search(q, 3)
+    owners = labels[index.owner[idx[idx >= 0]]]
+    return int(np.bincount(owners).argmax())
+
+
+@pytest.mark.parametrize("codes", ["PQ32x4fs", "PQ64x4fs", "SQ8"])
+def test_quantised_ivf_finds_the_same_individual_as_exact_search(codes):
+    parts, labels, queries = _clusters(0, n_ind=40, photos=3, k=60)
+    exact = FaissVoteIndex(parts)  # below exact_below: brute force
+    ivf = FaissVoteIndex(parts, exact_below=0, list_size=100, codes=codes, nprobe=8)
+    assert ivf.index.ntotal == len(exact) == sum(len(p) for p in parts)
+    for i, q in queries.items():
+        assert _top_owner(exact, labels, q) == i
+        assert _top_owner(ivf, labels, q) == i
+
+
+def test_extend_tiers_then_folds_and_answers_like_a_rebuild():
+    parts, _, queries = _clusters(1, n_ind=10, photos=2, k=30)
+    q = np.concatenate(list(queries.values()))
+    base = FaissVoteIndex(parts[:12])
+    tiered = extend(base, 12, parts[12:16], fold_at=10_000)
+    assert isinstance(tiered, TieredVoteIndex)
+    folded = extend(tiered, 16, parts[16:], fold_at=100)  # 4 + 4 photos x 30 > 100: folded
+    assert isinstance(folded, FaissVoteIndex) and len(base) == 12 * 30  # the base is left alone
+    for index, n in ((tiered, 16), (folded, 20)):
+        fresh = FaissVoteIndex(parts[:n])
+        idx, d2 = index.search(q, 5)
+        want_idx, want_d2 = fresh.search(q, 5)
+        np.testing.assert_allclose(d2, want_d2, rtol=1e-5)
+        np.testing.assert_array_equal(index.owner[idx], fresh.owner[want_idx])
+
+
+def _records(parts, labels, start: int = 0) -> list[CatalogImage]:
+    rng = np.random.default_rng(start)
+    out = []
+    for j, (p, lab) in enumerate(zip(parts, labels, strict=True)):
+        e = rng.normal(size=8).astype(np.float32)
+        out.append(CatalogImage(image_id=f"im{start + j:04d}", individual_id=f"ind{lab}", species="s",
+                                model_id=MODEL, embedding=e / np.linalg.norm(e),
+                                keypoints=rng.uniform(0, 200, (len(p), 2)).astype(np.float32),
+                                descriptors=p))
+    return out
+
+
+def _scores(cat: Catalog, q: np.ndarray):
+    from whales_identify.reid.local_features import LocalFeatures
+
+    local = LocalFeatures(np.zeros((len(q), 2), np.float32), np.clip(q, 0, 255).astype(np.uint8))
+    return cat.score(np.ones(8, np.float32) / np.sqrt(8), local)
+
+
+def test_enrolment_extends_the_snapshot_instead_of_rebuilding(monkeypatch):
+    parts, labels, queries = _clusters(2, n_ind=12, photos=2, k=25)
+    recs = _records(parts, labels)
+    cfg = MatchConfig(global_candidates=0, vote_candidates=0)
+    cat = Catalog(InMemoryStore(), MODEL, config=cfg, calibration=Calibration(model_id=MODEL))
+    cat.add_images(recs[:16])
+    cat.warm_index()
+    built = []
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda self, *a, **k: built.append(1) or None)
+    for r in recs[16:]:  # one photo at a time, each followed by a query
+        cat.add_images([r])
+        got = _scores(cat, queries[11])
+    assert not built  # no rebuild
+    assert isinstance(cat._snapshot().vote_index(), TieredVoteIndex)  # noqa: SLF001
+    monkeypatch.undo()
+    fresh = Catalog(InMemoryStore(), MODEL, config=cfg, calibration=Calibration(model_id=MODEL))
+    fresh.add_images(recs)
+    want = _scores(fresh, queries[11])
+    np.testing.assert_allclose(got.vote, want.vote, rtol=1e-5)
+    np.testing.assert_allclose(got.cos, want.cos, rtol=1e-6)
+    assert int(np.argmax(got.vote)) == want.individual_ids.index("ind11")
+    cat.remove_individual("ind0")  # a removal rebuilds
+    assert cat._snapshot()._previous is None  # noqa: SLF001
+
+
+def test_saved_vote_index_is_read_back_not_rebuilt(tmp_path, monkeypatch):
+    parts, labels, queries = _clusters(3, n_ind=8, photos=2, k=40)
+    store = InMemoryStore()
+    store.add_catalog_images(_records(parts, labels))
+    cfg = MatchConfig(global_candidates=0, vote_candidates=0, vote_index_dir=str(tmp_path))
+    first = Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load()
+    first.warm_index()
+    assert len(list(tmp_path.glob("vote-*.faiss"))) == 1
+    want = _scores(first, queries[3])
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    second = Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load()
+    np.testing.assert_allclose(_scores(second, queries[3]).vote, want.vote, rtol=1e-6)
+    # other settings or other photos: another key, so the saved one is not used for them
+    monkeypatch.undo()
+    other = Catalog(store, MODEL, config=MatchConfig(vote_index_dir=str(tmp_path), index_keypoints=20),
+                    calibration=Calibration(model_id=MODEL)).load()
+    other.warm_index()
+    assert len(list(tmp_path.glob("vote-*.faiss"))) == 2
