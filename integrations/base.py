@@ -1,4 +1,4 @@
-"""Choose a storage backend by URL: `open_store("sqlite:///data/whales.db")`, `open_store("postgresql://...")`.
+"""Choose a storage backend by URL: `open_store("sqlite:///path.db")`, `open_store("postgresql://...")`.
 
 Every backend implements `whales_identify.records.store.Store` (predictions, review state and catalog on one
 database) and brings its schema up to date by migrations when it is opened.
@@ -6,17 +6,11 @@ database) and brings its schema up to date by migrations when it is opened.
 
 from __future__ import annotations
 
-import os
-
 from whales_identify.records.store import Store
 
-DATABASE_URL_ENV = "WHALES_DATABASE_URL"
+# The one statement of the default database; the service's WHALES_DATABASE_URL setting and the
+# CLI's --db (the same variable) default to it. This module reads no environment.
 DEFAULT_DATABASE_URL = "sqlite:///data/whales.db"
-
-
-def resolve_database_url(url: str | None = None) -> str:
-    """The argument, else `$WHALES_DATABASE_URL`, else `sqlite:///data/whales.db`."""
-    return url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
 
 
 def sqlite_path(url: str) -> str:
@@ -36,7 +30,7 @@ def open_store(url: str | None = None) -> Store:
         url: `sqlite:///path/to.db` (relative to the working directory; four slashes for an absolute
             path; `sqlite:///:memory:` for a private in-memory database) or
             `postgresql://user:pass@host:5432/db` (also `postgres://`, `postgresql+psycopg://`).
-            None reads `$WHALES_DATABASE_URL`, defaulting to `sqlite:///data/whales.db`.
+            None: `DEFAULT_DATABASE_URL` (sqlite:///data/whales.db).
 
     Returns:
         A `Store`; call `.close()` when done.
@@ -44,7 +38,7 @@ def open_store(url: str | None = None) -> Store:
     Raises:
         ValueError: unknown scheme or malformed URL.
     """
-    url = resolve_database_url(url)
+    url = url or DEFAULT_DATABASE_URL
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "sqlite":
         from integrations.sqlite import SQLiteStore

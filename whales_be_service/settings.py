@@ -9,11 +9,14 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from integrations import dwc_eml
+from integrations.base import DEFAULT_DATABASE_URL
 from whales_be_service.api_keys import parse_api_keys
+from whales_identify.images import DEFAULT_MAX_PIXELS
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 from whales_identify.records.location_privacy import LocationPolicy
 
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+DEFAULT_ANALYSIS_MAX_SIDE = 1024  # the `whales identify` CLI downscales as the service does
 
 
 def _split_csv(value: object) -> object:
@@ -37,7 +40,7 @@ class Settings(BaseSettings):
 
     # components
     database_url: str = Field(
-        "sqlite:///data/whales.db",
+        DEFAULT_DATABASE_URL,
         description="Where predictions and the catalog live: sqlite:///path, postgresql://..., or "
                     "memory:// (in-process, lost at exit; tests and demos only).")
     models_dir: str | None = Field(None, description="Folder with weight files (default ./models).")
@@ -105,7 +108,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest single image file.")
     max_archive_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest ZIP archive.")
     max_request_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest request body.")
-    max_pixels: int = Field(40_000_000, gt=0, description="Most pixels in one image (bomb guard).")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Most pixels in one image (bomb guard).")
     max_batch_images: int = Field(100, gt=0, description="Most images in one batch (ZIP entries too); "
                                   "at most the WHALES_RATE_LIMIT budget, which a batch draws on per image.")
     max_import_images: int = Field(2000, gt=0, description="Most photos in one catalog import "
@@ -113,8 +116,9 @@ class Settings(BaseSettings):
     zip_max_total_bytes: int = Field(1024 * 1024 * 1024, gt=0,
                                      description="Most uncompressed bytes in one ZIP.")
     zip_max_ratio: float = Field(100.0, gt=1.0, description="Highest compression ratio of one entry.")
-    analysis_max_side: int = Field(1024, ge=224, description="Images are downscaled to this side "
-                                   "after decoding; the stored query photo uses it too.")
+    analysis_max_side: int = Field(DEFAULT_ANALYSIS_MAX_SIDE, ge=224,
+                                   description="Images are downscaled to this side after decoding; "
+                                               "the stored query photo uses it too.")
 
     # concurrency
     inference_workers: int = Field(1, ge=1, le=64, description="Threads running inference.")

@@ -28,7 +28,7 @@ def batch(
                                       "chunk), results.csv, summary.json, job.json (the job id).")],
     database: Annotated[str | None, typer.Option(
         "--database", "--db", help="Store URL (catalog read from it, predictions written to it; "
-        "default: $WHALES_DATABASE_URL or sqlite:///data/whales.db).")] = None,
+        "default: the service's WHALES_DATABASE_URL setting).")] = None,
     address: Annotated[str | None, typer.Option(
         "--address", help="Join an existing Dask scheduler (tcp://host:8786) instead of starting a "
         "local cluster.")] = None,

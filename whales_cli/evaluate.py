@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import ModelsDir, emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
@@ -20,7 +20,7 @@ def evaluate(
     root: Annotated[Path, typer.Option("--root", help="Folder the manifest's relpaths are relative to.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics here.")] = None,
     model: Annotated[str, typer.Option("--model", help="Embedding model id.")] = DEFAULT_REID_MODEL,
-    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")] = None,
+    models_dir: ModelsDir = None,
     sources: Annotated[list[str] | None, typer.Option("--sources", help="Only these sources "
                                                       "(repeatable), e.g. noaa_right_whale_headcrops.")]
     = None,

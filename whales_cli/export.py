@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from whales_cli._common import fail
+from whales_cli._common import Db, fail
 
 
 class ExportFormat(StrEnum):
@@ -34,8 +34,7 @@ def export(
                                                  help="csv, jsonl or dwca.")] = ExportFormat.csv,
     since: Annotated[str | None, typer.Option(help="Only predictions made at or after this ISO 8601 time "
                                                    "(UTC when no zone is given).")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL; default $WHALES_DATABASE_URL, "
-                                                        "else sqlite:///data/whales.db.")] = None,
+    db: Db = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; csv and jsonl go to "
                                                                         "stdout when omitted.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Public service URL; Darwin Core associatedMedia "

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import ModelsDir, emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
 from whales_identify.gate.head import DEFAULT_HEAD
 from whales_identify.models.entries import GATE_FEATURE_MODEL
@@ -27,8 +27,6 @@ app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_h
 
 DEFAULT_REPORT = Path("reports/gate_metrics.json")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ModelsDir = Annotated[Path | None, typer.Option("--models-dir", envvar="WHALES_MODELS_DIR",
-                                                help="Weights folder (default: ./models).")]
 # The gate's threshold and band come from its head's json; these are an operator's overrides, read
 # from the same variables as the service's settings.
 GATE_CONFIG_HELP = "Yaml of explicit overrides (threshold, borderline, head); default: none, the head's own."

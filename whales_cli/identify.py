@@ -8,7 +8,6 @@ photos decoded and downscaled as the service does, and each answer mapped by the
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_be_service.settings import DEFAULT_ANALYSIS_MAX_SIDE
+from whales_cli._common import Db, MaxPixels, Model, ModelsDir, emit_json, fail, stderr_is_tty
 from whales_cli.gate import GateConfigOpt, ThresholdOpt
 from whales_identify.errors import WhalesError
+from whales_identify.images import DEFAULT_MAX_PIXELS
+from whales_identify.models.entries import DEFAULT_REID_MODEL
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic"}
-# the service's defaults (settings.analysis_max_side, settings.max_pixels), read from the same variables
-ANALYSIS_MAX_SIDE_ENV = "WHALES_ANALYSIS_MAX_SIDE"
 CSV_FIELDS = ("photo", "outcome", "individual_id", "probability", "species", "species_score",
               "cetacean_score", "gate_band", "candidates", "model_version", "warnings")
 
@@ -44,18 +44,18 @@ def _photos(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _decode(path: Path, max_side: int) -> Any:
+def _decode(path: Path, max_side: int, max_pixels: int) -> Any:
     from PIL import Image
 
     from whales_identify.images import load_image
 
-    image = load_image(path.read_bytes())
+    image = load_image(path.read_bytes(), max_pixels)
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return image
 
 
-def _identifier(db: str | None, model: str | None, models_dir: Path | None, gate: str,
+def _identifier(db: str | None, model: str, models_dir: Path | None, gate: str,
                 gate_config: Path | None, threshold: float | None, calibration: Path | None) -> Any:
     from whales_cli.catalog import _embedder, _open
     from whales_cli.gate import build_gate
@@ -106,20 +106,23 @@ def identify(
     = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="One CSV row per identified photo.")] = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="Candidates per photo.")] = 5,
-    gate: Annotated[Gate | None, typer.Option("--gate", help="Cetacean gate (default: $WHALES_GATE, "
-                                              "else embedded).")] = None,
+    gate: Annotated[Gate, typer.Option("--gate", envvar="WHALES_GATE", help="Cetacean gate.")]
+    = Gate.embedded,
     gate_config: GateConfigOpt = None,
     threshold: ThresholdOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 8,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: $WHALES_DATABASE_URL "
-                                           "or sqlite:///data/whales.db).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Embedding model id (default: "
-                                              "$WHALES_EMBEDDING_MODEL, else the default re-ID model).")]
-    = None,
-    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")] = None,
+    db: Db = None,
+    model: Model = DEFAULT_REID_MODEL,
+    models_dir: ModelsDir = None,
     calibration: Annotated[Path | None, typer.Option(
-        "--calibration", help="Calibration JSON from `whales evaluate --fit-calibration` (default: "
-                              "$WHALES_CALIBRATION, else the packaged one for the model).")] = None,
+        "--calibration", envvar="WHALES_CALIBRATION",
+        help="Calibration JSON from `whales evaluate --fit-calibration` (default: the packaged one "
+             "for the model).")] = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    analysis_max_side: Annotated[int, typer.Option(
+        "--analysis-max-side", envvar="WHALES_ANALYSIS_MAX_SIDE", min=224,
+        help="Photos are downscaled to this side after decoding, as the service does.")]
+    = DEFAULT_ANALYSIS_MAX_SIDE,
 ) -> None:
     """Identify photos against the catalog without the service: gate, embedding, match, species,
     new individual. Nothing is stored. Unreadable photos are listed and the exit code is 1."""
@@ -128,11 +131,7 @@ def identify(
     files = _photos(photos)
     if not files:
         fail("no photos given (a folder contributes .jpg/.png/... files)")
-    max_side = int(os.environ.get(ANALYSIS_MAX_SIDE_ENV) or 1024)
-    gate_name = gate.value if gate else os.environ.get("WHALES_GATE") or "embedded"
-    calibration = calibration or (Path(os.environ["WHALES_CALIBRATION"])
-                                  if os.environ.get("WHALES_CALIBRATION") else None)
-    identifier = _identifier(db, model, models_dir, gate_name, gate_config, threshold, calibration)
+    identifier = _identifier(db, model, models_dir, gate.value, gate_config, threshold, calibration)
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []
@@ -143,7 +142,7 @@ def identify(
             chunk = []
             for path in files[start:start + batch_size]:
                 try:
-                    chunk.append((path, _decode(path, max_side)))
+                    chunk.append((path, _decode(path, analysis_max_side, max_pixels)))
                 except (OSError, WhalesError) as exc:
                     errors.append({"photo": str(path), "error": str(exc) or type(exc).__name__})
                     bar.update(1)

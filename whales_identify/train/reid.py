@@ -25,6 +25,7 @@ from typing import Any
 
 from whales_identify.data import FOLD_SALT, ManifestRow, fold_of
 from whales_identify.models._pretrained import TRAINED_SUBDIR, resolve_models_dir
+from whales_identify.models.entries import DEFAULT_BASE_MODEL
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class TrainConfig:
     """Everything that decides a training run (written, resolved, beside the checkpoint)."""
 
     tag: str
-    base_model: str = "efficientnet_lite0.imagenet"
+    base_model: str = DEFAULT_BASE_MODEL
     epochs: int = 12
     batch_size: int = 32
     lr_backbone: float = 3e-4
