@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from whales_identify.gate.head import DEFAULT_HEAD
+from whales_identify.models.entries import DEFAULT_REID_MODEL
+
 INDIVIDUAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 
@@ -64,13 +67,11 @@ class ModelEntry(BaseModel):
 
 class ModelsOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"models": [
-        {"role": "embedding", "model_id": "efficientnet_lite0.imagenet",
-         "version": "efficientnet_lite0.imagenet",
-         "backend": "onnx", "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-         "loaded": True},
-        {"role": "gate", "model_id": "gate.embedded", "version": "efficientnet_lite0.imagenet+head:1a2b3c",
-         "backend": "embedded", "sha256": None, "loaded": True}],
-        "catalog": {"model_id": "efficientnet_lite0.imagenet", "images": 120, "individuals": 40}}})
+        {"role": "embedding", "model_id": DEFAULT_REID_MODEL, "version": DEFAULT_REID_MODEL,
+         "backend": "onnx", "sha256": "9f2c41d8" + "0" * 56, "loaded": True},
+        {"role": "gate", "model_id": "gate.embedded", "version": f"{DEFAULT_HEAD}@d04168138e56",
+         "backend": "embedded", "sha256": "d04168138e56" + "0" * 52, "threshold": 0.9337, "loaded": True}],
+        "catalog": {"model_id": DEFAULT_REID_MODEL, "images": 120, "individuals": 40}}})
     models: list[ModelEntry]
     catalog: dict[str, Any] = Field(description="Catalog statistics (size, embedding model).")
     write_enabled: bool = Field(True, description="False when the server has no API keys "
@@ -108,7 +109,7 @@ _PREDICTION_EXAMPLE = {
     "individual_id": "hw_0042", "is_new_individual": False, "probability": 0.91,
     "candidates": [{"individual_id": "hw_0042", "species": "humpback_whale", "score": 0.83,
                     "probability": 0.91, "reference_image_id": "img_7c1d"}],
-    "bbox": [0, 0, 1024, 683], "mask": None, "model_version": "efficientnet_lite0.imagenet",
+    "bbox": [0, 0, 1024, 683], "mask": None, "model_version": DEFAULT_REID_MODEL,
     "warnings": [], "sighting": {"observed_at": "2024-07-02T10:15:00+00:00", "latitude": 64.1,
                                  "longitude": -21.9, "location": "Faxaflói", "observer": None},
     "class_animal": "hw_0042", "id_animal": "humpback_whale"}
