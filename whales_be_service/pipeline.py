@@ -1,8 +1,8 @@
 """The use cases wired to a running service's state (`ServiceState`): the only module besides
 `deps` that reads the state to hand each use case exactly its collaborators.
 
-`deps` builds the use cases per request from here; `catalog_import`, the reference routes and
-`whales batch` workers call the functions below. Everything is synchronous and CPU-bound; routes run
+`deps` builds the use cases per request from here; `catalog_import` and `whales batch` workers call
+the functions below. Everything is synchronous and CPU-bound; routes run
 it through the `InferencePool`.
 """
 
@@ -71,13 +71,7 @@ def delete_individual(state: ServiceState) -> DeleteIndividual:
     return DeleteIndividual(StateCatalog(state))
 
 
-# ---- for callers outside the routes (reference routes, catalog import, `whales batch` workers) ----
-
-def predict_one(state: ServiceState, name: str, data: bytes, top_k: int, mask: bool,
-                given: Sighting | None) -> dict[str, Any]:
-    """One photo as `PredictionOut` fields."""
-    return predict_photos(state)(name, data, top_k, mask, given).model_dump()
-
+# ---- for callers outside the routes (catalog import, `whales batch` workers) ----
 
 def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
                   job_id: str | None = None) -> dict[str, Any]:
@@ -97,5 +91,5 @@ def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, sp
 
 
 __all__ = ["FILL_CATALOG_HINT", "MASK_UNAVAILABLE", "StateCatalog", "delete_individual", "enrol_photos",
-           "enroll", "normalise_species", "predict_batch", "predict_batch_use_case", "predict_one",
+           "enroll", "normalise_species", "predict_batch", "predict_batch_use_case",
            "predict_photos", "review_prediction", "sighting_json"]

@@ -16,11 +16,10 @@ from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from whales_be_service.deps import LimiterDep, ReadyStateDep
+from whales_be_service.deps import LimiterDep, PoolDep, PredictBatchDep, PredictPhotosDep, SettingsDep
 from whales_be_service.errors import library_status
-from whales_be_service.pipeline import predict_batch, predict_one
 from whales_be_service.routes.predict import ERRORS, upload_name
-from whales_be_service.state import ServiceState
+from whales_be_service.settings import Settings
 from whales_be_service.uploads import plan_batch, read_limited
 from whales_identify.errors import WhalesError
 
@@ -63,17 +62,19 @@ def detection(p: dict[str, Any]) -> dict[str, Any]:
                             "probability": c["probability"]} for c in p["candidates"]]}
 
 
-def corrupted(name: str, state: ServiceState) -> dict[str, Any]:
+def corrupted(name: str, settings: Settings) -> dict[str, Any]:
     """A photo that could not be decoded, as the reference reports it: rejected, HTTP 200."""
     return {"image_ind": name, "bbox": [0, 0, 0, 0], "class_animal": "", "id_animal": "unknown",
             "probability": 0.0, "mask": None, "is_cetacean": False, "cetacean_score": 0.0, "rejected": True,
-            "rejection_reason": CORRUPTED, "model_version": state.settings.embedding_model, "candidates": []}
+            "rejection_reason": CORRUPTED, "model_version": settings.embedding_model, "candidates": []}
 
 
 @router.post("/v1/predict-single", response_model=Detection, responses=ERRORS,
              operation_id="reference_predict_single")
 async def predict_single(
-    state: ReadyStateDep,
+    pool: PoolDep,
+    use_case: PredictPhotosDep,
+    settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The photo.")],
 ) -> Any:
     """The reference's single-photo call: one detection; an undecodable photo is `corrupted_image`."""
@@ -81,38 +82,40 @@ async def predict_single(
 
     def job() -> dict[str, Any]:
         file.file.seek(0)
-        data = read_limited(file.file, state.settings.max_upload_bytes, "the file")
+        data = read_limited(file.file, settings.max_upload_bytes, "the file")
         try:
-            return detection(predict_one(state, name, data, 5, False, None))
+            return detection(use_case(name, data, 5).model_dump())
         except WhalesError as exc:
             if library_status(exc) == 400:
-                return corrupted(name, state)
+                return corrupted(name, settings)
             raise
 
-    return await state.pool.run(job)
+    return await pool.run(job)
 
 
 @router.post("/v1/predict-batch", response_model=list[Detection], responses=ERRORS,
              operation_id="reference_predict_batch")
 async def predict_batch_array(
     request: Request,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    use_case: PredictBatchDep,
+    settings: SettingsDep,
     limiter: LimiterDep,
     archive: Annotated[UploadFile, File(description="A ZIP of photos.")],
 ) -> Any:
     """The reference's batch call: a JSON array of detections in archive order (directories and
     macOS metadata left out, undecodable entries as `corrupted_image`)."""
     parts: list[tuple[str, IO[bytes]]] = [(upload_name(archive, "archive.zip"), archive.file)]
-    plan = await run_in_threadpool(plan_batch, parts, state.settings)
-    if state.settings.batch_counts_per_image and plan.images > 1:
+    plan = await run_in_threadpool(plan_batch, parts, settings)
+    if settings.batch_counts_per_image and plan.images > 1:
         limiter.hit(request, plan.images - 1)
-    answer = await state.pool.run(predict_batch, state, plan, 5)
+    answer = await pool.run(use_case, plan, 5)
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for p in answer["results"]:
-        by_name.setdefault(p["image_ind"], []).append(detection(p))
-    for e in answer["errors"]:
-        if e["code"] != "skipped":
-            by_name.setdefault(e["image_ind"], []).append(corrupted(e["image_ind"], state))
+    for p in answer.results:
+        by_name.setdefault(p.image_ind, []).append(detection(p.model_dump()))
+    for e in answer.errors:
+        if e.code != "skipped":
+            by_name.setdefault(e.image_ind, []).append(corrupted(e.image_ind, settings))
     out: list[dict[str, Any]] = []
     for item in plan.items:
         found = by_name.get(item.name)
