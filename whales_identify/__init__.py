@@ -2,7 +2,7 @@
 
 The public API is curated here; heavy modules (torch, timm) load on first use, not on import::
 
-    from whales_identify import create_model, Embedder, create_gate, Catalog, Identifier
+    from whales_identify import create_model, Embedder, create_gate, Catalog, Identifier, Enroller
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ _EXPORTS = {
     "list_models": "whales_identify.models",
     "Embedder": "whales_identify.embed",
     "load_image": "whales_identify.images",
+    "decode_image": "whales_identify.images",
     "create_gate": "whales_identify.gate",
     "GateResult": "whales_identify.gate",
     "Catalog": "whales_identify.reid.catalog",
     "Identifier": "whales_identify.identify",
+    "Enroller": "whales_identify.enroll",
     "Prediction": "whales_identify.results",
     "MatchResult": "whales_identify.results",
     "Candidate": "whales_identify.results",
