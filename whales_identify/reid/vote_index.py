@@ -113,7 +113,7 @@ class FaissVoteIndex:
 
         self.owner = _owners(parts)
         n, dim = len(self.owner), 128
-        stacked = np.concatenate(parts) if parts else np.zeros((0, dim), np.uint8)  # uint8: small
+        starts = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
         if n < exact_below:
             self.index: Any = faiss.IndexFlatL2(dim)
         else:
@@ -125,9 +125,15 @@ class FaissVoteIndex:
             ivf.cp.seed = seed
             ivf.nprobe = min(nprobe, nlist)
             take = np.sort(np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False))
-            self.index.train(as_float(stacked[take]))
-        for start in range(0, n, chunk):  # float32 one chunk at a time
-            self.index.add(as_float(stacked[start:start + chunk]))
+            sample = [parts[o][t - starts[o]] for o, t in zip(self.owner[take], take, strict=True)]
+            self.index.train(as_float(np.stack(sample)))
+        # a chunk of images at a time, in float32: no second copy of all descriptors (5.9 GB at 100k)
+        first = 0
+        while first < len(parts):
+            last = int(np.searchsorted(starts, starts[first] + chunk, side="right")) - 1
+            last = max(last, first + 1)
+            self.index.add(as_float(np.concatenate(parts[first:last])))
+            first = last
 
     def __len__(self) -> int:
         return len(self.owner)
