@@ -195,10 +195,10 @@ def _catalog_class(calibration: str | None = None, new_target: float | None = No
         return lambda store, model_id: Catalog(store, model_id, new_individual_target=new_target)
 
     def calibrated(store: Any, model_id: str) -> Any:
-        from whales_identify.reid.calibrate import load_calibration_for
+        from whales_identify.reid.calibrate import resolve_calibration
 
         try:
-            cal = load_calibration_for(calibration, model_id)
+            cal = resolve_calibration(model_id, calibration)
         except ValueError as exc:
             raise ValueError(f"WHALES_CALIBRATION: {exc}") from exc
         return Catalog(store, model_id, calibration=cal, new_individual_target=new_target)

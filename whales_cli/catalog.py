@@ -3,42 +3,40 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from whales_cli._common import emit_json, fail, stderr_is_tty
+from whales_cli._common import (
+    Db,
+    MaxPixels,
+    Model,
+    ModelsDir,
+    emit_json,
+    fail,
+    stderr_is_tty,
+)
 from whales_identify.errors import WhalesError
+from whales_identify.images import DEFAULT_MAX_PIXELS
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
 app = typer.Typer(help="Manage the catalog of known individuals (reference photos).",
                   no_args_is_help=True)
 
-DEFAULT_MODEL = DEFAULT_REID_MODEL
-Db = Annotated[str | None, typer.Option("--db", help="Database URL (default: $WHALES_DATABASE_URL or "
-                                        "sqlite:///data/whales.db).")]
-Model = Annotated[str | None, typer.Option("--model", help="Embedding model id (default: "
-                                           "$WHALES_EMBEDDING_MODEL, else the default re-ID model).")]
-ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Weights folder.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _model_id(model: str | None) -> str:
-    return model or os.environ.get("WHALES_EMBEDDING_MODEL") or DEFAULT_MODEL
-
-
-def _open(db: str | None, model: str | None, load: bool = True, calibration: Path | None = None) -> Any:
+def _open(db: str | None, model: str, load: bool = True, calibration: Path | None = None) -> Any:
     from integrations import open_store
-    from whales_identify.reid.calibrate import load_calibration_for
+    from whales_identify.reid.calibrate import resolve_calibration
     from whales_identify.reid.catalog import Catalog
 
     try:
-        cal = load_calibration_for(calibration, _model_id(model)) if calibration else None
+        cal = resolve_calibration(model, calibration) if calibration else None
     except ValueError as exc:
         fail(str(exc))
-    catalog = Catalog(open_store(db), _model_id(model), calibration=cal)
+    catalog = Catalog(open_store(db), model, calibration=cal)
     if load:
         try:
             catalog.load()
@@ -62,12 +60,12 @@ def _progress(total: int, label: str) -> Any:
     return tqdm(total=total, desc=label, unit="img", disable=not stderr_is_tty() and total < 50)
 
 
-def _read(path: Path) -> tuple[Any, Any]:
+def _read(path: Path, max_pixels: int) -> tuple[Any, Any]:
     from whales_identify.images import load_image
     from whales_identify.records.sighting import read_exif_sighting
 
     data = path.read_bytes()
-    return load_image(data, max_pixels=100_000_000), read_exif_sighting(data)
+    return load_image(data, max_pixels=max_pixels), read_exif_sighting(data)
 
 
 def _source(filename: str) -> str:
@@ -114,7 +112,8 @@ def import_cmd(
                                                      "another name, e.g. filename=Photo (repeatable; "
                                                      "roles: filename, individual_id, species, date, "
                                                      "latitude, longitude, location, observer).")] = None,
-    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+    db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Import labelled photos from a spreadsheet (CSV); skips photos already in the catalog.
 
@@ -142,7 +141,7 @@ def import_cmd(
     with _progress(len(todo), "import") as bar:
         for r, path in todo:
             try:
-                image, exif = _read(root / path)
+                image, exif = _read(root / path, max_pixels)
             except (OSError, WhalesError) as exc:
                 problems.append(_unreadable(r, path, exc, sheet.columns["filename"]))
                 bar.update(1)
@@ -180,12 +179,13 @@ def add_cmd(
     individual: Annotated[str, typer.Option("--individual", help="Individual id.")],
     species: Annotated[str, typer.Option("--species", help="Species (Happywhale-style name).")],
     source: Annotated[str, typer.Option("--source", help="Where the photos come from.")] = "",
-    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+    db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Add photos of one individual (no retraining needed)."""
     catalog = _open(db, model)
     embedder = _embedder(catalog.model_id, models_dir)
-    loaded = [_read(f) for f in files]
+    loaded = [_read(f, max_pixels) for f in files]
     images = [im for im, _ in loaded]
     records = catalog.enroll(images, embedder(images), individual, species,
                              sightings=[s for _, s in loaded], filenames=[f.name for f in files],
@@ -195,7 +195,7 @@ def add_cmd(
 
 @app.command("remove")
 def remove_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")], db: Db = None,
-               model: Model = None) -> None:
+               model: Model = DEFAULT_REID_MODEL) -> None:
     """Remove an individual and all its photos."""
     catalog = _open(db, model, load=False)
     n = catalog.remove_individual(individual)
@@ -206,7 +206,7 @@ def remove_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")]
 
 @app.command("list")
 def list_cmd(species: Annotated[str | None, typer.Option("--species", help="Only this species.")] = None,
-             db: Db = None, model: Model = None, json_out: JsonFlag = False) -> None:
+             db: Db = None, model: Model = DEFAULT_REID_MODEL, json_out: JsonFlag = False) -> None:
     """List individuals: id, species, photos, last seen."""
     rows = [{"individual_id": s.individual_id, "species": s.species, "n_images": s.n_images,
              "last_seen": s.last_seen} for s in _open(db, model).list_individuals(species)]
@@ -219,7 +219,7 @@ def list_cmd(species: Annotated[str | None, typer.Option("--species", help="Only
 
 @app.command("show")
 def show_cmd(individual: Annotated[str, typer.Argument(help="Individual id.")], db: Db = None,
-             model: Model = None, json_out: JsonFlag = False) -> None:
+             model: Model = DEFAULT_REID_MODEL, json_out: JsonFlag = False) -> None:
     """Show one individual with its photos."""
     catalog = _open(db, model)
     summary = catalog.get_individual(individual)
@@ -260,7 +260,7 @@ def _species_name(key: str) -> str:
 
 
 @app.command("stats")
-def stats_cmd(db: Db = None, model: Model = None, json_out: JsonFlag = False) -> None:
+def stats_cmd(db: Db = None, model: Model = DEFAULT_REID_MODEL, json_out: JsonFlag = False) -> None:
     """Catalog size per species, embedding model, calibration state."""
     stats = _open(db, model).stats()
     if json_out:
@@ -280,7 +280,8 @@ def stats_cmd(db: Db = None, model: Model = None, json_out: JsonFlag = False) ->
 def reindex_cmd(
     root: Annotated[Path | None, typer.Option("--root", help="Re-embed from original files under this "
                                               "folder where found (else from stored thumbnails).")] = None,
-    db: Db = None, model: Model = None, models_dir: ModelsDir = None,
+    db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Re-embed every catalog photo with the current model (after a model change)."""
     from PIL import Image
@@ -296,7 +297,7 @@ def reindex_cmd(
         for im in stale:
             original = root / im.filename if root is not None and im.filename else None
             if original is not None and original.is_file():
-                pil, _ = _read(original)
+                pil, _ = _read(original, max_pixels)
             elif im.thumbnail:
                 pil = Image.open(io.BytesIO(im.thumbnail)).convert("RGB")
             else:

@@ -60,7 +60,7 @@ def evaluate(
     from whales_identify.embed import create_embedder
     from whales_identify.evaluation.harness import FitOptions, run_evaluation, write_json
     from whales_identify.models._registry import trained_metadata
-    from whales_identify.reid.calibrate import load_calibration
+    from whales_identify.reid.calibrate import resolve_calibration
     from whales_identify.reid.catalog import MatchConfig
 
     if not manifest.is_file():
@@ -79,7 +79,7 @@ def evaluate(
                                 fit=fit)
         else:
             embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
-            cal = load_calibration(calibration) if calibration else None
+            cal = resolve_calibration(model, calibration) if calibration else None
             trained = trained_metadata(model, models_dir) or {}
             metrics = run_evaluation(manifest, root, embedder, sources=sources, limit=limit,
                                      config=config, calibration=cal, fit_out=fit_calibration,
@@ -97,12 +97,11 @@ def _from_records(path: Path, model: str, calibration: Path | None, fit_out: Pat
                   fit: Any) -> dict[str, Any]:
     from whales_identify.evaluation.records import load_records
     from whales_identify.evaluation.repeated import evaluate_records
-    from whales_identify.reid.calibrate import load_calibration
+    from whales_identify.reid.calibrate import resolve_calibration
 
     records, meta = load_records(path)
     model_id = str(meta.get("model_id") or model)
-    cal = None if fit_out else (load_calibration(calibration) if calibration
-                                else load_calibration(model_id=model_id))
+    cal = None if fit_out else resolve_calibration(model_id, calibration)
     out = evaluate_records(records, model_id, calibration=cal, fit_out=fit_out, fusion=fit.fusion,
                            open_set=fit.open_set, seeds=fit.seeds,
                            provenance={"records": str(path), **meta})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from whales_identify.models.entries import DEFAULT_REID_MODEL
 from whales_identify.reid.calibrate import (
     Calibration,
     FusionWeights,
@@ -14,6 +17,7 @@ from whales_identify.reid.calibrate import (
     fit_isotonic,
     fit_platt,
     load_calibration,
+    resolve_calibration,
     save_calibration,
 )
 
@@ -60,8 +64,21 @@ def test_json_round_trip(tmp_path):
 
 
 def test_packaged_default_loads():
-    cal = load_calibration()
-    assert isinstance(cal, Calibration)
+    cal = resolve_calibration(DEFAULT_REID_MODEL)
+    assert isinstance(cal, Calibration) and cal.model_id == DEFAULT_REID_MODEL and cal.fitted
+    # a model without a packaged calibration gets the default; a user's file is checked
+    assert resolve_calibration("fake.model") == load_calibration(
+        Path(__file__).parents[2] / "whales_identify" / "calibration" / "reid_default.json")
+
+
+def test_a_users_calibration_is_checked_against_the_model(tmp_path):
+    path = tmp_path / "mine.json"
+    save_calibration(Calibration(model_id="m.x", fitted=True), path)
+    assert resolve_calibration("m.x", path).fitted
+    with pytest.raises(ValueError, match="fitted for m.x, not m.y"):
+        resolve_calibration("m.y", path)
+    with pytest.raises(ValueError, match="cannot read"):
+        resolve_calibration("m.x", tmp_path / "missing.json")
 
 
 def test_inlier_evidence_is_the_margin_over_the_runner_up():

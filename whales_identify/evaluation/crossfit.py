@@ -65,14 +65,14 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
     """Pooled out-of-fold metrics of `embedders` (fold models, `metas` their training configs);
     the calibration is fitted (when `fit_out`) for the model id `calibrate_for`."""
     from whales_identify.data import read_manifest
-    from whales_identify.reid.calibrate import Calibration, load_calibration
+    from whales_identify.reid.calibrate import Calibration, resolve_calibration
 
     config = config or MatchConfig()
     progress = progress or _no_progress
     folds, salt = check_folds(metas)
     rows = select_rows(read_manifest(manifest), sources)
     plan = query_plan(rows, limit, fit=fit_out is not None)
-    cal = Calibration(model_id=calibrate_for) if fit_out else load_calibration(model_id=calibrate_for)
+    cal = Calibration(model_id=calibrate_for) if fit_out else resolve_calibration(calibrate_for)
     records: list[QueryRecord] = []
     catalog = None
     for embedder, meta in zip(embedders, metas, strict=True):

@@ -239,7 +239,7 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
         The metrics dictionary written to reports/metrics_latest.json.
     """
     from whales_identify.data import read_manifest
-    from whales_identify.reid.calibrate import load_calibration
+    from whales_identify.reid.calibrate import resolve_calibration
 
     config = config or MatchConfig()
     rows = select_rows(read_manifest(manifest), sources)
@@ -253,7 +253,7 @@ def run_evaluation(manifest: Path, root: Path, embedder: Any, *, sources: Sequen
             f"the way it was trained with fold models instead (whales train --folds K "
             f"--hold-out-fold k, then whales evaluate --crossfit ...; docs/REID.md)")
     emb, local = compute_features(rows, root, embedder, config, cache_dir, progress("features", len(rows)))
-    cal = calibration or load_calibration(model_id=embedder.model_id)
+    cal = calibration or resolve_calibration(embedder.model_id)
     catalog = build_catalog(rows, emb, local, embedder.model_id, config, cal)
     records = run_queries(catalog, rows, emb, local, plan, progress("queries", len(plan)))
     return summarise(records, catalog, rows, manifest, root, embedder, config, limit, fit_out, fit=fit)

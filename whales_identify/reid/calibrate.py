@@ -4,7 +4,8 @@ probability map.
 
 Everything is fitted on a calibration split that is disjoint *by individual* from any reported
 split, and stored as a small JSON file (no pickle) together with the manifest hash and the split
-that produced it. `Catalog` loads `whales_identify/calibration/reid_default.json` unless given one.
+that produced it. `resolve_calibration(model_id)` loads the packaged one for a model (else
+`whales_identify/calibration/reid_default.json`) or a user's file checked against the model.
 """
 
 from __future__ import annotations
@@ -171,27 +172,36 @@ def save_calibration(cal: Calibration, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(json.dumps(cal.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
-def load_calibration(path: str | os.PathLike[str] | None = None, model_id: str | None = None
-                     ) -> Calibration:
-    """A calibration file, else the packaged one for `model_id` (`whales_identify/calibration/
-    <model_id>.json`), else the packaged default (fitted for the default model)."""
+def load_calibration(path: str | os.PathLike[str]) -> Calibration:
+    """Read one calibration file as it is (`resolve_calibration` also checks its model)."""
+    return Calibration.from_dict(json.loads(Path(path).read_text()))
+
+
+def resolve_calibration(model_id: str, path: str | os.PathLike[str] | None = None) -> Calibration:
+    """The calibration of embedding model `model_id`: the one loader the service, the CLI, the
+    catalog and the evaluation use.
+
+    A calibration is a model file, keyed by the model id: the packaged
+    `whales_identify/calibration/<model_id>.json`, else the packaged default (`reid_default.json`,
+    fitted for the default model), else an unfitted `Calibration()`.
+
+    Args:
+        model_id: the embedding model whose scores are calibrated.
+        path: a file fitted on the user's own catalog (WHALES_CALIBRATION, `--calibration`), used
+            instead of the packaged one.
+
+    Raises:
+        ValueError: `path` is unreadable, or was fitted for another embedding model (its numbers
+            would not fit).
+    """
     if path is None:
         folder = resources.files("whales_identify") / "calibration"
-        ref = folder / f"{model_id}.json" if model_id else folder / DEFAULT_CALIBRATION
+        ref = folder / f"{model_id}.json"
         if not ref.is_file():
             ref = folder / DEFAULT_CALIBRATION
         if not ref.is_file():
             return Calibration()
         return Calibration.from_dict(json.loads(ref.read_text()))
-    return Calibration.from_dict(json.loads(Path(path).read_text()))
-
-
-def load_calibration_for(path: str | os.PathLike[str], model_id: str) -> Calibration:
-    """A calibration file chosen by the user (WHALES_CALIBRATION, `--calibration`) for `model_id`.
-
-    Raises:
-        ValueError: unreadable, or fitted for another embedding model (its numbers would not fit).
-    """
     try:
         cal = load_calibration(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -22,7 +22,7 @@ from PIL import Image
 from whales_identify.errors import CatalogModelMismatchError
 from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
-from whales_identify.reid.calibrate import Calibration, load_calibration
+from whales_identify.reid.calibrate import Calibration, resolve_calibration
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.results import MatchResult
@@ -58,7 +58,7 @@ class Catalog:
         self.store = store
         self.model_id = model_id
         self.config = config or MatchConfig()
-        cal = calibration if calibration is not None else load_calibration(model_id=model_id)
+        cal = calibration if calibration is not None else resolve_calibration(model_id)
         if cal.fitted and cal.model_id and cal.model_id != model_id:
             cal = Calibration(model_id=model_id)  # fitted for another model: fall back to defaults
         if new_individual_target is not None:  # the operator's P(new) target (WHALES_NEW_INDIVIDUAL_TARGET)
