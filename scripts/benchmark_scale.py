@@ -1,0 +1,455 @@
+"""Scale benchmark: the catalog matcher at 2k / 10k / 50k / 100k photos -> reports/benchmark_scale.json.
+
+The catalog is the real shared photos (every identified cetacean photo, as `whales evaluate` uses
+them) plus synthetic distractor individuals up to the size; the queries are the same real photos
+at every size (the harness's leave-one-out protocol, reported split), so `top1_real_queries`
+shows what the distractors do to accuracy.
+
+Distractors (labelled `synthetic` in the report) are drawn from the real statistics, not images:
+- embedding: a real photo's embedding turned towards another individual's photo until its cosine
+  to the source equals the source's cosine to its nearest *real* other individual (hard: each
+  distractor is as close to a real whale as the closest real look-alike), then spread per photo
+  along real within-individual differences, at real within-individual cosines;
+- local features: real RootSIFT descriptors with their keypoints, sampled across all real photos
+  (so incoherent geometry, no RANSAC consensus), each under a random non-identity symmetry of the
+  SIFT grid (the descriptor of the rotated / mirrored patch) plus noise: real descriptor
+  statistics (so real inverted-list loads), but not copies of a query's true neighbours;
+- counts: descriptors per photo and photos per individual drawn from the real ones.
+Embedding the distractors from transformed photos would cost ~0.1 s each (3 h at 100k on 2 cores).
+
+Per size, in a fresh process (so RSS is that size's): ready (load from a SQLite store + build the
+indexes), RSS, per-query match time (score + rank, features precomputed), top-1/top-5 of the real
+queries, enrolment (single-photo `add_images` followed by a query that sees it, plus the measured
+feature-extraction cost of a photo), and matching throughput with 1 and 4 threads.
+
+Usage: python scripts/benchmark_scale.py [--data ../shared/data/cetaceans] [--sizes 2000 10000 50000 100000]
+       [--configs baseline levers] [--queries 40] [--out reports/benchmark_scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "efficientnet_lite0.imagenet"  # training-free: top-1 is never measured on training data
+SYNTH_VERSION = "1"  # bump when the distractor recipe changes (store caches are keyed by it)
+TARGETS = {"100k": {"p95_s": 0.5, "peak_rss_mb": 3072, "ready_s": 30.0, "enrol_photos_per_s": 20.0},
+           "2k": {"match_mean_s": 0.15, "p95_s": 0.25, "throughput_c4_over_c1": 1.7}}
+# MatchConfig overrides per named configuration (the levers, docs/REID.md "Scale"); a
+# `vote_index_dir` of "CACHE" is the benchmark's cache folder (the index is built once, then read)
+CONFIGS: dict[str, dict] = {
+    "baseline": {},
+    "pq": {"ivf_codes": "PQ64x4fs"},
+    # what the large sizes need on 2 cores: fewer descriptors per photo in the vote index (the
+    # verification keeps 500), at most 1024 lists (a build ~ descriptors x lists), a saved index
+    "scale": {"ivf_codes": "PQ64x4fs", "index_keypoints": 250, "ivf_max_lists": 1024,
+              "vote_index_dir": "CACHE"},
+}
+
+
+def match_config(name: str, cache: Path):  # type: ignore[no-untyped-def]
+    from whales_identify.reid.matching import MatchConfig
+
+    overrides = dict(CONFIGS[name])
+    if overrides.get("vote_index_dir") == "CACHE":
+        overrides["vote_index_dir"] = str(cache / "vote_indexes")
+    return MatchConfig(**overrides)
+
+
+def _status(key: str) -> float | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    return None
+
+
+# ------------------------------------------------------------------------------ the real part
+class _LazyEmbedder:
+    """The embedder `compute_features` asks for; built only when the feature cache misses."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id, self._real = model_id, None
+
+    def __call__(self, images):  # type: ignore[no-untyped-def]
+        if self._real is None:
+            from whales_identify.embed import create_embedder
+
+            self._real = create_embedder(self.model_id, ROOT / "models", threads=1)
+        return self._real(images)
+
+
+def real_part(data: Path, cache: Path):  # type: ignore[no-untyped-def]
+    from whales_identify.data import read_manifest
+    from whales_identify.evaluation.harness import compute_features, select_rows
+    from whales_identify.reid.matching import MatchConfig
+
+    rows = select_rows(read_manifest(data / "manifest.csv"))
+    emb, local = compute_features(rows, data, _LazyEmbedder(MODEL), MatchConfig(), cache / "features")
+    return rows, np.asarray(emb, np.float32), local
+
+
+# ------------------------------------------------------------------------------ distractors
+def _sift_symmetries() -> list[np.ndarray]:
+    """Index permutations of a 4x4x8 SIFT descriptor for the 7 non-identity rotations/mirrors of
+    the patch (cells move, orientation bins turn with them)."""
+    perms = []
+    for mirror in (False, True):
+        for quarter in range(4):
+            if not mirror and quarter == 0:
+                continue
+            perm = np.empty(128, np.int64)
+            for r in range(4):
+                for c in range(4):
+                    rr, cc, turn = r, (3 - c if mirror else c), quarter
+                    for _ in range(turn):
+                        rr, cc = cc, 3 - rr
+                    for o in range(8):
+                        oo = (4 - o) % 8 if mirror else o
+                        oo = (oo + 2 * turn) % 8
+                        perm[(rr * 4 + cc) * 8 + oo] = (r * 4 + c) * 8 + o
+            perms.append(perm)
+    return perms
+
+
+def distractors(n: int, rows, emb: np.ndarray, local, seed: int = 0,  # type: ignore[no-untyped-def]
+                chunk: int = 1000) -> Iterator[list]:
+    """`n` synthetic catalog records, in lists of about `chunk` (see the module docstring)."""
+    from whales_identify.records.store import CatalogImage
+
+    rng = np.random.default_rng(seed)
+    labels = np.unique([r.individual_id for r in rows], return_inverse=True)[1]
+    sims = emb @ emb.T
+    same = labels[:, None] == labels[None, :]
+    c_nn = np.where(same, -1.0, sims).max(axis=1)  # cosine to the nearest real other individual
+    iu = np.triu_indices(len(rows), 1)
+    pair_mask = same[iu]
+    pairs = np.stack([iu[0][pair_mask], iu[1][pair_mask]], axis=1)  # same-individual photo pairs
+    c_same = sims[pairs[:, 0], pairs[:, 1]]
+    group_sizes = np.bincount(labels)
+    counts = np.array([len(lf.descriptors) for lf in local])
+    pool_desc = np.concatenate([lf.descriptors for lf in local])
+    pool_kp = np.concatenate([lf.keypoints for lf in local]).astype(np.float32)
+    perms = np.stack(_sift_symmetries())
+
+    def unit_orth(v: np.ndarray, base: np.ndarray) -> np.ndarray:
+        v = v - (v @ base) * base
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    made, ind = 0, 0
+    out: list = []
+    while made < n:
+        s = int(rng.integers(len(rows)))
+        t = int(rng.integers(len(rows)))
+        while labels[t] == labels[s]:
+            t = int(rng.integers(len(rows)))
+        c = float(np.clip(c_nn[s], -1.0, 0.999))
+        base = c * emb[s] + np.sqrt(1 - c * c) * unit_orth(emb[t], emb[s])
+        base /= np.linalg.norm(base)
+        for _ in range(min(int(rng.choice(group_sizes)), n - made)):
+            a, b = pairs[int(rng.integers(len(pairs)))]
+            cs = float(c_same[int(rng.integers(len(c_same)))])
+            e = cs * base + np.sqrt(max(0.0, 1 - cs * cs)) * unit_orth(emb[a] - emb[b], base)
+            k = int(rng.choice(counts))
+            take = rng.integers(len(pool_desc), size=k)
+            sym = perms[rng.integers(len(perms), size=k)]
+            d = np.take_along_axis(pool_desc[take].astype(np.int16), sym, axis=1)
+            d = np.clip(d + rng.normal(0, 3, d.shape).round(), 0, 255).astype(np.uint8)
+            out.append(CatalogImage(
+                image_id=f"synthetic-{made:07d}", individual_id=f"synthetic_{ind:06d}",
+                species=rows[s].species, model_id=MODEL, embedding=(e / np.linalg.norm(e)).astype(np.float32),
+                keypoints=pool_kp[take], descriptors=d, source="synthetic"))
+            made += 1
+            if len(out) >= chunk:
+                yield out
+                out = []
+        ind += 1
+    if out:
+        yield out
+
+
+def real_records(rows, emb: np.ndarray, local) -> list:  # type: ignore[no-untyped-def]
+    from whales_identify.records.store import CatalogImage
+
+    return [CatalogImage(image_id=r.relpath, individual_id=r.individual_id, species=r.species,
+                         model_id=MODEL, embedding=emb[i], keypoints=local[i].keypoints,
+                         descriptors=local[i].descriptors, filename=r.relpath, source=r.source)
+            for i, r in enumerate(rows)]
+
+
+def store_path(cache: Path, size: int, n_real: int) -> Path:
+    key = hashlib.sha256(f"{MODEL}|{size}|{n_real}|{SYNTH_VERSION}".encode()).hexdigest()[:12]
+    return cache / f"scale-{size}-{key}.db"
+
+
+def build_store(data: Path, cache: Path, size: int) -> dict:
+    """The SQLite catalog of `size` photos (real + distractors), built once and kept in `cache`."""
+    from integrations.sqlite import SQLiteStore
+
+    rows, emb, local = real_part(data, cache)
+    path = store_path(cache, size, len(rows))
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        return {**json.loads(meta.read_text()), "reused_from_cache": True}
+    partial = path.with_suffix(".partial.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{partial}{suffix}").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    store = SQLiteStore(partial)
+    real = real_records(rows, emb, local)[:size]
+    store.add_catalog_images(real)
+    n_syn = 0
+    for batch in distractors(size - len(real), rows, emb, local):
+        store.add_catalog_images(batch)
+        n_syn += len(batch)
+    store.close()
+    info = {"photos": size, "real_photos": len(real), "synthetic_photos": n_syn,
+            "build_s": time.perf_counter() - t0, "db_mb": partial.stat().st_size / 2**20}
+    partial.rename(path)
+    meta.write_text(json.dumps(info, indent=2))
+    return {**info, "reused_from_cache": False}
+
+
+# ------------------------------------------------------------------------------ one size
+def _percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, float)
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+
+def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_enrol: int,
+            threads: bool) -> dict:
+    """One size, one configuration, in this (fresh) process."""
+    from threadpoolctl import threadpool_limits
+
+    from integrations.sqlite import SQLiteStore
+    from whales_identify.data import encounter_key
+    from whales_identify.evaluation.harness import query_plan
+    from whales_identify.reid.catalog import Catalog
+
+    rows, emb, local = real_part(data, cache)
+    path = store_path(cache, size, len(rows))
+    cfg = match_config(config, cache)
+    rss_start = _status("VmRSS")
+    with threadpool_limits(limits=1):  # one BLAS thread per request, as in the service's workers
+        t0 = time.perf_counter()
+        catalog = Catalog(SQLiteStore(path), MODEL, config=cfg).load()
+        loaded = time.perf_counter() - t0
+        catalog.warm_index()
+        ready = time.perf_counter() - t0
+        rss_ready = _status("VmRSS")
+        in_catalog = set(catalog._images)  # noqa: SLF001 - which real photos this size holds
+        by_encounter: dict[str, list[str]] = {}
+        for r in rows:
+            by_encounter.setdefault(encounter_key(r), []).append(r.relpath)
+        plan = [(i, m) for i, m in query_plan(rows, None, fit=False)
+                if m == "known" and rows[i].relpath in in_catalog]
+        plan = [plan[j] for j in np.linspace(0, len(plan) - 1, min(n_queries, len(plan))).astype(int)]
+
+        def one(item: tuple[int, str]) -> tuple[float, int]:
+            i, _ = item
+            q0 = time.perf_counter()
+            res = catalog.rank(catalog.score(emb[i], local[i], exclude=[rows[i].relpath, *by_encounter[
+                encounter_key(rows[i])]]), 5)
+            ids = [c.individual_id for c in res.candidates]
+            hit = ids.index(rows[i].individual_id) + 1 if rows[i].individual_id in ids else 0
+            return time.perf_counter() - q0, hit
+
+        one(plan[0])  # warm-up
+        t1 = time.perf_counter()
+        results = [one(p) for p in plan]
+        c1 = len(plan) / (time.perf_counter() - t1)
+        lat = [r[0] for r in results]
+        out = {"catalog_photos": len(catalog), "individuals": catalog.stats()["individuals"],
+               "config": config, "match_config": CONFIGS[config],
+               "load_s": loaded, "ready_s": ready, "rss_start_mb": rss_start, "rss_ready_mb": rss_ready,
+               "queries": len(plan), "match_mean_s": float(np.mean(lat)), **{
+                   f"{k}_s": v for k, v in _percentiles(lat).items() if k != "mean"},
+               "top1_real_queries": float(np.mean([r[1] == 1 for r in results])),
+               "top5_real_queries": float(np.mean([r[1] > 0 for r in results])),
+               "throughput_c1": c1}
+        if threads:
+            with ThreadPoolExecutor(4) as pool:
+                t1 = time.perf_counter()
+                list(pool.map(one, plan))
+                out["throughput_c4"] = len(plan) / (time.perf_counter() - t1)
+            out["throughput_c4_over_c1"] = out["throughput_c4"] / c1
+        out["enrol"] = _enrol(catalog, rows, emb, local, n_enrol, one, plan[0])
+    out["peak_rss_mb"] = _status("VmHWM")
+    out["rss_end_mb"] = {k: _status(k) for k in ("VmRSS", "RssAnon", "RssFile")}
+    return out
+
+
+def _enrol(catalog, rows, emb, local, n: int, query, probe) -> dict:  # type: ignore[no-untyped-def]
+    """`n` single-photo enrolments of real photos as a new individual, each followed by one query
+    (the service's order: the next request must see the photo). Catalog side only; the feature
+    extraction per photo is measured once by the parent."""
+    from whales_identify.records.store import CatalogImage
+
+    run = uuid.uuid4().hex[:8]
+    t0 = time.perf_counter()
+    for j in range(n):
+        i = j * 7 % len(rows)
+        catalog.add_images([CatalogImage(
+            image_id=f"enrol-{run}-{j}", individual_id=f"enrol_test_{run}", species=rows[i].species,
+            model_id=MODEL, embedding=emb[i], keypoints=local[i].keypoints,
+            descriptors=local[i].descriptors)])
+        query(probe)
+    seconds = time.perf_counter() - t0
+    catalog.remove_individual(f"enrol_test_{run}")  # the cached store stays as built
+    return {"photos": n, "seconds": seconds, "catalog_photos_per_s": n / seconds}
+
+
+def prepare(data: Path, cache: Path, size: int, config: str) -> dict:
+    """Where the configuration saves its vote index: load the catalog once so that the index is
+    built and saved (the cold start), timed; the measuring process then reads it back."""
+    from integrations.sqlite import SQLiteStore
+    from whales_identify.reid.catalog import Catalog
+
+    rows, _, _ = real_part(data, cache)
+    t0 = time.perf_counter()
+    catalog = Catalog(SQLiteStore(store_path(cache, size, len(rows))), MODEL,
+                      config=match_config(config, cache)).load()
+    loaded = time.perf_counter() - t0
+    catalog.warm_index()
+    return {"cold_load_s": loaded, "cold_ready_s": time.perf_counter() - t0,
+            "cold_peak_rss_mb": _status("VmHWM")}
+
+
+def extraction_cost(data: Path, n: int = 12) -> dict:
+    """Seconds per photo to decode, embed and extract local features (what enrolment adds on
+    top of the catalog's own work), one thread."""
+    import torch
+    from PIL import Image
+
+    from whales_identify.data import read_manifest
+    from whales_identify.embed import create_embedder
+    from whales_identify.evaluation.harness import select_rows
+    from whales_identify.reid.local_features import extract
+    from whales_identify.reid.matching import MatchConfig
+
+    torch.set_num_threads(1)
+    rows = select_rows(read_manifest(data / "manifest.csv"))[::97][:n]
+    embedder, cfg = create_embedder(MODEL, ROOT / "models", threads=1), MatchConfig()
+    embedder([Image.open(data / rows[0].relpath).convert("RGB")])
+    t0 = time.perf_counter()
+    for r in rows:
+        im = Image.open(data / r.relpath).convert("RGB")
+        embedder([im])
+        extract(im, cfg.local)
+    return {"photos": len(rows), "seconds_per_photo": (time.perf_counter() - t0) / len(rows)}
+
+
+# ------------------------------------------------------------------------------ driver
+def _child(args: argparse.Namespace, *extra: str) -> dict:
+    cmd = [sys.executable, __file__, "--data", str(args.data), "--cache", str(args.cache), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:], "returncode": proc.returncode}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check(sizes: list[dict]) -> dict:
+    """Each target of the issue against the measured configuration that comes closest."""
+    out = {}
+    for label, n, targets in (("2k", 2000, TARGETS["2k"]), ("100k", 100_000, TARGETS["100k"])):
+        runs = [s for s in sizes if "error" not in s and abs(s["catalog_photos"] - n) <= 0.1 * n]
+        for key, limit in targets.items():
+            for s in runs:
+                value = s["enrol_photos_per_s"] if key == "enrol_photos_per_s" else s.get(key)
+                if value is None:
+                    continue
+                higher_is_better = key in ("enrol_photos_per_s", "throughput_c4_over_c1")
+                ok = value >= limit if higher_is_better else value <= limit
+                out[f"{label}:{key}:{s['config']}"] = {"value": value, "target": limit, "met": bool(ok)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cetaceans")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 50000, 100000])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                    help="configurations measured at every size (--configs-small: only at 2k)")
+    ap.add_argument("--configs-small", nargs="*", default=[], choices=list(CONFIGS))
+    ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--enrol", type=int, default=10)
+    ap.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmark_scale",
+                    help="features and the built catalogs, kept between runs")
+    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmark_scale.json")
+    ap.add_argument("--skip-extraction", action="store_true", help="(tests) no model: enrol = catalog side")
+    ap.add_argument("--build", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # SIZE CONFIG (child process)
+    ap.add_argument("--prepare", nargs=2, help=argparse.SUPPRESS)  # SIZE CONFIG (child process)
+    args = ap.parse_args()
+    if args.build:
+        print(json.dumps(build_store(args.data, args.cache, args.build)))
+        return
+    if args.prepare:
+        print(json.dumps(prepare(args.data, args.cache, int(args.prepare[0]), args.prepare[1])))
+        return
+    if args.measure:
+        size, config = int(args.measure[0]), args.measure[1]
+        print(json.dumps(measure(args.data, args.cache, size, config, args.queries, args.enrol,
+                                 threads=size <= 2500)))
+        return
+    if not (args.data / "manifest.csv").is_file():
+        sys.exit(f"no shared photos at {args.data} (see ../shared/data/README.md)")
+    extraction = None if args.skip_extraction else extraction_cost(args.data)
+    sizes, builds = [], {}
+    for n in args.sizes:
+        builds[str(n)] = _child(args, "--build", str(n))
+        for config in args.configs + (args.configs_small if n <= 2500 else []):
+            cold = (_child(args, "--prepare", str(n), config)
+                    if CONFIGS[config].get("vote_index_dir") else None)
+            load = os.getloadavg()
+            res = _child(args, "--measure", str(n), config, "--queries", str(args.queries),
+                         "--enrol", str(args.enrol))
+            res.update({"requested_photos": n, "config": config, "cold_start": cold,
+                        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "loadavg_before": list(load),
+                        "loadavg_after": list(os.getloadavg())})
+            if "enrol" in res:
+                per = 1 / res["enrol"]["catalog_photos_per_s"] + (
+                    extraction["seconds_per_photo"] if extraction else 0.0)
+                res["enrol_photos_per_s"] = 1 / per
+            sizes.append(res)
+            print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}), file=sys.stderr)
+    if args.out.is_file():  # keep the sizes and configurations this run did not measure
+        done = {(s["requested_photos"], s["config"]) for s in sizes}
+        old = json.loads(args.out.read_text())
+        kept = [s for s in old.get("sizes", []) if (s.get("requested_photos"), s.get("config")) not in done]
+        sizes = kept + sizes
+        sizes.sort(key=lambda s: (s.get("requested_photos", 0), s.get("config", "")))
+        builds = {**old.get("catalog_builds", {}), **builds}
+        extraction = extraction or old.get("feature_extraction")
+    report = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "command": "python scripts/benchmark_scale.py " + " ".join(sys.argv[1:]),
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "loadavg_at_end": list(os.getloadavg()),
+                          "note": "2 shared cores, other jobs running: times are upper bounds"},
+              "model": MODEL, "targets": TARGETS, "configs": CONFIGS,
+              "distractors": "synthetic (see scripts/benchmark_scale.py): real-statistics embeddings "
+                             "and descriptors, no images",
+              "feature_extraction": extraction, "catalog_builds": builds, "sizes": sizes,
+              "checks": check(sizes)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
