@@ -31,3 +31,16 @@ def test_quickstart_timing_runs_small(tmp_path, data_dir):
     assert report["import_summary"]["rows"] == 6 and 3 <= report["catalog_individuals"] <= 6
     assert report["import_summary"]["enrolled"] + report["import_summary"]["skipped"] == 6
     assert report["identify"]["answered"] == 2 and report["import_s"] > 0
+
+
+def test_benchmark_photo_path_runs_small(tmp_path, data_dir):
+    """scripts/benchmark_photo_path.py on this tree: one PIL open per uploaded photo, and a summary."""
+    out = tmp_path / "photo_path.json"
+    subprocess.run([sys.executable, "scripts/benchmark_photo_path.py", "--label", "now",
+                    "--data", str(data_dir), "--parts", "decode,map", "--decode-photos", "2",
+                    "--repeats", "1", "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]["now"]
+    assert run["decode"]["pil_opens_per_photo"] == 1 and run["decode"]["n"] == 2
+    assert report["summary"]["decode_per_photo"]["now"]["cpu_mean_ms"] > 0
