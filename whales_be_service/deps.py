@@ -127,9 +127,6 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Required by write endpoints; keys come from WHALES_API_KEYS.")
 
 
-__all__ = ["key_fingerprint"]  # re-exported: audit fingerprints of unnamed keys
-
-
 def _configured(settings: Settings, api_key: str) -> ApiKey:
     """The `WHALES_API_KEYS` entry `api_key` is (`name:key` or a bare key); 403 otherwise. Compared in
     constant time against every key."""
