@@ -4,8 +4,8 @@ keyset page at a time) and `DELETE /v1/predictions/{id}/review` (undo a decision
 Reads follow the other read routes: public unless `WHALES_REQUIRE_KEY_FOR_READS`, positions, places
 and observers as the caller's location-privacy view allows (docs/SECURITY.md). An undo needs a key,
 is one transaction (decision cleared, the photos its review enrolled removed, catalog generation
-bumped, an audit row in `review_undos` naming the key's fingerprint), and of concurrent undos and
-reviews of one prediction exactly one wins; the others get 409.
+bumped, an audit row in `review_undos` naming the reviewer, or the key's fingerprint), and of
+concurrent undos and reviews of one prediction exactly one wins; the others get 409.
 """
 
 from __future__ import annotations

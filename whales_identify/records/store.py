@@ -106,7 +106,7 @@ class PredictionRecord:
     review_state: str = "unreviewed"
     reviewer_decision: dict[str, Any] | None = None
     reviewed_at: datetime | None = None
-    reviewed_by: str | None = None  # fingerprint of the reviewer's key (never the key itself)
+    reviewed_by: str | None = None  # the reviewer's name, else a fingerprint of the key (never the key)
     batch_id: str | None = None  # the /v1/predict-batch call that made it (None: a single photo)
     job_id: str | None = None  # the `whales batch` job that made it (None: the service)
 
