@@ -124,3 +124,23 @@ def test_saved_vote_index_is_read_back_not_rebuilt(tmp_path, monkeypatch):
                     calibration=Calibration(model_id=MODEL)).load()
     other.warm_index()
     assert len(list(tmp_path.glob("vote-*.faiss"))) == 2
+
+
+def test_restart_after_enrolments_reads_the_saved_prefix(tmp_path, monkeypatch):
+    """Photos enrolled after the index was saved are added to it at the next start, not rebuilt."""
+    parts, labels, queries = _clusters(4, n_ind=8, photos=2, k=40)
+    recs = _records(parts, labels)
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:12])
+    cfg = MatchConfig(global_candidates=0, vote_candidates=0, vote_index_dir=str(tmp_path))
+    Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load().warm_index()
+    store.add_catalog_images(recs[12:])  # enrolled after the save (e.g. by another worker)
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    restarted = Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load()
+    got = _scores(restarted, queries[7])
+    assert isinstance(restarted._snapshot().vote_index(), TieredVoteIndex)  # noqa: SLF001
+    monkeypatch.undo()
+    fresh = Catalog(InMemoryStore(), MODEL, config=MatchConfig(global_candidates=0, vote_candidates=0),
+                    calibration=Calibration(model_id=MODEL))
+    fresh.add_images(recs)
+    np.testing.assert_allclose(got.vote, _scores(fresh, queries[7]).vote, rtol=1e-5)

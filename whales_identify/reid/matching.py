@@ -30,7 +30,7 @@ import numpy as np
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.calibrate import Calibration
 from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
-from whales_identify.reid.vote_index import FaissVoteIndex, FlannVoteIndex, VoteIndex, extend, fingerprint
+from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend, saved_or_built
 from whales_identify.results import Candidate, MatchResult
 
 UNKNOWN_SPECIES = "unknown"
@@ -180,23 +180,12 @@ def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchI
     return [data, n]
 
 
-def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig) -> FaissVoteIndex:
-    """Build the faiss index, or read the one saved for the same photos and settings."""
+def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig) -> VoteIndex:
+    """Build the faiss index, or read the one saved for these photos (or the first of them)."""
     settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
                     max_lists=cfg.ivf_max_lists)
-    path = None
-    if cfg.vote_index_dir:
-        from pathlib import Path
-
-        key = fingerprint(image_ids, parts, repr(sorted(settings.items())) + f"|{cfg.index_keypoints}")
-        path = Path(cfg.vote_index_dir) / f"vote-{key}.faiss"
-        saved = FaissVoteIndex.load(path)
-        if saved is not None:
-            return saved
-    index = FaissVoteIndex(parts, **settings)  # type: ignore[arg-type]
-    if path is not None:
-        index.save(path)
-    return index
+    return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
+                          fold_at=cfg.vote_fold_at)
 
 
 def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,

@@ -18,6 +18,7 @@ Implementations with one interface (`len`, `owner`, `search(q, k) -> (idx, d2)`)
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -234,3 +235,34 @@ def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings:
             h.update(p[0].tobytes())
             h.update(p[-1].tobytes())
     return h.hexdigest()[:24]
+
+
+def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], directory: str,
+                   settings: dict[str, Any], tag: str = "", fold_at: int = 20_000) -> VoteIndex:
+    """`FaissVoteIndex(parts, **settings)`, read from `directory` when one was saved there for the
+    same settings and these photos, or for a prefix of them (the photos enrolled after it was
+    saved are added, as `extend` does); a new build is saved (index, owners, and a small json
+    that names its key and number of photos)."""
+    if not directory:
+        return FaissVoteIndex(parts, **settings)
+    tag = repr(sorted(settings.items())) + tag
+    folder = Path(directory)
+    metas = sorted(folder.glob("vote-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for meta in metas[:3]:  # the newest few: each check hashes the photos it covers
+        try:
+            info = json.loads(meta.read_text())
+            n, key = int(info["images"]), str(info["key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if info.get("settings") != tag or n > len(parts) or fingerprint(image_ids[:n], parts[:n], tag) != key:
+            continue
+        saved = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
+        if saved is not None:
+            grown = extend(saved, n, parts[n:], fold_at) if n < len(parts) else saved
+            if grown is not None:
+                return grown
+    index = FaissVoteIndex(parts, **settings)
+    key = fingerprint(image_ids, parts, tag)
+    index.save(folder / f"vote-{key}.faiss")
+    (folder / f"vote-{key}.json").write_text(json.dumps({"key": key, "images": len(parts), "settings": tag}))
+    return index
