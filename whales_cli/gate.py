@@ -47,6 +47,9 @@ def calibrate_cmd(
     report: Annotated[Path, typer.Option(help="Metrics json to write.")] = DEFAULT_REPORT,
     test_fraction: Annotated[float, typer.Option(min=0.1, max=0.9)] = 0.5,
     threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy 2-core box).")] = 1,
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", envvar="WHALES_GATE_CACHE",
+        help="Feature cache, never in the repository (default: /tmp/gate_cache).")] = None,
     framing: Annotated[Framing, typer.Option(
         help="letterbox: the gate sees the whole photo (default); centre_crop: the backbone's own "
              "crop, whose features a catalog on the same model can share (one pass, but wide "
@@ -68,7 +71,7 @@ def calibrate_cmd(
     command = "whales gate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     try:
         embedder = Embedder(create_model(model, models_dir))
-        head, rep = gt.calibrate(manifest, root, embedder, test_fraction=test_fraction,
+        head, rep = gt.calibrate(manifest, root, embedder, test_fraction=test_fraction, cache_dir=cache_dir,
                                  framing=framing.value, progress=stderr_is_tty(),
                                  log=lambda m: typer.echo(m, err=True))
         from PIL import Image

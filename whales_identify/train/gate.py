@@ -35,7 +35,6 @@ from whales_identify.train.gate_synthetic import (
 )
 from whales_identify.transforms import CENTRE_CROP, LETTERBOX, frame
 
-CACHE_ENV = "WHALES_GATE_CACHE"
 DEFAULT_CACHE = Path("/tmp/gate_cache")
 CAL_SEED, TEST_SEED = 1001, 2002  # generated negatives: calibration and test never share a seed
 SPLIT_SALT = "gate-v1"
@@ -85,7 +84,7 @@ def split_items(items: Sequence[GateItem], test_fraction: float = 0.5,
 
 
 def resolve_cache_dir(cache_dir: Path | str | None = None) -> Path:
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+    return Path(cache_dir or DEFAULT_CACHE)
 
 
 def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = "clean",
