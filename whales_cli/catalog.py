@@ -179,18 +179,31 @@ def add_cmd(
     individual: Annotated[str, typer.Option("--individual", help="Individual id.")],
     species: Annotated[str, typer.Option("--species", help="Species (Happywhale-style name).")],
     source: Annotated[str, typer.Option("--source", help="Where the photos come from.")] = "",
+    gate: Annotated[str, typer.Option("--gate", envvar="WHALES_GATE", help="Cetacean gate that refuses "
+                                      "photos without a whale or dolphin, as the service's enrolment "
+                                      "does: embedded, clip or off.")] = "embedded",
     db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
-    """Add photos of one individual (no retraining needed)."""
+    """Add photos of one individual (no retraining needed); photos the gate refuses are not added."""
+    from whales_cli.gate import build_gate
+    from whales_identify.enroll import Enroller, describe_refusal
+
     catalog = _open(db, model)
     embedder = _embedder(catalog.model_id, models_dir)
+    try:
+        the_gate = build_gate(gate, None, None, models_dir, embedder=embedder)
+    except (WhalesError, ValueError, OSError) as exc:
+        fail(str(exc))
     loaded = [_read(f, max_pixels) for f in files]
-    images = [im for im, _ in loaded]
-    records = catalog.enroll(images, embedder(images), individual, species,
-                             sightings=[s for _, s in loaded], filenames=[f.name for f in files],
-                             source=source)
-    typer.echo(f"added {len(records)} photo(s) of {individual}")
+    done = Enroller(embedder, the_gate)(catalog, [im for im, _ in loaded], individual, species,
+                                        sightings=[s for _, s in loaded],
+                                        filenames=[f.name for f in files], source=source)
+    for i, verdict in done.refused:
+        typer.echo(f"refused {files[i]}: {describe_refusal(verdict)}", err=True)
+    typer.echo(f"added {len(done.added)} photo(s) of {individual}")
+    if not done.added:
+        fail("no photo was added")
 
 
 @app.command("remove")

@@ -60,7 +60,7 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     assert stats["images"] == 3 and stats["model_id"] == DEFAULT_REID_MODEL
     extra = tmp_path / "new.jpg"
     _texture(9).save(extra)
-    res = run(app, ["catalog", "add", str(extra), "--individual", "rw_3", "--species",
+    res = run(app, ["catalog", "add", str(extra), "--gate", "off", "--individual", "rw_3", "--species",
                     "north_atlantic_right_whale", "--db", db])
     assert res.exit_code == 0, res.output
     res = run(app, ["catalog", "remove", "rw_1", "--db", db])

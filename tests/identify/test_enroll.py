@@ -103,3 +103,20 @@ def test_enroller_refuses_what_the_gate_rejects_and_enrols_the_rest():
     unchecked = Enroller(embedder, gate)(catalog, _photos(RED), "hw_1", "humpback_whale", check_gate=False)
     assert len(unchecked.added) == 1 and unchecked.refused == []
     assert len(Enroller(embedder, None)(catalog, _photos(RED), "hw_2", "orca").added) == 1
+
+
+def test_whales_catalog_add_refuses_what_the_gate_rejects(tmp_path):
+    """The CLI enrols through the same Enroller: with the packaged gate a plain wall photo is refused
+    (and nothing is added), with --gate off it is added."""
+    from typer.testing import CliRunner
+
+    from whales_cli import app
+
+    photo = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (200, 190, 170)).save(photo)
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    args = ["catalog", "add", str(photo), "--individual", "hw_1", "--species", "humpback_whale", "--db", db]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1 and "refused" in refused.output and "no photo was added" in refused.output
+    added = CliRunner().invoke(app, [*args, "--gate", "off"])
+    assert added.exit_code == 0 and "added 1 photo(s)" in added.output

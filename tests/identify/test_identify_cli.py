@@ -30,8 +30,8 @@ def enrolled(tmp_path):
     for k, ind in enumerate(["ind_a", "ind_b"]):
         p = tmp_path / f"ref{k}.png"
         _texture(k).save(p)
-        res = run(app, ["catalog", "add", str(p), "--individual", ind, "--species", "humpback_whale",
-                        "--db", db])
+        res = run(app, ["catalog", "add", str(p), "--gate", "off", "--individual", ind, "--species",
+                        "humpback_whale", "--db", db])
         assert res.exit_code == 0, res.output
     queries = tmp_path / "queries"
     (queries / "sub").mkdir(parents=True)

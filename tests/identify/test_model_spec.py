@@ -131,8 +131,8 @@ def test_cli_lists_and_uses_a_spec_model(tmp_path, monkeypatch):
     ref = tmp_path / "ref.png"
     _photo(3).save(ref)
     monkeypatch.setenv("WHALES_MODEL_SPECS", str(spec))  # the variable works as the option does
-    res = run(app, ["catalog", "add", str(ref), "--individual", "a", "--species", "humpback_whale",
-                    "--db", db, "--model", MODEL_ID])
+    res = run(app, ["catalog", "add", str(ref), "--gate", "off", "--individual", "a", "--species",
+                    "humpback_whale", "--db", db, "--model", MODEL_ID])
     assert res.exit_code == 0, res.output
     res = run(app, ["identify", str(ref), "--db", db, "--model", MODEL_ID, "--gate", "off", "--json"])
     assert res.exit_code == 0, res.output
