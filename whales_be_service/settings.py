@@ -61,6 +61,15 @@ class Settings(BaseSettings):
                                           "P(new) is at least this (default: the calibration's, 0.5); "
                                           "candidates are listed either way. No effect with a "
                                           "calibration that has no P(new) (older files).")
+    vote_index_dir: str | None = Field(
+        None, description="Folder where the catalog's LNBNN vote index is saved once built and read back "
+                          "at the next start (a start after enrolments adds the new photos to the saved "
+                          "index); unset: built at every start (docs/REID.md, Scale).")
+    vote_index_codes: str = Field(
+        "SQ8", description="Codes of the faiss vote index: SQ8 (default, 136 B per descriptor) or a "
+                           "fast-scan product quantiser such as PQ64x4fs (40 B, ~10x faster search, "
+                           "top-1 0.64 vs 0.67 on the shared photos; for catalogs that do not fit "
+                           "otherwise).")
     inference_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
                             "models export-onnx`, no torch in the process), torch, or auto (onnx "

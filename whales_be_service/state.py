@@ -136,7 +136,7 @@ def build_state(state: ServiceState, overrides: Overrides) -> None:
         _skip(state, "catalog", "store")
     else:
         state.catalog_factory = (overrides.catalog_factory
-                                 or _catalog_class(s.calibration, s.new_individual_target))
+                                 or _catalog_class(s.calibration, s.new_individual_target, _match_config(s)))
         state.catalog_generation = read_catalog_generation(state)  # before loading: never newer
         state.catalog_checked_at = time.monotonic()
         state.catalog = _step(state, "catalog", lambda: _load_catalog(state.catalog_factory, state))
@@ -187,12 +187,19 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
                        config=config, inference_backend=s.inference_backend, threads=s.inference_threads)
 
 
-def _catalog_class(calibration: str | None = None, new_target: float | None = None
-                   ) -> Callable[[Any, str], Any]:
+def _match_config(s: Settings) -> Any:
+    from whales_identify.reid.catalog import MatchConfig
+
+    return MatchConfig(vote_index_dir=s.vote_index_dir or "", ivf_codes=s.vote_index_codes)
+
+
+def _catalog_class(calibration: str | None = None, new_target: float | None = None,
+                   config: Any = None) -> Callable[[Any, str], Any]:
     from whales_identify.reid.catalog import Catalog
 
     if calibration is None:
-        return lambda store, model_id: Catalog(store, model_id, new_individual_target=new_target)
+        return lambda store, model_id: Catalog(store, model_id, config=config,
+                                               new_individual_target=new_target)
 
     def calibrated(store: Any, model_id: str) -> Any:
         from whales_identify.reid.calibrate import resolve_calibration
@@ -201,7 +208,7 @@ def _catalog_class(calibration: str | None = None, new_target: float | None = No
             cal = resolve_calibration(model_id, calibration)
         except ValueError as exc:
             raise ValueError(f"WHALES_CALIBRATION: {exc}") from exc
-        return Catalog(store, model_id, calibration=cal, new_individual_target=new_target)
+        return Catalog(store, model_id, config=config, calibration=cal, new_individual_target=new_target)
 
     return calibrated
 

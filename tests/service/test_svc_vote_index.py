@@ -1,0 +1,28 @@
+"""WHALES_VOTE_INDEX_DIR / WHALES_VOTE_INDEX_CODES reach the catalog the service builds (issue 18):
+the vote index is saved in that folder and read back by the next start."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from whales_be_service.settings import Settings
+from whales_be_service.state import _catalog_class, _match_config
+from whales_identify.records.store import CatalogImage, InMemoryStore
+
+MODEL = "synthetic.scale"
+
+
+def test_vote_index_settings_reach_the_catalog(tmp_path):
+    s = Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_codes="PQ64x4fs")
+    rng = np.random.default_rng(0)
+    store = InMemoryStore()
+    store.add_catalog_images([CatalogImage(
+        image_id=f"im{i}", individual_id=f"ind{i // 2}", species="s", model_id=MODEL,
+        embedding=np.eye(4, dtype=np.float32)[i % 4],
+        keypoints=rng.uniform(0, 99, (30, 2)).astype(np.float32),
+        descriptors=rng.integers(0, 255, (30, 128), dtype=np.uint8)) for i in range(6)])
+    catalog = _catalog_class(None, None, _match_config(s))(store, MODEL)
+    assert catalog.config.ivf_codes == "PQ64x4fs" and catalog.config.vote_index_dir == str(tmp_path / "vote")
+    catalog.load().warm_index()
+    assert len(list((tmp_path / "vote").glob("vote-*.faiss"))) == 1
+    assert _match_config(Settings()).vote_index_dir == ""  # unset: nothing saved
