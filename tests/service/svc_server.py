@@ -24,17 +24,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http_ready(url: str, timeout: float, alive: Any = None) -> None:
+def wait_http_ready(url: str, timeout: float, alive: Any = None, workers: int = 1) -> None:
+    """Poll `/ready` until it is 200; with `workers` > 1, until that many worker processes said so.
+
+    Each uvicorn worker accepts on the shared socket as soon as it starts and builds its models in
+    the background (`/ready` 503 meanwhile), so one 200 says nothing of the other workers: the next
+    request may land on one still loading and get its 503. The workers are told apart by the
+    `X-Test-Pid` header the test app (svc_shared_app) sets; a new connection per probe lets the
+    kernel hand it to any of them.
+    """
     deadline = time.monotonic() + timeout
     last = ""
+    ready_pids: set[str] = set()
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             raise RuntimeError("the server process exited")
         try:
-            r = httpx.get(f"{url}/ready", timeout=5)
+            r = httpx.get(f"{url}/ready", timeout=5, headers={"Connection": "close"})
             if r.status_code == 200:
-                return
-            last = r.text
+                if workers <= 1:
+                    return
+                if "x-test-pid" not in r.headers:
+                    raise RuntimeError("several workers but no X-Test-Pid header: cannot tell them apart")
+                ready_pids.add(r.headers["x-test-pid"])
+                if len(ready_pids) >= workers:
+                    return
+                last = f"ready: {len(ready_pids)} of {workers} workers"
+            else:
+                last = r.text
         except httpx.HTTPError as exc:
             last = str(exc)
         time.sleep(0.25)
@@ -119,16 +136,18 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-def start_uvicorn(app: list[str], env: dict[str, str], log_path: Path,
-                  timeout: float = 90.0) -> tuple[str, subprocess.Popen[bytes]]:
-    """`uvicorn <app...>` on a free loopback port, waited for until /ready; (url, process)."""
+def start_uvicorn(app: list[str], env: dict[str, str], log_path: Path, timeout: float = 90.0,
+                  workers: int = 1) -> tuple[str, subprocess.Popen[bytes]]:
+    """`uvicorn <app...> [--workers N]` on a free loopback port, waited for until every worker's
+    /ready is 200 (the app must set X-Test-Pid when `workers` > 1); (url, process)."""
     port = free_port()
+    args = [*app, *(["--workers", str(workers)] if workers > 1 else [])]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port",
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", *args, "--host", "127.0.0.1", "--port",
                                     str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ready(url, timeout, alive=lambda: process.poll() is None)
+        wait_http_ready(url, timeout, alive=lambda: process.poll() is None, workers=workers)
     except Exception as exc:
         stop_process(process)
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])

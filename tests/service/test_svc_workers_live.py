@@ -58,7 +58,7 @@ def _start(db_url: str, tmp: Path, backend: str) -> Service:
     env = {**os.environ, "WHALES_TEST_DB_URL": db_url, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}",
            "PYTHONUNBUFFERED": "1"}
     log = tmp / "server.log"
-    url, proc = start_uvicorn(["svc_shared_app:create", "--factory", "--workers", "2"], env, log)
+    url, proc = start_uvicorn(["svc_shared_app:create", "--factory"], env, log, workers=2)
     return Service(backend, url, db_url, proc, log)
 
 
