@@ -20,8 +20,12 @@ from whales_be_service.state import ServiceState, catalog_sync_due, sync_catalog
 from whales_be_service.use_cases.batch import PredictBatch
 from whales_be_service.use_cases.delete import DeleteIndividual
 from whales_be_service.use_cases.enrol import EnrolPhotos
+from whales_be_service.use_cases.explain import ExplainMatch
+from whales_be_service.use_cases.ports import CatalogAccess
 from whales_be_service.use_cases.predict import PredictPhotos
 from whales_be_service.use_cases.review import ReviewPrediction
+from whales_be_service.use_cases.sightings import SightingHistory
+from whales_be_service.use_cases.undo import UndoReview
 from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting, visible_sighting
 from whales_identify.records.store import Sighting, Store
 
@@ -93,6 +97,45 @@ async def get_delete_individual(state: ReadyStateDep) -> DeleteIndividual:
 
 
 DeleteIndividualDep = Annotated[DeleteIndividual, Depends(get_delete_individual)]
+
+
+async def get_undo_review(state: ReadyStateDep) -> UndoReview:
+    return UndoReview(state.store, pipeline.StateCatalog(state))
+
+
+UndoReviewDep = Annotated[UndoReview, Depends(get_undo_review)]
+
+
+async def get_explain_match(state: ReadyStateDep) -> ExplainMatch:
+    return ExplainMatch(state.store, pipeline.StateCatalog(state), state.settings)
+
+
+ExplainMatchDep = Annotated[ExplainMatch, Depends(get_explain_match)]
+
+
+async def get_sighting_history(state: ReadyStateDep) -> SightingHistory:
+    return SightingHistory(state.store, pipeline.StateCatalog(state), state.settings)
+
+
+SightingHistoryDep = Annotated[SightingHistory, Depends(get_sighting_history)]
+
+
+async def get_catalog_access(state: ReadyStateDep) -> CatalogAccess:
+    """This worker's catalog as the use cases see it (`use_cases.ports.CatalogAccess`), for routes
+    that change the catalog in the database only (curation)."""
+    return pipeline.StateCatalog(state)
+
+
+CatalogAccessDep = Annotated[CatalogAccess, Depends(get_catalog_access)]
+
+
+async def get_ready_store(state: ReadyStateDep) -> Store:
+    """The store, or 503 until the whole service is ready (routes that answered 503 before then)."""
+    store: Store = state.store
+    return store
+
+
+ReadyStoreDep = Annotated[Store, Depends(get_ready_store)]
 
 
 def _component(state: ServiceState, name: str) -> Any:

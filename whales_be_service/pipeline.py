@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from whales_be_service.mapping import FILL_CATALOG_HINT, MASK_UNAVAILABLE, sighting_json
-from whales_be_service.state import CatalogWrite, ServiceState, catalog_write, sync_catalog
+from whales_be_service.state import (
+    CatalogWrite,
+    ServiceState,
+    catalog_write,
+    store_catalog_write,
+    sync_catalog,
+)
 from whales_be_service.uploads import BatchPlan, Decoded
 from whales_be_service.use_cases.batch import PredictBatch
 from whales_be_service.use_cases.delete import DeleteIndividual
@@ -23,6 +29,8 @@ from whales_be_service.use_cases.predict import PredictPhotos, Retention
 from whales_be_service.use_cases.review import ReviewPrediction
 from whales_identify.enroll import Enroller
 from whales_identify.records.store import CatalogImage, Sighting
+
+T = TypeVar("T")
 
 
 class StateCatalog:
@@ -48,6 +56,9 @@ class StateCatalog:
     def write(self, atomic: bool = True) -> Iterator[CatalogWrite]:
         with catalog_write(self._state, atomic) as write:
             yield write
+
+    def store_write(self, write: Callable[[], T]) -> T:
+        return store_catalog_write(self._state, write)
 
 
 def predict_photos(state: ServiceState) -> PredictPhotos:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,7 @@ log = logging.getLogger("whales_be_service")
 
 COMPONENTS = ("store", "embedder", "gate", "catalog", "identifier", "warmup")
 MEMORY_URL = "memory://"
+T = TypeVar("T")
 
 
 @dataclass
@@ -293,6 +294,17 @@ def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[CatalogW
         after = read_catalog_generation(state)
         state.catalog_generation = after if before is not None and after == before + 1 else None
     refresh_catalog_metrics(state)
+
+
+def store_catalog_write(state: ServiceState, write: Callable[[], T]) -> T:
+    """Run a catalog write made in the database only (one store transaction), then reload this
+    worker's in-memory catalog; other workers reload on their next request (the generation moved)."""
+    with state.write_lock:
+        result = write()  # a refused write (404, 409) rolled back and left the memory as it was
+        state.catalog_generation, state.catalog_checked_at = None, float("-inf")
+        sync_catalog(state)
+    refresh_catalog_metrics(state)
+    return result
 
 
 def _finish(state: ServiceState) -> None:

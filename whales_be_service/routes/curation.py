@@ -18,14 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from whales_be_service.deps import CallerDep, ReadyStateDep, ReviewerDep
+from whales_be_service.deps import CallerDep, CatalogAccessDep, PoolDep, ReadyStoreDep, ReviewerDep
 from whales_be_service.errors import ServiceError
-from whales_be_service.pipeline import sighting_json
 from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
-from whales_be_service.routes.queue import store_catalog_write
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_curation import (
-    CandidateSightingOut,
     CurationEvent,
     CurationHistoryOut,
     MergeIn,
@@ -36,7 +33,7 @@ from whales_be_service.schemas_curation import (
     RenameIn,
     RenameOut,
 )
-from whales_identify.records.review_queue import PredictionQuery
+from whales_identify.records.store import Store
 
 router = APIRouter(tags=["catalog"])
 KEYED: dict[int | str, dict[str, Any]] = {**NOT_FOUND,
@@ -46,44 +43,46 @@ ImageId = Annotated[str, Path(max_length=128)]
 
 
 @router.post("/v1/individuals/{individual_id}/rename", response_model=RenameOut, responses=WRITE)
-async def rename_individual(individual_id: IndividualId, body: RenameIn, state: ReadyStateDep,
-                            by: ReviewerDep) -> RenameOut:
+async def rename_individual(individual_id: IndividualId, body: RenameIn, pool: PoolDep,
+                            store: ReadyStoreDep, catalog: CatalogAccessDep, by: ReviewerDep) -> RenameOut:
     """Give an individual another id (every photo moves; 409 when the new id is taken: merge instead).
     The old id resolves to the new one, and stored predictions naming it are rewritten."""
-    moved = await state.pool.run(store_catalog_write, state,
-                                 lambda: state.store.rename_individual(individual_id, body.new_id, by))
+    moved = await pool.run(catalog.store_write,
+                           lambda: store.rename_individual(individual_id, body.new_id, by))
     return RenameOut(individual_id=body.new_id, previous_id=individual_id, moved_images=moved, by=by)
 
 
 @router.post("/v1/individuals/{individual_id}/merge", response_model=MergeOut, responses=WRITE)
-async def merge_individual(individual_id: IndividualId, body: MergeIn, state: ReadyStateDep,
-                           by: ReviewerDep) -> MergeOut:
+async def merge_individual(individual_id: IndividualId, body: MergeIn, pool: PoolDep,
+                           store: ReadyStoreDep, catalog: CatalogAccessDep, by: ReviewerDep) -> MergeOut:
     """Merge a duplicate (the id in the path) into `into`: its photos join `into`, its id is retired
     and resolves to `into`, and stored predictions and reviews naming it are rewritten. 409 when the
     two have different known species or are the same."""
-    result = await state.pool.run(store_catalog_write, state,
-                                  lambda: state.store.merge_individuals(individual_id, body.into, by))
+    result = await pool.run(catalog.store_write,
+                            lambda: store.merge_individuals(individual_id, body.into, by))
     return MergeOut(**result, by=by)
 
 
 @router.post("/v1/images/{image_id}/move", response_model=MoveOut, responses=WRITE)
-async def move_image(image_id: ImageId, body: MoveIn, state: ReadyStateDep, by: ReviewerDep) -> MoveOut:
+async def move_image(image_id: ImageId, body: MoveIn, pool: PoolDep, store: ReadyStoreDep,
+                     catalog: CatalogAccessDep, by: ReviewerDep) -> MoveOut:
     """Move one catalog photo to another individual (`create`: a new one). The review that enrolled
     the photo, if any, now names that individual."""
-    result = await state.pool.run(store_catalog_write, state, lambda: state.store.move_catalog_image(
+    result = await pool.run(catalog.store_write, lambda: store.move_catalog_image(
         image_id, body.individual_id, body.create, by))
     return MoveOut(**result, by=by)
 
 
 @router.delete("/v1/images/{image_id}", response_model=RemovedImageOut, responses=KEYED)
-async def remove_image(image_id: ImageId, state: ReadyStateDep, by: ReviewerDep) -> RemovedImageOut:
+async def remove_image(image_id: ImageId, pool: PoolDep, store: ReadyStoreDep,
+                       catalog: CatalogAccessDep, by: ReviewerDep) -> RemovedImageOut:
     """Remove one photo from its individual (a wrong match); the rest of the individual stays."""
-    individual_id, left = await state.pool.run(store_catalog_write, state,
-                                               lambda: state.store.remove_catalog_image(image_id, by))
+    individual_id, left = await pool.run(catalog.store_write,
+                                         lambda: store.remove_catalog_image(image_id, by))
     return RemovedImageOut(image_id=image_id, individual_id=individual_id, remaining_images=left, by=by)
 
 
-def _history(store: Any, individual_id: str, authorised: bool) -> CurationHistoryOut:
+def _history(store: Store, individual_id: str, authorised: bool) -> CurationHistoryOut:
     live = store.has_individual(individual_id)
     current = individual_id if live else store.resolve_individual(individual_id)
     aliases = store.list_aliases(individual_id)
@@ -99,34 +98,11 @@ def _history(store: Any, individual_id: str, authorised: bool) -> CurationHistor
 
 @router.get("/v1/individuals/{individual_id}/curation", response_model=CurationHistoryOut,
             responses={c: {"model": ErrorResponse} for c in (401, 403, 404)})
-async def curation_history(individual_id: IndividualId, state: ReadyStateDep,
-                           caller: CallerDep) -> CurationHistoryOut:
+async def curation_history(individual_id: IndividualId, pool: PoolDep,
+                           store: ReadyStoreDep, caller: CallerDep) -> CurationHistoryOut:
     """What curation did to an id (renames, merges, photos moved or removed, oldest first) and, for a
     retired id, the individual it lives on as (`current_id`). Who did it is shown to key holders."""
-    out = await state.pool.run(_history, state.store, individual_id, caller.authorised)
+    out = await pool.run(_history, store, individual_id, caller.authorised)
     if out.current_id is None and not out.events:
         raise ServiceError(404, "not_found", f"no individual {individual_id!r}, now or before")
     return out
-
-
-CANDIDATES_MAX = 200
-
-
-def candidate_sightings(state: Any, individual_id: str,
-                        caller: Any) -> tuple[list[CandidateSightingOut], bool]:
-    """An individual's unreviewed candidate sightings (for `.../sightings?include=candidates`):
-    unreviewed, not rejected predictions whose top-1 answer is this individual and not flagged as
-    new, oldest first, at most `CANDIDATES_MAX`; and whether there are more."""
-    query = PredictionQuery(review_state="unreviewed", individual_id=individual_id, new_individual=False,
-                            newest_first=False, limit=CANDIDATES_MAX + 1)
-    records = [r for r in state.store.query_predictions(query) if not r.rejected]
-    policy = state.settings.location_policy()
-    out = []
-    for r in records[:CANDIDATES_MAX]:
-        visible = caller.sighting(r.sighting, policy)
-        out.append(CandidateSightingOut(
-            prediction_id=r.prediction_id, created_at=r.created_at, observed_at=r.sighting.observed_at,
-            filename=r.filename, probability=r.probability, batch_id=r.batch_id,
-            sighting=sighting_json(visible.sighting, visible.precision),
-            image_url=f"/v1/predictions/{r.prediction_id}/image"))
-    return out, len(records) > CANDIDATES_MAX

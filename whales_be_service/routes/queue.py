@@ -10,25 +10,20 @@ concurrent undos and reviews of one prediction exactly one wins; the others get 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from whales_be_service.deps import CallerDep, ReadyStateDep, ReviewerDep
-from whales_be_service.errors import ServiceError
-from whales_be_service.pipeline import sighting_json
+from whales_be_service.deps import CallerDep, PoolDep, ReadyStoreDep, ReviewerDep, SettingsDep, UndoReviewDep
+from whales_be_service.mapping import sighting_json
 from whales_be_service.routes.review import PredictionId
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_queue import PredictionListItem, PredictionPage, UndoOut
-from whales_be_service.state import refresh_catalog_metrics, sync_catalog
 from whales_identify.records.review_queue import PredictionQuery, decode_cursor, encode_cursor
 from whales_identify.records.store import REVIEW_STATES
 
 router = APIRouter(tags=["review"])
-T = TypeVar("T")
 
 State = Literal["unreviewed", "confirmed", "new_individual", "not_cetacean"]
 Probability = Annotated[float | None, Query(ge=0.0, le=1.0)]
@@ -52,7 +47,9 @@ def _item(record: Any, caller: Any, policy: Any) -> PredictionListItem:
 
 @router.get("/v1/predictions", response_model=PredictionPage, responses=ERRORS)
 async def list_predictions(
-    state: ReadyStateDep,
+    pool: PoolDep,
+    store: ReadyStoreDep,
+    settings: SettingsDep,
     caller: CallerDep,
     review_state: Annotated[State | None, Query(description="e.g. `unreviewed`: the review queue.")] = None,
     batch_id: Annotated[str | None, Query(max_length=64, description="A /v1/predict-batch call "
@@ -77,9 +74,9 @@ async def list_predictions(
                             new_individual=new_individual, min_probability=min_probability,
                             max_probability=max_probability, newest_first=sort == "newest",
                             after=decode_cursor(cursor) if cursor else None, limit=limit + 1)
-    records = await state.pool.run(state.store.query_predictions, query)
+    records = await pool.run(store.query_predictions, query)
     page, more = records[:limit], len(records) > limit
-    policy = state.settings.location_policy()
+    policy = settings.location_policy()
     last = page[-1] if page else None
     return PredictionPage(items=[_item(r, caller, policy) for r in page],
                           next_cursor=encode_cursor(last.created_at, last.prediction_id)
@@ -90,33 +87,12 @@ async def list_predictions(
                responses={c: {"model": ErrorResponse} for c in (401, 403, 404, 409, 503)})
 async def undo_review(
     prediction_id: PredictionId,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    undo: UndoReviewDep,
     reviewer: ReviewerDep,
     expected_state: Annotated[State | None, Query(description="Undo only while the prediction is in "
                                                               "this state (409 otherwise).")] = None,
 ) -> UndoOut:
     """Undo a review decision: back to `unreviewed`, and the photos its review enrolled leave the
     catalog (an individual the review created goes with its last photo)."""
-    return await state.pool.run(apply_undo, state, prediction_id, expected_state, reviewer)
-
-
-def store_catalog_write(state: Any, write: Callable[[], T]) -> T:
-    """Run a catalog write made in the database only (one store transaction), then reload this
-    worker's in-memory catalog; other workers reload on their next request (the generation moved)."""
-    with state.write_lock:
-        result = write()  # a refused write (404, 409) rolled back and left the memory as it was
-        state.catalog_generation, state.catalog_checked_at = None, float("-inf")
-        sync_catalog(state)
-    refresh_catalog_metrics(state)
-    return result
-
-
-def apply_undo(state: Any, prediction_id: str, expected_state: str | None, undone_by: str) -> UndoOut:
-    try:
-        before, removed = store_catalog_write(
-            state, lambda: state.store.undo_review(prediction_id, expected_state, undone_by))
-    except KeyError as exc:  # the SQL stores' not-found is a KeyError too
-        raise ServiceError(404, "not_found", f"no prediction {prediction_id!r}") from exc
-    return UndoOut(prediction_id=prediction_id, review_state="unreviewed",
-                   undone_state=before.review_state, removed_image_ids=removed, undone_by=undone_by,
-                   undone_at=time.time())
+    return await pool.run(undo, prediction_id, expected_state, reviewer)

@@ -3,7 +3,7 @@ enrolled accordingly (re-embedded), so the catalog learns from reviewed answers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
@@ -19,11 +19,11 @@ from whales_be_service.deps import (
 )
 from whales_be_service.errors import ServiceError
 from whales_be_service.schemas import ErrorResponse, ReviewIn, ReviewOut
+from whales_be_service.use_cases.review import require_photo_access
 
 router = APIRouter(tags=["review"])
 
 PredictionId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-PUBLIC_STATES = ("confirmed", "new_individual")  # reviewed occurrences: their photo is public
 
 
 @router.post("/v1/predictions/{prediction_id}/review", response_model=ReviewOut,
@@ -33,17 +33,6 @@ async def review_prediction(prediction_id: PredictionId, body: ReviewIn, pool: P
     """Record a reviewer's decision; `confirm` and `new_individual` enrol the photo."""
     # database look-ups, re-embedding and the catalog write all run off the event loop
     return await pool.run(use_case, prediction_id, body, reviewer)
-
-
-def require_photo_access(record: Any, settings: Any, caller: Any) -> bool:
-    """The rule for a prediction's photo (and what is derived from it, e.g. its match explanation):
-    public once reviewed as an occurrence, otherwise 401 without a key. Returns whether it is public."""
-    public = record.review_state in PUBLIC_STATES and not settings.require_key_for_reads
-    if not public and not caller.authorised:
-        raise ServiceError(401, "unauthorized", "the photo of an unreviewed prediction needs an API key "
-                                                "in the X-API-Key header",
-                           headers={"WWW-Authenticate": "APIKey"})
-    return public
 
 
 @router.get("/v1/predictions/{prediction_id}/image", response_class=Response,

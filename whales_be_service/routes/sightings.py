@@ -12,44 +12,30 @@ import io
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from integrations.sightings import iter_sightings_csv, write_sightings_dwca
-from whales_be_service.deps import CallerDep, ReadyStateDep
-from whales_be_service.errors import ServiceError
-from whales_be_service.pipeline import sighting_json
+from whales_be_service.deps import CallerDep, PoolDep, SettingsDep, SightingHistoryDep
+from whales_be_service.mapping import sighting_json
 from whales_be_service.routes.catalog import NOT_FOUND, IndividualId
-from whales_be_service.routes.curation import candidate_sightings
 from whales_be_service.schemas import ErrorResponse
 from whales_be_service.schemas_curation import SightingPageWithCandidates
 from whales_be_service.schemas_history import SightingEntryOut
-from whales_identify.records.location_privacy import VisibleSighting
-from whales_identify.records.store import SightingRecord
 
 router = APIRouter(tags=["catalog"])
 
 FORMATS = {"csv": ("text/csv; charset=utf-8", "csv"), "dwca": ("application/zip", "zip")}
 
 
-def _history(state: Any, individual_id: str, caller: Any
-             ) -> tuple[str, list[tuple[SightingRecord, VisibleSighting]]]:
-    """(species, [(sighting, what this caller may see of it)]), oldest first; 404 when unknown."""
-    model_id = getattr(state.catalog, "model_id", None)
-    records = state.store.list_sightings(individual_id, model_id)
-    if not records:
-        raise ServiceError(404, "not_found", f"no individual {individual_id!r} in the catalog")
-    policy = state.settings.location_policy()
-    return records[0].species, [(r, caller.sighting(r.sighting, policy)) for r in records]
-
-
 @router.get("/v1/individuals/{individual_id}/sightings", response_model=SightingPageWithCandidates,
             responses={**NOT_FOUND, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
 async def list_sightings(
     individual_id: IndividualId,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    sightings: SightingHistoryDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -59,14 +45,14 @@ async def list_sightings(
 ) -> SightingPageWithCandidates:
     """One individual's sightings over time (oldest first, paged), with first and last seen; with
     `include=candidates`, also the photos the model matched to it that nobody has reviewed yet."""
-    species, history = await state.pool.run(_history, state, individual_id, caller)
+    species, history = await pool.run(sightings, individual_id, caller)
     times = [r.sighting.observed_at for r, _ in history if r.sighting.observed_at is not None]
     items = [SightingEntryOut(image_id=r.image_id, observed_at=r.sighting.observed_at,
                               created_at=r.created_at, sighting=sighting_json(v.sighting, v.precision),
                               filename=r.filename, source=r.source,
                               thumbnail_url=f"/v1/images/{r.image_id}/thumbnail")
              for r, v in history[offset:offset + limit]]
-    candidates, truncated = (await state.pool.run(candidate_sightings, state, individual_id, caller)
+    candidates, truncated = (await pool.run(sightings.candidates, individual_id, caller)
                              if include == "candidates" else (None, None))
     return SightingPageWithCandidates(
         individual_id=individual_id, species=species, total=len(history),
@@ -81,13 +67,15 @@ async def list_sightings(
 async def export_sightings(
     individual_id: IndividualId,
     request: Request,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    sightings: SightingHistoryDep,
+    settings: SettingsDep,
     caller: CallerDep,
     format: Annotated[Literal["csv", "dwca"], Query(
         description="csv (spreadsheet-safe) or dwca (Darwin Core Archive with organismID)")] = "csv",
 ) -> StreamingResponse:
     """Download one individual's sighting history as CSV or a Darwin Core Archive."""
-    species, history = await state.pool.run(_history, state, individual_id, caller)
+    species, history = await pool.run(sightings, individual_id, caller)
     media_type, extension = FORMATS[format]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"whales-{individual_id}-sightings-{stamp}.{extension}"
@@ -97,7 +85,7 @@ async def export_sightings(
         return StreamingResponse(lines, media_type=media_type, headers=headers)
     buffer = io.BytesIO()  # one individual's history: small, built in memory
     # the operator's licence, creator and contact; the package id follows this archive's own title
-    metadata = replace(state.settings.dataset_metadata(), package_uuid=None)
+    metadata = replace(settings.dataset_metadata(), package_uuid=None)
     write_sightings_dwca(history, buffer, base_url=str(request.base_url).rstrip("/"),
                          title=f"EcoMarineAI sightings of {individual_id} ({species})", metadata=metadata)
     return StreamingResponse(iter([buffer.getvalue()]), media_type=media_type, headers=headers)

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
+from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting
+from whales_identify.records.store import Sighting
 from whales_identify.results import Prediction
+
+T = TypeVar("T")
 
 
 class Identify(Protocol):
@@ -40,3 +44,16 @@ class CatalogAccess(Protocol):
     def write(self, atomic: bool = True) -> AbstractContextManager[Written]:
         """A block in which this worker writes the catalog (one database transaction)."""
         ...
+
+    def store_write(self, write: Callable[[], T]) -> T:
+        """Run `write()`, a catalog change made in the database only (curation, undo), then reload
+        this worker's catalog from the database."""
+        ...
+
+
+class Viewer(Protocol):
+    """Who reads (the service's `deps.Caller`): a sighting as they may see it."""
+
+    authorised: bool
+
+    def sighting(self, sighting: Sighting, policy: LocationPolicy) -> VisibleSighting: ...

@@ -11,10 +11,22 @@ from whales_be_service.schemas import ReviewIn, ReviewOut
 from whales_be_service.settings import Settings
 from whales_be_service.uploads import decode
 from whales_be_service.use_cases.enrol import EnrolPhotos, normalise_species
-from whales_be_service.use_cases.ports import CatalogAccess
+from whales_be_service.use_cases.ports import CatalogAccess, Viewer
 from whales_identify.records.store import CatalogImage, PredictionRecord, Store
 
 STATES = {"confirm": "confirmed", "new_individual": "new_individual", "not_cetacean": "not_cetacean"}
+PUBLIC_STATES = ("confirmed", "new_individual")  # reviewed occurrences: their photo is public
+
+
+def require_photo_access(record: PredictionRecord, settings: Settings, caller: Viewer) -> bool:
+    """The rule for a prediction's photo (and what is derived from it, e.g. its match explanation):
+    public once reviewed as an occurrence, otherwise 401 without a key. Returns whether it is public."""
+    public = record.review_state in PUBLIC_STATES and not settings.require_key_for_reads
+    if not public and not caller.authorised:
+        raise ServiceError(401, "unauthorized", "the photo of an unreviewed prediction needs an API key "
+                                                "in the X-API-Key header",
+                           headers={"WWW-Authenticate": "APIKey"})
+    return public
 
 
 def top1(record: PredictionRecord) -> str | None:
