@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from whales_be_service import pipeline
 from whales_be_service.api_keys import ApiKey, audit_name, key_fingerprint, parse_api_keys
+from whales_be_service.catalog_import import ImportCatalog
 from whales_be_service.errors import ServiceError
 from whales_be_service.inference import InferencePool
 from whales_be_service.ratelimit import CHARGED, RateLimiter
@@ -21,7 +22,7 @@ from whales_be_service.use_cases.batch import PredictBatch
 from whales_be_service.use_cases.delete import DeleteIndividual
 from whales_be_service.use_cases.enrol import EnrolPhotos
 from whales_be_service.use_cases.explain import ExplainMatch
-from whales_be_service.use_cases.ports import CatalogAccess
+from whales_be_service.use_cases.ports import CatalogAccess, CatalogView
 from whales_be_service.use_cases.predict import PredictPhotos
 from whales_be_service.use_cases.review import ReviewPrediction
 from whales_be_service.use_cases.sightings import SightingHistory
@@ -99,6 +100,14 @@ async def get_delete_individual(state: ReadyStateDep) -> DeleteIndividual:
 DeleteIndividualDep = Annotated[DeleteIndividual, Depends(get_delete_individual)]
 
 
+async def get_import_catalog(state: ReadyStateDep) -> ImportCatalog:
+    return ImportCatalog(state.store, pipeline.StateCatalog(state), pipeline.enrol_photos(state),
+                         state.settings)
+
+
+ImportCatalogDep = Annotated[ImportCatalog, Depends(get_import_catalog)]
+
+
 async def get_undo_review(state: ReadyStateDep) -> UndoReview:
     return UndoReview(state.store, pipeline.StateCatalog(state))
 
@@ -154,17 +163,18 @@ async def get_store(state: StateDep) -> Store:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-async def get_catalog(state: StateDep) -> Any:
+async def get_catalog(state: StateDep) -> CatalogView:
     _component(state, "catalog")
     # Another worker may have enrolled or deleted: reload off the event loop when the database changed.
     # The due check is cheap and stays on the loop; the database look (and any reload) does not.
     # The catalog is read from the state afterwards, whichever thread reloaded it.
     if catalog_sync_due(state):
         await run_in_threadpool(sync_catalog, state)
-    return _component(state, "catalog")
+    catalog: CatalogView = _component(state, "catalog")
+    return catalog
 
 
-CatalogDep = Annotated[Any, Depends(get_catalog)]
+CatalogDep = Annotated[CatalogView, Depends(get_catalog)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Required by write endpoints; keys come from WHALES_API_KEYS.")

@@ -1,14 +1,13 @@
 """The use cases wired to a running service's state (`ServiceState`): the only module besides
 `deps` that reads the state to hand each use case exactly its collaborators.
 
-`deps` builds the use cases per request from here; `catalog_import` and `whales batch` workers call
-the functions below. Everything is synchronous and CPU-bound; routes run
-it through the `InferencePool`.
+`deps` builds the use cases per request from here; `whales batch` workers call `predict_batch`.
+Everything is synchronous and CPU-bound; routes run it through the `InferencePool`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -20,7 +19,7 @@ from whales_be_service.state import (
     store_catalog_write,
     sync_catalog,
 )
-from whales_be_service.uploads import BatchPlan, Decoded
+from whales_be_service.uploads import BatchPlan
 from whales_be_service.use_cases.batch import PredictBatch
 from whales_be_service.use_cases.delete import DeleteIndividual
 from whales_be_service.use_cases.enrol import EnrolPhotos, normalise_species
@@ -28,7 +27,6 @@ from whales_be_service.use_cases.ports import Identify
 from whales_be_service.use_cases.predict import PredictPhotos, Retention
 from whales_be_service.use_cases.review import ReviewPrediction
 from whales_identify.enroll import Enroller
-from whales_identify.records.store import CatalogImage, Sighting
 
 T = TypeVar("T")
 
@@ -82,7 +80,7 @@ def delete_individual(state: ServiceState) -> DeleteIndividual:
     return DeleteIndividual(StateCatalog(state))
 
 
-# ---- for callers outside the routes (catalog import, `whales batch` workers) ----
+# ---- for callers outside the routes (`whales batch` workers) ----
 
 def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
                   job_id: str | None = None) -> dict[str, Any]:
@@ -91,16 +89,6 @@ def predict_batch(state: ServiceState, plan: BatchPlan, top_k: int,
     return predict_batch_use_case(state)(plan, top_k, job_id).model_dump()
 
 
-def enroll(state: ServiceState, items: Sequence[Decoded], individual_id: str, species: str,
-           sightings: Sequence[Sighting], source: str, check_gate: bool = True,
-           before_write: Callable[[], None] | None = None,
-           after_write: Callable[[list[CatalogImage]], None] | None = None,
-           ) -> tuple[list[CatalogImage], list[dict[str, Any]]]:
-    """`EnrolPhotos.enrol` on this state (see there)."""
-    return enrol_photos(state).enrol(items, individual_id, species, sightings, source, check_gate,
-                                     before_write, after_write)
-
-
 __all__ = ["FILL_CATALOG_HINT", "MASK_UNAVAILABLE", "StateCatalog", "delete_individual", "enrol_photos",
-           "enroll", "normalise_species", "predict_batch", "predict_batch_use_case",
+           "normalise_species", "predict_batch", "predict_batch_use_case",
            "predict_photos", "review_prediction", "sighting_json"]

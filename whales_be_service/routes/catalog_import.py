@@ -12,19 +12,12 @@ from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from whales_be_service.catalog_import import (
-    ImportPlan,
-    ImportProgress,
-    chunks,
-    plan_import,
-    result,
-    run_chunk,
-)
-from whales_be_service.deps import ApiKeyDep, ReadyStateDep
+from whales_be_service.catalog_import import ImportCatalog, ImportPlan, ImportProgress, chunks, result
+from whales_be_service.deps import ApiKeyDep, ImportCatalogDep, PoolDep, SettingsDep
 from whales_be_service.errors import ServiceError
+from whales_be_service.inference import InferencePool
 from whales_be_service.routes.predict import ERRORS, upload_name
 from whales_be_service.schemas import ErrorResponse, ImportOut
-from whales_be_service.state import ServiceState
 from whales_be_service.uploads import describe_error, read_limited
 from whales_identify.records.catalog_csv import template_csv
 
@@ -41,11 +34,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
           "then one `{\"event\": \"result\", ...}` line."}}
 
 
-async def _run_chunk(state: ServiceState, plan: ImportPlan, chunk: Any, progress: ImportProgress) -> None:
+async def _run_chunk(pool: InferencePool, importer: ImportCatalog, plan: ImportPlan, chunk: Any,
+                     progress: ImportProgress) -> None:
     """One chunk on the inference pool; waits for a free slot instead of failing the import midway."""
     while True:
         try:
-            await state.pool.run(run_chunk, state, plan, chunk, progress)
+            await pool.run(importer.run_chunk, plan, chunk, progress)
             return
         except ServiceError as exc:
             if exc.code != "overloaded":
@@ -53,13 +47,14 @@ async def _run_chunk(state: ServiceState, plan: ImportPlan, chunk: Any, progress
             await asyncio.sleep(0.5)
 
 
-async def _stream(state: ServiceState, plan: ImportPlan) -> AsyncIterator[bytes]:
+async def _stream(pool: InferencePool, importer: ImportCatalog, plan: ImportPlan,
+                  batch_size: int) -> AsyncIterator[bytes]:
     progress = ImportProgress()
     total, done = len(plan.todo), 0
     yield (json.dumps({"event": "progress", "done": 0, "total": total}) + "\n").encode()
     try:
-        for chunk in chunks(plan, state.settings.batch_size):
-            await _run_chunk(state, plan, chunk, progress)
+        for chunk in chunks(plan, batch_size):
+            await _run_chunk(pool, importer, plan, chunk, progress)
             done += len(chunk)
             yield (json.dumps({"event": "progress", "done": done, "total": total}) + "\n").encode()
     except Exception as exc:  # the status line is sent already: the failure goes into the stream
@@ -75,25 +70,27 @@ async def _stream(state: ServiceState, plan: ImportPlan) -> AsyncIterator[bytes]
 @router.post("/v1/catalog/import", response_model=ImportOut, responses=RESPONSES)
 async def import_catalog(
     request: Request,
-    state: ReadyStateDep,
+    pool: PoolDep,
+    importer: ImportCatalogDep,
+    settings: SettingsDep,
     _key: ApiKeyDep,
     archive: Annotated[UploadFile, File(description="ZIP of the photos named in the CSV.")],
     manifest: Annotated[UploadFile, File(description="CSV: filename,individual_id,species[,date,latitude,"
                                                      "longitude,location,observer] (see the template).")],
 ) -> Any:
     """Enrol every photo of a ZIP under the individual and species its CSV row gives."""
-    if archive.size is not None and archive.size > state.settings.max_archive_bytes:
+    if archive.size is not None and archive.size > settings.max_archive_bytes:
         raise ServiceError(413, "payload_too_large", f"the archive is {archive.size} bytes; the limit "
-                           f"is {state.settings.max_archive_bytes}")
+                           f"is {settings.max_archive_bytes}")
     csv_bytes = read_limited(manifest.file, MAX_CSV_BYTES, "the CSV")
-    plan = await run_in_threadpool(plan_import, state, (upload_name(archive, "archive.zip"), archive.file),
+    plan = await run_in_threadpool(importer.plan, (upload_name(archive, "archive.zip"), archive.file),
                                    csv_bytes)
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(_stream(state, plan), media_type=NDJSON,
+        return StreamingResponse(_stream(pool, importer, plan, settings.batch_size), media_type=NDJSON,
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     progress = ImportProgress()
-    for chunk in chunks(plan, state.settings.batch_size):
-        await _run_chunk(state, plan, chunk, progress)
+    for chunk in chunks(plan, settings.batch_size):
+        await _run_chunk(pool, importer, plan, chunk, progress)
     return result(plan, progress)
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from whales_identify.records.location_privacy import LocationPolicy, VisibleSighting
 from whales_identify.records.store import Sighting
+from whales_identify.reid.catalog import IndividualSummary
 from whales_identify.results import Prediction
 
 T = TypeVar("T")
@@ -49,6 +50,17 @@ class CatalogAccess(Protocol):
         """Run `write()`, a catalog change made in the database only (curation, undo), then reload
         this worker's catalog from the database."""
         ...
+
+
+class CatalogView(Protocol):
+    """What the read routes ask of a loaded catalog (`whales_identify.reid.catalog.Catalog`)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def list_individuals(self, species: str | None = None) -> list[IndividualSummary]: ...
+
+    def get_individual(self, individual_id: str) -> IndividualSummary | None: ...
 
 
 class Viewer(Protocol):
