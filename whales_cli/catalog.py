@@ -21,6 +21,10 @@ from whales_identify.errors import WhalesError
 from whales_identify.images import DEFAULT_MAX_PIXELS
 from whales_identify.models.entries import DEFAULT_REID_MODEL
 
+GateOption = Annotated[str, typer.Option("--gate", envvar="WHALES_GATE", help="Cetacean gate that refuses "
+                                         "photos without a whale or dolphin, as the service's enrolment "
+                                         "does: embedded, clip or off.")]
+
 app = typer.Typer(help="Manage the catalog of known individuals (reference photos).",
                   no_args_is_help=True)
 
@@ -54,6 +58,19 @@ def _embedder(model_id: str, models_dir: Path | None) -> Any:
         fail(str(exc))
 
 
+def _enroller(model_id: str, models_dir: Path | None, gate: str) -> Any:
+    """The library's `Enroller` with the catalog's embedder and the gate the service would use."""
+    from whales_cli.gate import build_gate
+    from whales_identify.enroll import Enroller
+
+    embedder = _embedder(model_id, models_dir)
+    try:
+        the_gate = build_gate(gate, None, None, models_dir, embedder=embedder)
+    except (WhalesError, ValueError, OSError) as exc:
+        fail(str(exc))
+    return Enroller(embedder, the_gate)
+
+
 def _progress(total: int, label: str) -> Any:
     from tqdm import tqdm
 
@@ -61,11 +78,12 @@ def _progress(total: int, label: str) -> Any:
 
 
 def _read(path: Path, max_pixels: int) -> tuple[Any, Any]:
-    from whales_identify.images import load_image
-    from whales_identify.records.sighting import read_exif_sighting
+    """(RGB pixels, the EXIF sighting) from one open of the photo (`images.decode_image`)."""
+    from whales_identify.images import decode_image
+    from whales_identify.records.sighting import sighting_from_exif
 
-    data = path.read_bytes()
-    return load_image(data, max_pixels=max_pixels), read_exif_sighting(data)
+    decoded = decode_image(path.read_bytes(), max_pixels=max_pixels)
+    return decoded.pixels, sighting_from_exif(decoded.exif)
 
 
 def _source(filename: str) -> str:
@@ -112,14 +130,18 @@ def import_cmd(
                                                      "another name, e.g. filename=Photo (repeatable; "
                                                      "roles: filename, individual_id, species, date, "
                                                      "latitude, longitude, location, observer).")] = None,
+    gate: GateOption = "embedded",
     db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Import labelled photos from a spreadsheet (CSV); skips photos already in the catalog.
 
-    Every skipped row is reported with its line and column; exits 1 when no row could be imported.
+    Each photo goes through the gate as the service's enrolment does (refused: reported as
+    not_cetacean). Every skipped row is reported with its line and column; exits 1 when no row could
+    be imported.
     """
-    from whales_identify.records.catalog_csv import CatalogCsvError, match_files, read_catalog_csv
+    from whales_identify.enroll import describe_refusal
+    from whales_identify.records.catalog_csv import CatalogCsvError, RowProblem, match_files, read_catalog_csv
     from whales_identify.records.sighting import merge_sightings
 
     try:
@@ -136,20 +158,24 @@ def import_cmd(
     already = sum(1 for r, path in todo if (r.individual_id, path) in known)
     todo = [(r, path) for r, path in todo if (r.individual_id, path) not in known]
     todo = todo[:limit] if limit else todo
-    embedder = _embedder(catalog.model_id, models_dir) if todo else None
+    enroller = _enroller(catalog.model_id, models_dir, gate) if todo else None
     added = 0
     with _progress(len(todo), "import") as bar:
         for r, path in todo:
+            assert enroller is not None
             try:
                 image, exif = _read(root / path, max_pixels)
             except (OSError, WhalesError) as exc:
                 problems.append(_unreadable(r, path, exc, sheet.columns["filename"]))
                 bar.update(1)
                 continue
-            catalog.enroll([image], embedder([image]), r.individual_id, r.species,
-                           sightings=[merge_sightings(r.sighting, exif)], filenames=[path],
-                           source=_source(path))
-            added += 1
+            done = enroller(catalog, [image], r.individual_id, r.species,
+                            sightings=[merge_sightings(r.sighting, exif)], filenames=[path],
+                            source=_source(path))
+            for _, verdict in done.refused:
+                problems.append(RowProblem(r.line, "not_cetacean", f"the gate refused the photo: "
+                                           f"{describe_refusal(verdict)}", sheet.columns["filename"], path))
+            added += len(done.added)
             bar.update(1)
     _report_problems(problems)
     stats = catalog.stats()
@@ -179,26 +205,18 @@ def add_cmd(
     individual: Annotated[str, typer.Option("--individual", help="Individual id.")],
     species: Annotated[str, typer.Option("--species", help="Species (Happywhale-style name).")],
     source: Annotated[str, typer.Option("--source", help="Where the photos come from.")] = "",
-    gate: Annotated[str, typer.Option("--gate", envvar="WHALES_GATE", help="Cetacean gate that refuses "
-                                      "photos without a whale or dolphin, as the service's enrolment "
-                                      "does: embedded, clip or off.")] = "embedded",
+    gate: GateOption = "embedded",
     db: Db = None, model: Model = DEFAULT_REID_MODEL, models_dir: ModelsDir = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Add photos of one individual (no retraining needed); photos the gate refuses are not added."""
-    from whales_cli.gate import build_gate
-    from whales_identify.enroll import Enroller, describe_refusal
+    from whales_identify.enroll import describe_refusal
 
     catalog = _open(db, model)
-    embedder = _embedder(catalog.model_id, models_dir)
-    try:
-        the_gate = build_gate(gate, None, None, models_dir, embedder=embedder)
-    except (WhalesError, ValueError, OSError) as exc:
-        fail(str(exc))
+    enroller = _enroller(catalog.model_id, models_dir, gate)
     loaded = [_read(f, max_pixels) for f in files]
-    done = Enroller(embedder, the_gate)(catalog, [im for im, _ in loaded], individual, species,
-                                        sightings=[s for _, s in loaded],
-                                        filenames=[f.name for f in files], source=source)
+    done = enroller(catalog, [im for im, _ in loaded], individual, species,
+                    sightings=[s for _, s in loaded], filenames=[f.name for f in files], source=source)
     for i, verdict in done.refused:
         typer.echo(f"refused {files[i]}: {describe_refusal(verdict)}", err=True)
     typer.echo(f"added {len(done.added)} photo(s) of {individual}")

@@ -45,14 +45,10 @@ def _photos(paths: list[Path]) -> list[Path]:
 
 
 def _decode(path: Path, max_side: int, max_pixels: int) -> Any:
-    from PIL import Image
+    """The photo's RGB pixels, downscaled to `max_side`, from one open (`images.decode_image`)."""
+    from whales_identify.images import decode_image
 
-    from whales_identify.images import load_image
-
-    image = load_image(path.read_bytes(), max_pixels)
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return image
+    return decode_image(path.read_bytes(), max_pixels, max_side=max_side).pixels
 
 
 def _identifier(db: str | None, model: str, models_dir: Path | None, gate: str,

@@ -46,10 +46,10 @@ def test_import_list_show_stats_remove(tmp_path, photos):
     manifest, root = photos
     db = f"sqlite:///{tmp_path / 'whales.db'}"
     run = CliRunner().invoke
-    res = run(app, ["catalog", "import", str(manifest), "--root", str(root), "--db", db])
+    res = run(app, ["catalog", "import", str(manifest), "--root", str(root), "--gate", "off", "--db", db])
     assert res.exit_code == 0, res.output
     assert "imported 3 photo(s)" in res.output
-    again = run(app, ["catalog", "import", str(manifest), "--root", str(root), "--db", db])
+    again = run(app, ["catalog", "import", str(manifest), "--root", str(root), "--gate", "off", "--db", db])
     assert "imported 0 photo(s)" in again.output  # idempotent
     res = run(app, ["catalog", "list", "--db", db, "--json"])
     assert [r["individual_id"] for r in json.loads(res.output)] == ["rw_1", "rw_2"]
@@ -85,14 +85,15 @@ def test_import_reports_rows_and_fails_when_nothing_imported(tmp_path, photos):
                      "nope.jpg;rw_3;north_atlantic_right_whale;\n")
     db = f"sqlite:///{tmp_path / 'w.db'}"
     run = CliRunner().invoke
-    res = run(app, ["catalog", "import", str(sheet), "--root", str(root), "--db", db,
+    res = run(app, ["catalog", "import", str(sheet), "--root", str(root), "--gate", "off", "--db", db,
                     "--column", "individual_id=Whale"])
     assert res.exit_code == 0, res.output
     assert "line 2, column 'Date'" in res.output and "line 4, column 'Photo'" in res.output
     assert "imported 1 photo(s)" in res.output and "1 file_not_found, 1 invalid_value" in res.output
     bad = tmp_path / "bad.csv"
     bad.write_text("filename,individual_id\nnope.jpg,rw_9\n")
-    res = run(app, ["catalog", "import", str(bad), "--root", str(root), "--db", db])
+    res = run(app, ["catalog", "import", str(bad), "--root", str(root), "--gate", "off", "--db", db])
     assert res.exit_code == 1 and "no photo was imported" in res.output
-    res = run(app, ["catalog", "import", str(tmp_path / "w.db"), "--root", str(root), "--db", db])
+    res = run(app, ["catalog", "import", str(tmp_path / "w.db"), "--root", str(root), "--gate", "off",
+                    "--db", db])
     assert res.exit_code == 1 and "Traceback" not in res.output

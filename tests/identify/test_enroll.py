@@ -120,3 +120,23 @@ def test_whales_catalog_add_refuses_what_the_gate_rejects(tmp_path):
     assert refused.exit_code == 1 and "refused" in refused.output and "no photo was added" in refused.output
     added = CliRunner().invoke(app, [*args, "--gate", "off"])
     assert added.exit_code == 0 and "added 1 photo(s)" in added.output
+
+
+def test_whales_catalog_import_refuses_what_the_gate_rejects(tmp_path):
+    """`whales catalog import` enrols through the same Enroller: with the packaged gate a plain wall
+    photo is a skipped not_cetacean row (nothing imported: exit 1), with --gate off it is imported."""
+    from typer.testing import CliRunner
+
+    from whales_cli import app
+
+    Image.new("RGB", (320, 240), (200, 190, 170)).save(tmp_path / "wall.png")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("filename,individual_id,species\nwall.png,hw_1,humpback_whale\n")
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    args = ["catalog", "import", str(sheet), "--root", str(tmp_path), "--db", db]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1, refused.output
+    assert "line 2" in refused.output and "gate refused" in refused.output
+    assert "1 not_cetacean" in refused.output
+    added = CliRunner().invoke(app, [*args, "--gate", "off"])
+    assert added.exit_code == 0 and "imported 1 photo(s)" in added.output, added.output
