@@ -144,3 +144,16 @@ def test_restart_after_enrolments_reads_the_saved_prefix(tmp_path, monkeypatch):
                     calibration=Calibration(model_id=MODEL))
     fresh.add_images(recs)
     np.testing.assert_allclose(got.vote, _scores(fresh, queries[7]).vote, rtol=1e-5)
+
+
+def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
+    from whales_identify.reid.vote_index import saved_or_built
+
+    parts, _, _ = _clusters(5, n_ind=10, photos=2, k=20)
+    ids = [f"im{i}" for i in range(len(parts))]
+    settings = dict(nprobe=4, list_size=50, codes="SQ8", max_lists=0)
+    saved_or_built(ids[:6], parts[:6], str(tmp_path), settings)
+    assert isinstance(saved_or_built(ids, parts, str(tmp_path), settings), FaissVoteIndex)  # built
+    assert len(list(tmp_path.glob("vote-*.json"))) == 2
+    assert isinstance(saved_or_built(ids[:18], parts[:18], str(tmp_path), settings), FaissVoteIndex)
+    assert len(list(tmp_path.glob("vote-*.json"))) == 3  # 6 of 18 photos: under half, rebuilt

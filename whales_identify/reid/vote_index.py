@@ -150,8 +150,8 @@ class FaissVoteIndex:
 
         new = object.__new__(FaissVoteIndex)
         new.index = faiss.clone_index(self.index)
-        if parts:
-            new.index.add(as_float(np.concatenate(parts)))
+        for start in range(0, len(parts), 1000):  # float32 a thousand images at a time
+            new.index.add(as_float(np.concatenate(parts[start:start + 1000])))
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
         return new
 
@@ -247,18 +247,23 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
         return FaissVoteIndex(parts, **settings)
     tag = repr(sorted(settings.items())) + tag
     folder = Path(directory)
-    metas = sorted(folder.glob("vote-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for meta in metas[:3]:  # the newest few: each check hashes the photos it covers
+    saved: list[tuple[int, str]] = []
+    for meta in folder.glob("vote-*.json"):
         try:
             info = json.loads(meta.read_text())
-            n, key = int(info["images"]), str(info["key"])
+            if info.get("settings") == tag:
+                saved.append((int(info["images"]), str(info["key"])))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if info.get("settings") != tag or n > len(parts) or fingerprint(image_ids[:n], parts[:n], tag) != key:
+    # the largest saved prefix first; one covering under half the photos is not worth extending
+    # (its lists were sized for fewer descriptors): a new build is made and saved instead
+    candidates = sorted((c for c in saved if len(parts) / 2 <= c[0] <= len(parts)), reverse=True)
+    for n, key in candidates[:3]:  # each check hashes the photos it covers
+        if fingerprint(image_ids[:n], parts[:n], tag) != key:
             continue
-        saved = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
-        if saved is not None:
-            grown = extend(saved, n, parts[n:], fold_at) if n < len(parts) else saved
+        found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
+        if found is not None:
+            grown = extend(found, n, parts[n:], fold_at) if n < len(parts) else found
             if grown is not None:
                 return grown
     index = FaissVoteIndex(parts, **settings)
