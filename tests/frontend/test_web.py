@@ -193,6 +193,9 @@ def test_review_enrols_and_catalog_shows_it(web, live_service, whales, species_o
     detail = page.wait_for_selector("[data-testid=individual-page]")
     page.wait_for_function("""() => [...document.querySelectorAll('[data-testid=individual-page] img')]
         .some(img => img.complete && img.naturalWidth > 0)""")
+    # the sighting history is rendered by its own request (GET .../sightings, on the inference pool),
+    # which may answer after the thumbnail: wait for it before reading its text
+    page.wait_for_selector("[data-testid=history] [data-testid=sighting-count]")
     assert ENROLLED_ID in detail.inner_text()
     assert "Sightings" in detail.inner_text()
     assert "Aberdeen harbour" in detail.inner_text() and "E2E Observer" in detail.inner_text()
