@@ -1,5 +1,5 @@
 """The use cases on their own, with fakes (no app, no HTTP): predict, batch, enrol, review, delete,
-and the one PIL open per uploaded photo."""
+undo, sightings, explain, and the one PIL open per uploaded photo."""
 
 from __future__ import annotations
 
@@ -13,15 +13,20 @@ from PIL import Image
 from svc_fakes import FakeCatalog, FakeEmbedder, FakeGate, fake_settings
 from svc_helpers import gps_photo, image_bytes
 
+from whales_be_service.deps import Caller
 from whales_be_service.errors import ServiceError
 from whales_be_service.schemas import ReviewIn
 from whales_be_service.uploads import BatchItem, BatchPlan, decode
 from whales_be_service.use_cases.batch import PredictBatch
 from whales_be_service.use_cases.delete import DeleteIndividual
 from whales_be_service.use_cases.enrol import EnrolPhotos
+from whales_be_service.use_cases.explain import ExplainMatch
 from whales_be_service.use_cases.predict import PredictPhotos, Retention
 from whales_be_service.use_cases.review import ReviewPrediction
+from whales_be_service.use_cases.sightings import SightingHistory
+from whales_be_service.use_cases.undo import UndoReview
 from whales_identify.enroll import Enroller
+from whales_identify.errors import NotFoundError
 from whales_identify.identify import Identifier
 from whales_identify.records.store import InMemoryStore, Sighting
 
@@ -53,6 +58,12 @@ class FakeCatalogAccess:
     def write(self, atomic: bool = True):
         self.writes += 1
         yield Written()
+
+    def store_write(self, write):
+        self.writes += 1
+        result = write()
+        self.catalog.load()  # the database changed under the memory: reload, as the service does
+        return result
 
 
 @dataclass
@@ -151,6 +162,30 @@ def test_delete_removes_an_individual_or_answers_404(world):
     with pytest.raises(ServiceError) as err:
         DeleteIndividual(access)("hw_1")
     assert err.value.status == 404
+
+
+def test_undo_sightings_and_explain_with_fakes(world):
+    settings, store, access, predict, enrol = world
+    out = predict("q.jpg", gps_photo(BLUE, 64.1, -21.9))
+    body = ReviewIn(decision="new_individual", individual_id="hw_9", species="humpback whale")
+    ReviewPrediction(store, access, enrol, settings)(out.prediction_id, body)
+    history = SightingHistory(store, access, settings)
+    species, rows = history("hw_9", Caller(True))
+    assert species == "humpback_whale" and len(rows) == 1
+    assert rows[0][1].sighting.latitude == pytest.approx(64.1, abs=1e-4)  # exact for a key holder
+    later = predict("q2.jpg", image_bytes(BLUE, seed=3))
+    with pytest.raises(ServiceError) as err:  # an unreviewed prediction's photo needs a key
+        ExplainMatch(store, access, settings)(later.prediction_id, "hw_9", None, Caller(False))
+    assert err.value.status == 401
+    undo = UndoReview(store, access)
+    done = undo(out.prediction_id, None, "ann")
+    assert done.undone_state == "new_individual" and len(done.removed_image_ids) == 1
+    assert access.catalog.get_individual("hw_9") is None  # this worker's memory reloaded
+    with pytest.raises(ServiceError) as err:
+        history("hw_9", Caller(True))
+    assert err.value.status == 404
+    with pytest.raises((ServiceError, NotFoundError)):
+        undo("nope", None, "ann")
 
 
 def test_an_upload_is_opened_by_pil_once(monkeypatch):
