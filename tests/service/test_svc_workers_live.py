@@ -116,19 +116,30 @@ def _predict(service: Service, data: bytes) -> httpx.Response:
 
 
 def _parallel(calls: list, workers: int = 8) -> list:
-    """Run the callables at once (released together) and return their results in order."""
+    """Run the callables at once (released together) and return their results in order; a call that
+    raised (a timeout, a dropped connection) raises here, named, instead of leaving a None."""
     results: list = [None] * len(calls)
+    errors: list[BaseException | None] = [None] * len(calls)
     start = threading.Barrier(len(calls))
 
     def run(i: int) -> None:
         start.wait()
-        results[i] = calls[i]()
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
+    for i, (t, exc) in enumerate(zip(threads, errors, strict=True)):
+        if exc is not None:
+            raise RuntimeError(f"parallel call {i} of {len(calls)} raised "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if t.is_alive():
+            raise TimeoutError(f"parallel call {i} of {len(calls)} still running after 120 s")
     return results
 
 
