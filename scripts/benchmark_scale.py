@@ -403,7 +403,8 @@ def check(sizes: list[dict]) -> dict:
                     continue
                 higher_is_better = key in ("enrol_photos_per_s", "throughput_c4_over_c1")
                 ok = value >= limit if higher_is_better else value <= limit
-                out[f"{label}:{key}:{s['config']}"] = {"value": value, "target": limit, "met": bool(ok)}
+                out[f"{label}:{key}:{s['config']}@{s['catalog_photos']}"] = {"value": value, "target": limit,
+                                                                        "met": bool(ok)}
     return out
 
 
