@@ -41,12 +41,12 @@ def evaluate(
         "--crossfit", help="Fold models of a cross-fit (repeatable, one per fold, each made by "
         "`whales train --folds K --hold-out-fold k`): every query is scored by the model that never "
         "saw its individual; --model is then the model the calibration is fitted for.")] = None,
-    fusion: Annotated[str, typer.Option("--fusion", help="How a fit fuses the evidence: logistic (a "
-                                        "learned fusion of cosine, ranks, vote and inliers) or linear "
-                                        "(two weights, the earlier fusion).")] = "logistic",
+    fusion: Annotated[str, typer.Option("--fusion", help="How a fit fuses the evidence: linear (two "
+                                        "weights) or logistic (a learned fusion of cosine, ranks, vote "
+                                        "and inliers; docs/REID.md).")] = "linear",
     open_set: Annotated[str, typer.Option("--open-set", help="How a fit decides 'new individual': "
-                                          "probability (P(new) >= 0.5) or threshold (fused score "
-                                          "maximising open-set MAP@5).")] = "probability",
+                                          "threshold (fused score maximising open-set MAP@5) or "
+                                          "probability (P(new) >= 0.5).")] = "threshold",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="With a fit: repeat the calibration/"
                                        "report split of individuals with this many salts and report "
                                        "mean ± SE.")] = 3,

@@ -199,7 +199,7 @@ def test_fit_calibration_learns_p_new_from_known_and_new_queries():
             recs.append(_record(truth, "known", list(cos), ids))
         else:  # new: the individual is not in the gallery (no candidate stands out)
             recs.append(_record("new_" + truth, "new", list(cos), ids))
-    cal = fit_calibration(recs, "m")
+    cal = fit_calibration(recs, "m", fusion="logistic", open_set="probability")
     assert cal.fusion == "logistic" and cal.open_set_rule == "probability"
     assert math.isclose(cal.new_model.prior, 30 / 120)
     known = [r for r in recs if r.mode == "known"]

@@ -274,8 +274,8 @@ class FitOptions:
     """How `summarise` fits: the fusion and open-set rule (`metrics.fit_calibration`), how many
     calibration/report splits are repeated (`repeated.py`), where the query records go."""
 
-    fusion: str = "logistic"
-    open_set: str = "probability"
+    fusion: str = "linear"
+    open_set: str = "threshold"
     seeds: int = 3
     records_out: Path | None = None
 

@@ -183,8 +183,8 @@ OPEN_SET_RULES = ("probability", "threshold")
 
 
 def fit_calibration(records: Sequence[QueryRecord], model_id: str,
-                    provenance: dict[str, Any] | None = None, *, fusion: str = "logistic",
-                    open_set: str = "probability", new_target: float = 0.5) -> Calibration:
+                    provenance: dict[str, Any] | None = None, *, fusion: str = "linear",
+                    open_set: str = "threshold", new_target: float = 0.5) -> Calibration:
     """The fusion, the probability map and the open-set rule, on calibration-split records only.
 
     Args:

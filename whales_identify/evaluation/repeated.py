@@ -45,7 +45,7 @@ def resplit(records: Sequence[QueryRecord], salt: str) -> list[QueryRecord]:
 
 
 def repeated_splits(records: Sequence[QueryRecord], model_id: str, seeds: int = 3, *,
-                    fusion: str = "logistic", open_set: str = "probability",
+                    fusion: str = "linear", open_set: str = "threshold",
                     sources: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit on each split's calibration part, report on its report part, for seeds 0..seeds-1.
 
@@ -108,7 +108,7 @@ def _compact(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_records(records: Sequence[QueryRecord], model_id: str, *, calibration: Any = None,
-                     fit_out: Any = None, fusion: str = "logistic", open_set: str = "probability",
+                     fit_out: Any = None, fusion: str = "linear", open_set: str = "threshold",
                      seeds: int = 3, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics from stored query records (`records.load_records`), without matching anything again.
 
