@@ -157,3 +157,44 @@ def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
     assert len(list(tmp_path.glob("vote-*.json"))) == 2
     assert isinstance(saved_or_built(ids[:18], parts[:18], str(tmp_path), settings), FaissVoteIndex)
     assert len(list(tmp_path.glob("vote-*.json"))) == 3  # 6 of 18 photos: under half, rebuilt
+
+
+def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_path, monkeypatch):
+    import time
+
+    from whales_identify.reid import vote_index
+    from whales_identify.reid.vote_index import saved_or_built
+
+    parts, _, _ = _clusters(6, n_ind=10, photos=2, k=20)
+    ids = [f"im{i}" for i in range(len(parts))]
+    settings = dict(nprobe=4, list_size=50, codes="SQ8", max_lists=0)
+    # every removed photo gives a new key: five curations leave the newest one plus SAVED_INDEXES_KEPT
+    for drop in range(5):
+        saved_or_built(ids[drop + 1:], parts[drop + 1:], str(tmp_path), settings)
+        time.sleep(0.01)  # distinct modification times: pruning keeps the newest
+    assert len(list(tmp_path.glob("vote-*.json"))) == 1 + vote_index.SAVED_INDEXES_KEPT
+    assert len(list(tmp_path.glob("vote-*.faiss"))) == 1 + vote_index.SAVED_INDEXES_KEPT
+    assert not list(tmp_path.glob("*.partial"))
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FaissVoteIndex, "save", full_disk)
+    built = saved_or_built(ids, parts, str(tmp_path / "new"), settings)
+    assert isinstance(built, FaissVoteIndex) and len(built) == sum(len(p) for p in parts)
+
+
+def test_two_workers_saving_the_same_index_at_once_both_succeed(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from whales_identify.reid.vote_index import saved_or_built
+
+    parts, _, _ = _clusters(7, n_ind=10, photos=2, k=20)
+    ids = [f"im{i}" for i in range(len(parts))]
+    settings = dict(nprobe=4, list_size=50, codes="SQ8", max_lists=0)
+    index = FaissVoteIndex(parts, **settings)
+    with ThreadPoolExecutor(4) as pool:  # one temporary name per writer: no rename finds its file gone
+        list(pool.map(lambda _: index.save(tmp_path / "vote-k.faiss"), range(8)))
+    assert FaissVoteIndex.load(tmp_path / "vote-k.faiss") is not None
+    assert not list(tmp_path.glob("*.partial"))
+    assert isinstance(saved_or_built(ids, parts, str(tmp_path / "d"), settings), FaissVoteIndex)

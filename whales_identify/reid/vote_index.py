@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +29,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from whales_identify.reid.local_features import as_float
+
+log = logging.getLogger(__name__)
+# saved indexes kept beside the newest one: enough for a prefix that later enrolments extend
+SAVED_INDEXES_KEPT = 2
 
 
 class VoteIndex(Protocol):
@@ -160,10 +167,19 @@ class FaissVoteIndex:
         import faiss
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        faiss.write_index(self.index, str(tmp))
-        np.save(path.with_name(path.name + ".owner.npy"), self.owner)
-        tmp.replace(path)
+        # Several workers may save the same key at once (a cold start with --workers 2): each writes
+        # its own temporary files, and the renames make the last complete copy win.
+        unique = f".{os.getpid()}.{uuid.uuid4().hex}.partial"
+        tmp, tmp_owner = path.with_name(path.name + unique), path.with_name(path.name + ".owner" + unique)
+        try:
+            faiss.write_index(self.index, str(tmp))
+            with open(tmp_owner, "wb") as fh:
+                np.save(fh, self.owner)
+            tmp_owner.replace(path.with_name(path.name + ".owner.npy"))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp_owner.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> FaissVoteIndex | None:
@@ -268,6 +284,29 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
                 return grown
     index = FaissVoteIndex(parts, **settings)
     key = fingerprint(image_ids, parts, tag)
-    index.save(folder / f"vote-{key}.faiss")
-    (folder / f"vote-{key}.json").write_text(json.dumps({"key": key, "images": len(parts), "settings": tag}))
+    # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
+    # start a rebuild, never this catalog load.
+    try:
+        index.save(folder / f"vote-{key}.faiss")
+        meta = folder / f"vote-{key}.json.{os.getpid()}.{uuid.uuid4().hex}.partial"
+        meta.write_text(json.dumps({"key": key, "images": len(parts), "settings": tag}))
+        meta.replace(folder / f"vote-{key}.json")
+        prune_saved(folder, keep=key)
+    except OSError as exc:
+        log.warning("could not save the vote index in %s (%s); the next start rebuilds it", folder, exc)
     return index
+
+
+def prune_saved(folder: Path, keep: str, newest: int = SAVED_INDEXES_KEPT) -> list[str]:
+    """Delete saved indexes but `keep` and the `newest` others (by modification time): every
+    removed photo changes the key, so without this each curation would leave a full index behind.
+    Returns the deleted keys."""
+    metas = sorted(folder.glob("vote-*.json"), key=lambda m: m.stat().st_mtime, reverse=True)
+    others = [m for m in metas if m.name != f"vote-{keep}.json"]
+    deleted = []
+    for meta in others[newest:]:
+        key = meta.name[len("vote-"):-len(".json")]
+        for path in (meta, folder / f"vote-{key}.faiss", folder / f"vote-{key}.faiss.owner.npy"):
+            path.unlink(missing_ok=True)
+        deleted.append(key)
+    return deleted
