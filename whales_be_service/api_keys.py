@@ -29,17 +29,19 @@ def key_fingerprint(api_key: str) -> str:
 
 
 def parse_api_keys(entries: Iterable[str]) -> list[ApiKey]:
-    """`["ana:k1", "k2", ":k:3"]` -> keys with their names; raises ValueError naming the bad entry's
-    name (never the key) for a name that cannot be used or one key given two names."""
+    """`["ana:k1", "k2", ":k:3"]` -> keys with their names; raises ValueError naming the bad entry
+    by its position, never by its text: a key that itself holds ':' and was not written ':key'
+    would otherwise put half of the secret into the start-up log."""
     keys: dict[str, ApiKey] = {}
-    for entry in entries:
+    for position, entry in enumerate(entries, start=1):
         name, sep, key = entry.partition(":")
         name, key = (name.strip(), key.strip()) if sep else ("", entry.strip())
         if not key:
-            raise ValueError(f"WHALES_API_KEYS: the entry named {name!r} has no key after ':'")
+            raise ValueError(f"WHALES_API_KEYS: entry {position} has no key after ':'")
         if name and not _NAME.match(name):
-            raise ValueError(f"WHALES_API_KEYS: reviewer name {name!r} is not usable (letters, digits, "
-                             "spaces and . _ ' - only, at most 64 characters)")
+            raise ValueError(f"WHALES_API_KEYS: entry {position} has a reviewer name that is not usable "
+                             "(letters, digits, spaces and . _ ' - only, at most 64 characters); "
+                             "a key that itself contains ':' is written ':key'")
         parsed = ApiKey(key, name or None)
         if key in keys and keys[key] != parsed:
             raise ValueError("WHALES_API_KEYS: one key is listed twice with different names")

@@ -216,9 +216,12 @@ def test_bad_key_names_fail_at_start():
 
     from whales_be_service.settings import Settings
 
-    for bad in (["<b>x</b>:secret-1"], ["ana:"], ["ana:secret-1", "ben:secret-1"]):
+    for bad in (["<b>x</b>:secret-1"], ["ana:"], ["ana:secret-1", "ben:secret-1"], ["s3cr+t/x:9f2c"]):
         with pytest.raises(ValidationError) as caught:
             Settings(database_url="memory://", api_keys=bad, frontend_dir=None)
-        # the error names the setting but never echoes a key into the logs
-        assert "secret-1" not in str(caught.value) and "WHALES_API_KEYS" in str(caught.value)
+        # the error names the setting but never echoes an entry into the logs: before ':' may be
+        # half of an old key that holds a ':' itself
+        message = str(caught.value)
+        assert "WHALES_API_KEYS" in message
+        assert not any(part in message for part in ("secret-1", "<b>x</b>", "s3cr+t/x", "9f2c"))
     assert Settings(database_url="memory://", api_keys=["ana:k1", "ana:k1"], frontend_dir=None).api_keys
