@@ -156,6 +156,7 @@ def move_image(store: Any, cur: Cursor, image_id: str, target_id: str, create: b
                   "AND individual_id = ?"), (target_id, species, image_id, source_id))
     if cur.rowcount == 0:
         raise ConflictError(f"catalog photo {image_id!r} was changed meanwhile; try again")
+    revive(cur, store.dialect, [target_id])
     cur.execute(_BUMP_GENERATION)
     reviewed = [source[len("review:"):]] if source.startswith("review:") else []
     predictions = rewrite_predictions(cur, store.dialect, source_id, target_id, answer=False, only=reviewed)
@@ -205,6 +206,14 @@ def resolve(cur: Cursor, dialect: Any, individual_id: str) -> str | None:
                 (individual_id,))
     row = cur.fetchone()
     return None if row is None else str(row[0])
+
+
+def revive(cur: Cursor, dialect: Any, individual_ids: list[str]) -> None:
+    """Ids that get photos are live: a retired id used again (a photo moved or enrolled under it)
+    no longer points at where it went, or its new predictions would be stored under that other id."""
+    if individual_ids:
+        cur.execute(dialect.sql(f"DELETE FROM individual_aliases WHERE alias_id IN "
+                                f"({', '.join('?' for _ in individual_ids)})"), tuple(individual_ids))
 
 
 def aliases_of(cur: Cursor, dialect: Any, individual_id: str) -> list[str]:

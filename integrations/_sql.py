@@ -306,6 +306,7 @@ class SqlStore:
             return
         with self._write() as cur:
             cur.executemany(self._q(_UPSERT_CATALOG), rows)
+            _curation.revive(cur, self.dialect, sorted({image.individual_id for image in images}))
             cur.execute(_BUMP_GENERATION)
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:

@@ -213,3 +213,21 @@ def test_a_prediction_made_against_the_old_catalog_is_stored_with_current_ids(an
     assert stored.individual_id == "hw_b" and cand_ids(stored) == ["hw_b", "hwXdup"]
     any_store.save_prediction(prediction("p10", 10, "hwXdup", ["hwXdup"]))  # nothing retired: as given
     assert any_store.get_prediction("p10").individual_id == "hwXdup"
+
+
+def test_a_retired_id_used_again_is_live_and_keeps_its_new_predictions(any_store):
+    seed(any_store)
+    any_store.merge_individuals("hw_dup", "hw_a", "Ana")
+    assert any_store.resolve_individual("hw_dup") == "hw_a"
+    # a photo moved to the retired id (create) makes it live again: it no longer points at hw_a
+    any_store.move_catalog_image("a2", "hw_dup", create=True, actor="Ana")
+    assert any_store.has_individual("hw_dup") and any_store.resolve_individual("hw_dup") is None
+    assert any_store.list_aliases("hw_a") == []
+    # the same through enrolment (a review or an upload naming the retired id)
+    any_store.rename_individual("hw_dup", "hw_c", "Ben")
+    assert any_store.resolve_individual("hw_dup") == "hw_c"
+    any_store.add_catalog_images([photo("n1", "hw_dup")])
+    assert any_store.resolve_individual("hw_dup") is None
+    # so a prediction that answers the revived id is stored under it, not under where it once went
+    any_store.save_prediction(prediction("p99", 30, "hw_dup", ["hw_dup", "hw_c"]))
+    assert any_store.get_prediction("p99").individual_id == "hw_dup"

@@ -191,6 +191,7 @@ class InMemoryCuration:
                 raise NotFoundError(f"no individual {target_id!r} in the catalog; set `create` to make it")
             species = target[0].species if target else image.species
             self._catalog[image_id] = replace(image, individual_id=target_id, species=species)
+            self._aliases().pop(target_id, None)  # a retired id used again is live (as in the stores)
             self._generation += 1
             reviewed = {pid for pid, r in self._predictions.items()
                         if image_id in (r.reviewer_decision or {}).get("enrolled_image_ids", [])}

@@ -274,6 +274,8 @@ class InMemoryStore(InMemoryCuration):
         with self._lock:
             for image in images:
                 self._catalog[image.image_id] = image
+                # a retired id (rename, merge) that gets photos again is live: see records/curation.py
+                self.__dict__.get("_alias_table", {}).pop(image.individual_id, None)
             self._generation += 1
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
