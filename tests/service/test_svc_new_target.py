@@ -28,3 +28,15 @@ def test_target_overrides_the_calibration(tmp_path):
     cal = _catalog_class(str(path), 0.7)(InMemoryStore(), model).calibration
     assert cal.new_probability_target == 0.7 and cal.open_set_rule == "probability"
     assert _catalog_class(str(path), None)(InMemoryStore(), model).calibration.new_probability_target == 0.5
+
+
+def test_a_target_without_a_p_new_model_is_said_at_start(caplog):
+    # the packaged calibrations have no P(new) model yet: the operator is told the target does nothing
+    model = "efficientnet_lite0.imagenet"
+    with caplog.at_level("WARNING", logger="whales_identify.reid.catalog"):
+        _catalog_class(None, 0.3)(InMemoryStore(), model)
+    assert any("has no effect" in r.getMessage() and model in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="whales_identify.reid.catalog"):
+        _catalog_class(None, None)(InMemoryStore(), model)
+    assert not caplog.records

@@ -9,6 +9,7 @@ matched (global embedding, LNBNN vote, geometric verification, calibrated fusion
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,8 @@ from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchInd
 from whales_identify.results import MatchResult
 
 __all__ = ["Catalog", "IndividualSummary", "MatchConfig", "Scores", "make_thumbnail", "with_model"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class Catalog:
             cal = Calibration(model_id=model_id)  # fitted for another model: fall back to defaults
         if new_individual_target is not None:  # the operator's P(new) target (WHALES_NEW_INDIVIDUAL_TARGET)
             cal = replace(cal, new_probability_target=float(new_individual_target))
+            if cal.new_model is None:  # said once at start, or the operator believes it applies
+                log.warning("a P(new) target of %s was set, but the calibration of %s has no P(new) model "
+                            "(rule: %s); it has no effect: fit one with `whales evaluate --open-set "
+                            "probability --fit-calibration FILE` and set WHALES_CALIBRATION",
+                            new_individual_target, model_id, cal.open_set_rule)
         self.calibration = cal
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}
