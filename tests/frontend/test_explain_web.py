@@ -114,6 +114,13 @@ def test_individual_history_has_three_points_and_entries(web, live_service, data
     _open(page, live_service, f"#catalog/{individual}")
     history = page.wait_for_selector("[data-testid=history] [data-testid=sighting-map]", timeout=60_000)
     assert history is not None
+    # The individual's page can be drawn twice (the key set above, the curation answer arriving): a
+    # map found by the wait may be replaced by a section still loading, so wait for the points
+    # themselves (a page that never draws three fails here after the timeout).
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=map-point]').length === 3",
+                           timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=timeline-entry]').length === 3",
+                           timeout=60_000)
     assert len(page.query_selector_all("[data-testid=map-point]")) == 3
     entries = page.query_selector_all("[data-testid=timeline-entry]")
     assert len(entries) == 3
