@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from integrations.base import open_store
+from whales_identify.records.store import InMemoryStore
 
 ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 
@@ -63,3 +64,18 @@ def store(store_url: str) -> Iterator:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The same test on the library's in-memory store, SQLite and PostgreSQL (the store tests that
+    must hold for every `Store`, including the one the tests and demos use)."""
+    if request.param == "memory":
+        yield InMemoryStore()
+        return
+    url = (f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    opened = open_store(url)
+    yield opened
+    opened.close()
+

@@ -15,21 +15,9 @@ from integrations.base import open_store
 from integrations.darwin_core import identification
 from whales_identify.errors import ConflictError, NotFoundError
 from whales_identify.records.review_queue import PredictionQuery
-from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord
+from whales_identify.records.store import CatalogImage, PredictionRecord
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request, tmp_path):
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    url = (f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def photo(image_id: str, individual: str, species: str = "humpback_whale", source: str = "",

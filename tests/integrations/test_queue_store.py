@@ -18,21 +18,9 @@ from whales_identify.records.review_queue import (
     decode_cursor,
     encode_cursor,
 )
-from whales_identify.records.store import CatalogImage, InMemoryStore, PredictionRecord
+from whales_identify.records.store import CatalogImage, PredictionRecord
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_store(request, tmp_path):
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    url = (f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def record(i: int, **kw) -> PredictionRecord:
