@@ -133,16 +133,21 @@ def merge_individuals(store: Any, cur: Cursor, source_id: str, target_id: str,
     return merge_result(source_id, target_id, species, moved, images, predictions)
 
 
+def _catalog_photo(cur: Cursor, q: Any, image_id: str, columns: str) -> tuple[Any, ...]:
+    """The named columns of one catalog photo, or NotFoundError (a 404 naming it)."""
+    cur.execute(q(f"SELECT {columns} FROM catalog_images WHERE image_id = ?"), (image_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"no catalog photo {image_id!r}")
+    return tuple(row)
+
+
 def move_image(store: Any, cur: Cursor, image_id: str, target_id: str, create: bool,
                actor: str | None) -> dict[str, Any]:
     """One photo to another individual (an existing one, or a new one with `create`); the decision
     of the review that enrolled it follows it."""
     q = store.dialect.sql
-    cur.execute(q("SELECT individual_id, species, filename, source FROM catalog_images WHERE image_id = ?"),
-                (image_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise NotFoundError(f"no catalog photo {image_id!r}")
+    row = _catalog_photo(cur, q, image_id, "individual_id, species, filename, source")
     source_id, own_species, filename, source = str(row[0]), str(row[1]), row[2], str(row[3] or "")
     check_distinct(source_id, target_id)
     _lock(store, cur, source_id, target_id)
@@ -171,11 +176,7 @@ def move_image(store: Any, cur: Cursor, image_id: str, target_id: str, create: b
 def remove_image(store: Any, cur: Cursor, image_id: str, actor: str | None) -> tuple[str, int]:
     """Delete one catalog photo; returns (its individual, photos the individual has left)."""
     q = store.dialect.sql
-    cur.execute(q("SELECT individual_id, filename, source FROM catalog_images WHERE image_id = ?"),
-                (image_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise NotFoundError(f"no catalog photo {image_id!r}")
+    row = _catalog_photo(cur, q, image_id, "individual_id, filename, source")
     individual_id = str(row[0])
     store._lock_individual(cur, individual_id)
     cur.execute(q("DELETE FROM catalog_images WHERE image_id = ?"), (image_id,))
