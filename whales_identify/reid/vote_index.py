@@ -18,21 +18,19 @@ Implementations with one interface (`len`, `owner`, `search(q, k) -> (idx, d2)`)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from whales_identify.reid import _saved
 from whales_identify.reid.local_features import as_float
 
 log = logging.getLogger(__name__)
-# saved indexes kept beside the newest one: enough for a prefix that later enrolments extend
-SAVED_INDEXES_KEPT = 2
+SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
+_SUFFIXES = (".faiss", ".faiss.owner.npy")
 
 
 class VoteIndex(Protocol):
@@ -169,8 +167,7 @@ class FaissVoteIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Several workers may save the same key at once (a cold start with --workers 2): each writes
         # its own temporary files, and the renames make the last complete copy win.
-        unique = f".{os.getpid()}.{uuid.uuid4().hex}.partial"
-        tmp, tmp_owner = path.with_name(path.name + unique), path.with_name(path.name + ".owner" + unique)
+        tmp, tmp_owner = _saved.partial(path), _saved.partial(path.with_name(path.name + ".owner"))
         try:
             faiss.write_index(self.index, str(tmp))
             with open(tmp_owner, "wb") as fh:
@@ -264,12 +261,10 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
     tag = repr(sorted(settings.items())) + tag
     folder = Path(directory)
     saved: list[tuple[int, str]] = []
-    for meta in folder.glob("vote-*.json"):
+    for info in _saved.list_saved(folder, "vote", tag):
         try:
-            info = json.loads(meta.read_text())
-            if info.get("settings") == tag:
-                saved.append((int(info["images"]), str(info["key"])))
-        except (OSError, ValueError, KeyError, TypeError):
+            saved.append((int(info["images"]), str(info["key"])))
+        except (ValueError, KeyError, TypeError):
             continue
     # the largest saved prefix first; one covering under half the photos is not worth extending
     # (its lists were sized for fewer descriptors): a new build is made and saved instead
@@ -288,9 +283,7 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
     # start a rebuild, never this catalog load.
     try:
         index.save(folder / f"vote-{key}.faiss")
-        meta = folder / f"vote-{key}.json.{os.getpid()}.{uuid.uuid4().hex}.partial"
-        meta.write_text(json.dumps({"key": key, "images": len(parts), "settings": tag}))
-        meta.replace(folder / f"vote-{key}.json")
+        _saved.write_meta(folder, "vote", key, {"images": len(parts), "settings": tag})
         prune_saved(folder, keep=key)
     except OSError as exc:
         log.warning("could not save the vote index in %s (%s); the next start rebuilds it", folder, exc)
@@ -301,12 +294,4 @@ def prune_saved(folder: Path, keep: str, newest: int = SAVED_INDEXES_KEPT) -> li
     """Delete saved indexes but `keep` and the `newest` others (by modification time): every
     removed photo changes the key, so without this each curation would leave a full index behind.
     Returns the deleted keys."""
-    metas = sorted(folder.glob("vote-*.json"), key=lambda m: m.stat().st_mtime, reverse=True)
-    others = [m for m in metas if m.name != f"vote-{keep}.json"]
-    deleted = []
-    for meta in others[newest:]:
-        key = meta.name[len("vote-"):-len(".json")]
-        for path in (meta, folder / f"vote-{key}.faiss", folder / f"vote-{key}.faiss.owner.npy"):
-            path.unlink(missing_ok=True)
-        deleted.append(key)
-    return deleted
+    return _saved.prune(folder, "vote", keep, _SUFFIXES, newest)
