@@ -319,6 +319,29 @@ class SqlStore:
                 out.extend(row_to_catalog(r, self.dialect) for r in rows)
         return out
 
+    def iter_catalog_images(self, model_id: str | None = None,
+                            page_size: int = 500) -> Iterator[CatalogImage]:
+        """The catalog a page at a time (keyset paging on the index of model, time and id): a
+        100k-photo catalog is never all held as full records, and no read (nor SQLite's connection
+        lock) stays open while the caller works. Per model, the order of `list_catalog_images`."""
+        keys = ("model_id", "created_at", "image_id") if model_id is None else ("created_at", "image_id")
+        fixed = "" if model_id is None else "model_id = ? AND "
+        cols = [CATALOG_COLUMNS.index(k) for k in keys]
+        after: tuple[Any, ...] | None = None
+        while True:
+            where = f"({', '.join(keys)}) > ({', '.join('?' for _ in keys)})" if after else "1 = 1"
+            args = ([] if model_id is None else [model_id]) + list(after or ())
+            with self._read() as cur:
+                cur.execute(self._q(f"{_SELECT_CATALOG} WHERE {fixed}{where} ORDER BY {', '.join(keys)} "
+                                    "LIMIT ?"), (*args, page_size))
+                rows = cur.fetchall()
+            if rows:
+                after = tuple(rows[-1][c] for c in cols)
+            for row in rows:
+                yield row_to_catalog(row, self.dialect)
+            if len(rows) < page_size:
+                return
+
     def get_catalog_image(self, image_id: str) -> CatalogImage | None:
         with self._read() as cur:
             cur.execute(self._q(f"{_SELECT_CATALOG} WHERE image_id = ?"), (image_id,))

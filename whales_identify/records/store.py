@@ -145,6 +145,8 @@ class Store(Protocol):
     # catalog
     def add_catalog_images(self, images: Sequence[CatalogImage]) -> None: ...
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]: ...
+    def iter_catalog_images(self, model_id: str | None = None,
+                            page_size: int = 500) -> Iterator[CatalogImage]: ...
     def get_catalog_image(self, image_id: str) -> CatalogImage | None: ...
     def remove_individual(self, individual_id: str) -> int: ...
     def list_sightings(self, individual_id: str, model_id: str | None = None) -> list[SightingRecord]: ...
@@ -280,6 +282,11 @@ class InMemoryStore(InMemoryCuration):
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
         return [im for im in self._catalog.values() if model_id is None or im.model_id == model_id]
+
+    def iter_catalog_images(self, model_id: str | None = None,
+                            page_size: int = 500) -> Iterator[CatalogImage]:
+        """`list_catalog_images`, one record at a time (the records are in memory already)."""
+        yield from self.list_catalog_images(model_id)
 
     def get_catalog_image(self, image_id: str) -> CatalogImage | None:
         return self._catalog.get(image_id)
