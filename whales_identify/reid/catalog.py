@@ -24,6 +24,7 @@ from whales_identify.errors import CatalogModelMismatchError
 from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
 from whales_identify.reid.calibrate import Calibration, resolve_calibration
+from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.results import MatchResult
@@ -46,7 +47,7 @@ class Catalog:
     """Reference photos of known individuals, and the matcher over them.
 
     Args:
-        store: where catalog images persist (`Store.list_catalog_images`/`add_catalog_images`).
+        store: where catalog images persist (`Store.iter_catalog_images`/`add_catalog_images`).
         model_id: the embedding model every stored embedding must come from.
         config: matching parameters and work bounds.
         calibration: fusion, open-set rule and probability map; default: the packaged
@@ -77,23 +78,51 @@ class Catalog:
         self._index: MatchIndex | None = None
         # the last snapshot while only enrolments happened since: the next one extends it
         self._grow_from: MatchIndex | None = None
+        self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
-        """Read the store into memory; refuse a store embedded by another model."""
-        images = self.store.list_catalog_images()
-        others = sorted({im.model_id for im in images if im.model_id != self.model_id})
-        if others:
-            n = sum(im.model_id != self.model_id for im in images)
-            raise CatalogModelMismatchError(
-                f"the catalog holds {n} image(s) embedded with {', '.join(others)}, but the "
-                f"current model is {self.model_id}; embeddings of two models are never compared: "
-                f"run `whales catalog reindex --model {self.model_id}`")
-        for i, im in enumerate(images):  # one at a time: the full records are released as we go
-            images[i] = self._in_memory(im)
+        """Read the store into memory, a page at a time; refuse a store embedded by another model.
+
+        With `config.features_dir`, the photos' descriptors and keypoints are views into files
+        mapped read-only (`feature_pack.py`) instead of arrays on the heap; should the folder fail
+        (disk full, not writable), the catalog is read again with them in RAM."""
+        if self.config.features_dir and self.config.use_local:
+            keep = max(self.config.index_keypoints, self.config.verify_keypoints)
+            try:
+                return self._load(FeaturePacker(self.config.features_dir, f"v1|{keep}"))
+            except OSError as exc:
+                log.warning("could not pack the catalog's features in %s (%s); they are held in RAM",
+                            self.config.features_dir, exc)
+        return self._load(None)
+
+    def _load(self, packer: FeaturePacker | None) -> Catalog:
+        images: dict[str, CatalogImage] = {}
+        others: dict[str, int] = {}
+        try:
+            for im in self.store.iter_catalog_images():
+                if im.model_id != self.model_id:
+                    others[im.model_id] = others.get(im.model_id, 0) + 1
+                    continue
+                im = self._in_memory(im)  # the full record (thumbnail, every keypoint) is dropped here
+                if packer is not None and packer.add(im.image_id, im.keypoints, im.descriptors):
+                    im = replace(im, keypoints=None, descriptors=None)  # in the pack from now on
+                images[im.image_id] = im
+            if others:
+                raise CatalogModelMismatchError(
+                    f"the catalog holds {sum(others.values())} image(s) embedded with "
+                    f"{', '.join(sorted(others))}, but the current model is {self.model_id}; "
+                    f"embeddings of two models are never compared: run `whales catalog reindex "
+                    f"--model {self.model_id}`")
+            for iid, (kp, desc) in (packer.finish() if packer is not None else {}).items():
+                images[iid] = replace(images[iid], keypoints=kp, descriptors=desc)
+        finally:
+            if packer is not None:
+                packer.abort()
         with self._lock:
-            self._images = {im.image_id: im for im in images}
+            self._images = images
             self._index = self._grow_from = None
+            self._pack = packer.pack if packer is not None else None
         return self
 
     def _in_memory(self, image: CatalogImage) -> CatalogImage:
@@ -110,6 +139,8 @@ class Catalog:
             ix = self._snapshot()
             if self.config.use_local:
                 ix.vote_index()
+            if self._pack is not None:  # building or checking the vote index read every photo
+                self._pack.release()
 
     def __len__(self) -> int:
         return len(self._images)

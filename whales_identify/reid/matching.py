@@ -58,6 +58,9 @@ class MatchConfig:
             descriptors per list, and a cap on the number of lists (0: none); docs/REID.md "Scale".
         vote_index_dir: where built faiss vote indexes are saved and read back at start-up ("":
             nowhere, always built); keyed by the photos and these settings.
+        features_dir: where the verification features (descriptors and keypoints) are packed
+            into files mapped read-only instead of held in RAM ("": in RAM); shared by workers,
+            keyed by the photos (`feature_pack.py`, docs/REID.md "Scale").
         vote_fold_at: descriptors enrolled since the last build that are searched exactly
             before they are folded into a copy of the index (enrolment without a rebuild).
         ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
@@ -80,6 +83,7 @@ class MatchConfig:
     ivf_list_size: int = 600
     ivf_max_lists: int = 0
     vote_index_dir: str = ""
+    features_dir: str = ""
     vote_fold_at: int = 20_000
     verify_keypoints: int = 500
     ratio: float = 0.9

@@ -1,0 +1,153 @@
+"""Verification features off the heap (issue 18, `MatchConfig.features_dir`): the catalog's
+descriptors and keypoints packed into files mapped read-only answer exactly as the arrays in RAM,
+through enrolments, removals and reloads, and the pack is shared and rewritten only when needed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from whales_identify.records.store import CatalogImage, InMemoryStore
+from whales_identify.reid import feature_pack
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.catalog import Catalog, MatchConfig
+from whales_identify.reid.local_features import LocalFeatures
+
+MODEL = "synthetic.scale"
+
+
+def _individuals(seed: int, n_ind: int, k: int = 40):
+    """Per individual, `k` keypoints with descriptors; its photos see them shifted and with noise,
+    so that verification finds inliers for the right individual only."""
+    rng = np.random.default_rng(seed)
+    return [(rng.uniform(0, 200, (k, 2)), rng.uniform(20, 235, (k, 128))) for _ in range(n_ind)]
+
+
+def _look(rng, centres, n: int | None = None) -> LocalFeatures:
+    kp, desc = centres
+    keep = np.sort(rng.choice(len(kp), n or len(kp), replace=False))
+    shift = rng.uniform(-20, 20, 2)
+    return LocalFeatures((kp[keep] + shift + rng.normal(0, 0.3, (len(keep), 2))).astype(np.float32),
+                         np.clip(desc[keep] + rng.normal(0, 6, (len(keep), 128)), 0, 255).astype(np.uint8))
+
+
+def _records(individuals, photos: int, seed: int, prefix: str = "im") -> list[CatalogImage]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, centres in enumerate(individuals):
+        for p in range(photos):
+            lf = _look(rng, centres, n=int(rng.integers(25, 41)))
+            e = rng.normal(size=8).astype(np.float32)
+            out.append(CatalogImage(image_id=f"{prefix}{i:03d}_{p}", individual_id=f"ind{i}", species="s",
+                                    model_id=MODEL, embedding=e / np.linalg.norm(e),
+                                    keypoints=lf.keypoints, descriptors=lf.descriptors))
+    return out
+
+
+def _catalog(store, tmp_path=None, **cfg) -> Catalog:
+    config = MatchConfig(global_candidates=3, vote_candidates=3,
+                         features_dir=str(tmp_path) if tmp_path else "", **cfg)
+    return Catalog(store, MODEL, config=config, calibration=Calibration(model_id=MODEL)).load()
+
+
+def _assert_same_answers(mapped: Catalog, ram: Catalog, queries) -> None:
+    for q in queries:
+        emb = np.ones(8, np.float32) / np.sqrt(8)
+        got, want = mapped.score(emb, q), ram.score(emb, q)
+        assert got.individual_ids == want.individual_ids and got.image_ids == want.image_ids
+        for name in ("cos", "vote", "inliers", "ref_image"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        assert got.inliers.max() >= 8  # verification ran and found the individual
+
+
+def _mapped(catalog: Catalog) -> list[str]:
+    """The photos whose descriptors are views into a read-only mapping."""
+    return [iid for iid, im in catalog._images.items()  # noqa: SLF001
+            if im.descriptors is not None and not im.descriptors.flags.writeable
+            and not im.descriptors.flags.owndata]
+
+
+def test_mapped_features_answer_exactly_like_ram_through_enrolment_and_removal(tmp_path):
+    individuals = _individuals(0, n_ind=12)
+    rng = np.random.default_rng(99)
+    queries = [_look(rng, individuals[i]) for i in (0, 5, 11)]
+    store = InMemoryStore()
+    store.add_catalog_images(_records(individuals[:10], photos=2, seed=1))
+    ram, mapped = _catalog(store), _catalog(store, tmp_path)
+    assert len(_mapped(mapped)) == 20 and not _mapped(ram)
+    assert len(list(tmp_path.glob("feat-*.desc"))) == 1 and not list(tmp_path.glob("*.partial"))
+    _assert_same_answers(mapped, ram, queries[:2])
+
+    new = _records(individuals[10:], photos=2, seed=2, prefix="new")
+    for cat in (ram, mapped):  # enrolled photos stay in RAM until the next load
+        cat.add_images(new[:2])
+        cat.add_images(new[2:])
+    assert len(_mapped(mapped)) == 20
+    _assert_same_answers(mapped, ram, queries)
+    for cat in (ram, mapped):
+        cat.remove_individual("ind3")
+    _assert_same_answers(mapped, ram, queries)
+
+    # a reload (a restart, or another worker's change) reads the saved pack: the 4 new photos are
+    # few, so they stay in RAM and nothing is written
+    reloaded = _catalog(store, tmp_path)
+    assert len(_mapped(reloaded)) == 18 and len(list(tmp_path.glob("feat-*.json"))) == 1
+    _assert_same_answers(reloaded, _catalog(store), queries)
+    reloaded.warm_index()  # drops the pages the vote index build read; they are read again
+    _assert_same_answers(reloaded, ram, queries)
+
+
+def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pruned(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 3)
+    individuals = _individuals(1, n_ind=8)
+    recs = _records(individuals, photos=2, seed=3)
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:6])
+    first = _catalog(store, tmp_path)
+    store.add_catalog_images(recs[6:8])  # 2 new photos: kept in RAM, the pack is reused
+    assert len(_mapped(_catalog(store, tmp_path))) == 6 and len(list(tmp_path.glob("feat-*.json"))) == 1
+    store.add_catalog_images(recs[8:])  # 10 new photos: a new pack with all 16
+    second = _catalog(store, tmp_path)
+    assert len(_mapped(second)) == 16 and len(list(tmp_path.glob("feat-*.json"))) == 2
+    for im in recs:
+        got = second._images[im.image_id]  # noqa: SLF001
+        np.testing.assert_array_equal(got.descriptors, im.descriptors)
+        np.testing.assert_array_equal(got.keypoints, im.keypoints)
+    for drop in range(4):  # every change gives a new key: the newest and SAVED_KEPT others stay
+        monkeypatch.setattr(feature_pack, "UNPACKED_MIN", -1)
+        store.remove_individual(f"ind{drop}")
+        store.add_catalog_images([replace(recs[-1], image_id=f"extra{drop}")])
+        _catalog(store, tmp_path)
+    assert len(list(tmp_path.glob("feat-*.json"))) == 3 and len(list(tmp_path.glob("feat-*.desc"))) == 3
+    # the first catalog's pack was deleted: its mapping still reads (POSIX)
+    np.testing.assert_array_equal(first._images[recs[0].image_id].descriptors, recs[0].descriptors)  # noqa: SLF001
+
+
+def test_an_unusable_features_folder_falls_back_to_ram(tmp_path, caplog):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    store = InMemoryStore()
+    store.add_catalog_images(_records(_individuals(2, n_ind=3), photos=2, seed=4))
+    with caplog.at_level(logging.WARNING):
+        cat = _catalog(store, blocker)
+    assert len(cat) == 6 and not _mapped(cat) and "held in RAM" in caplog.text
+
+
+def test_load_streams_the_store_and_still_refuses_another_model(tmp_path, monkeypatch):
+    store = InMemoryStore()
+    recs = _records(_individuals(3, n_ind=3), photos=2, seed=5)
+    store.add_catalog_images(recs)
+    monkeypatch.setattr(InMemoryStore, "list_catalog_images",
+                        lambda *a, **k: pytest.fail("the load must stream"), raising=True)
+    monkeypatch.setattr(InMemoryStore, "iter_catalog_images", lambda self, *a, **k: iter(recs))
+    assert len(_catalog(store, tmp_path)) == 6
+    other = [*recs, replace(recs[0], image_id="x", model_id="other.model")]
+    monkeypatch.setattr(InMemoryStore, "iter_catalog_images", lambda self, *a, **k: iter(other))
+    from whales_identify.errors import CatalogModelMismatchError
+
+    with pytest.raises(CatalogModelMismatchError, match="1 image"):
+        _catalog(store, tmp_path / "refused")
+    assert not list((tmp_path / "refused").glob("*"))  # nothing left behind

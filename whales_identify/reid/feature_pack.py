@@ -1,0 +1,219 @@
+"""Verification features off the heap (`MatchConfig.features_dir`): the descriptors and keypoints of
+the catalog's photos packed into two files mapped read-only, each photo's arrays views into them.
+
+At 100k photos the uint8 descriptors and float32 keypoints are ~6.3 GB, and a query verifies at
+most a few hundred photos; mapped, only the pages that are read are resident, and the kernel may
+drop them again (they are file pages, not the heap).
+
+`FeaturePacker` is given each photo as the store streams them (`Catalog.load`):
+- a photo found in the newest pack saved with the same settings (same id, descriptor count, first
+  and last rows: the vote index's kind of key) becomes a view into that pack;
+- others (enrolled since the pack was written) stay in RAM while they are few (`UNPACKED_SHARE`
+  of the pack's photos);
+- beyond that, or without a pack, a new pack is written as the photos stream (the photos already
+  seen copied in first), under temporary names renamed into place (`_saved`), and read back mapped.
+
+Files, per key: `feat-KEY.desc` (rows x 128 uint8), `feat-KEY.kp` (rows x 2 float32), raw;
+`feat-KEY.photos.npz` (per photo: offsets into the rows and a digest); `feat-KEY.json` last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mmap
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from whales_identify.reid import _saved
+from whales_identify.reid.local_features import DESCRIPTOR_DIM
+
+log = logging.getLogger(__name__)
+PREFIX = "feat"
+_SUFFIXES = (".desc", ".kp", ".photos.npz")
+# photos missing from the pack that are kept in RAM instead of writing a new pack, at most this
+# share of the pack's photos (or UNPACKED_MIN): a restart after a few enrolments rewrites nothing
+UNPACKED_SHARE = 0.1
+UNPACKED_MIN = 64
+Features = tuple[np.ndarray, np.ndarray]  # (keypoints, descriptors)
+
+
+def packable(keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bool:
+    """Whether a photo's arrays have the pack's layout (others simply stay in RAM)."""
+    return (keypoints is not None and descriptors is not None and descriptors.dtype == np.uint8
+            and descriptors.ndim == 2 and descriptors.shape[1] == DESCRIPTOR_DIM
+            and keypoints.dtype == np.float32 and keypoints.shape == (len(descriptors), 2))
+
+
+def digest(image_id: str, keypoints: np.ndarray, descriptors: np.ndarray) -> bytes:
+    """Which photo, and which features of it: the id, the count and the first and last rows (a
+    changed photo changes its strongest descriptors; hashing every row would cost ~10 s at 100k)."""
+    h = hashlib.blake2b(f"{image_id}|{len(descriptors)}|".encode(), digest_size=16)
+    for rows in (descriptors, keypoints):
+        if len(rows):
+            h.update(rows[0].tobytes())
+            h.update(rows[-1].tobytes())
+    return h.digest()
+
+
+class FeaturePack:
+    """A saved pack, mapped read-only."""
+
+    def __init__(self, folder: Path, key: str):
+        base = folder / f"{PREFIX}-{key}"
+        with np.load(f"{base}.photos.npz") as z:
+            self.offsets, digests = z["offsets"].astype(np.int64), z["digests"]
+        self.key, self.paths = key, (Path(f"{base}.desc"), Path(f"{base}.kp"))
+        self.index = {bytes(d): i for i, d in enumerate(digests)}
+        rows = int(self.offsets[-1]) if len(self.offsets) else 0
+        self._maps = [np.memmap(self.paths[0], np.uint8, "r", shape=(rows, DESCRIPTOR_DIM)),
+                      np.memmap(self.paths[1], np.float32, "r", shape=(rows, 2))] if rows else []
+        # plain ndarray views (no memmap subclass in the arithmetic); they keep the mapping alive
+        self.desc = np.asarray(self._maps[0]) if rows else np.zeros((0, DESCRIPTOR_DIM), np.uint8)
+        self.kp = np.asarray(self._maps[1]) if rows else np.zeros((0, 2), np.float32)
+
+    @classmethod
+    def newest(cls, folder: Path, settings: str) -> FeaturePack | None:
+        """The most recently saved pack with these settings that opens (None: none)."""
+        for info in _saved.list_saved(folder, PREFIX, settings):
+            try:
+                return cls(folder, str(info["key"]))
+            except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or incomplete
+                continue
+        return None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def views(self, i: int) -> Features:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.kp[lo:hi], self.desc[lo:hi]
+
+    def release(self) -> None:
+        """Drop this process's resident pages of the mapping (the vote index build reads every
+        photo once); they stay in the page cache and come back on the next read."""
+        for m in self._maps:
+            raw = getattr(m, "_mmap", None)
+            if raw is not None and hasattr(mmap, "MADV_DONTNEED"):
+                raw.madvise(mmap.MADV_DONTNEED)
+
+
+class FeaturePacker:
+    """Collects the streamed photos' features; `finish()` gives each one's arrays (views into a
+    pack where packed). See the module docstring.
+
+    Args:
+        directory: the folder shared by the workers.
+        settings: what the arrays depend on (the kept keypoints per photo): packs made with other
+            settings are never used.
+    """
+
+    def __init__(self, directory: str, settings: str):
+        self.folder, self.settings = Path(directory), settings
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.base = FeaturePack.newest(self.folder, settings)
+        # per photo, in stream order: (image id, digest, where) with where = ("base", i),
+        # ("ram", (kp, desc)) or ("new", row offset)
+        self.photos: list[tuple[str, bytes, tuple]] = []
+        self.unpacked = 0
+        self.allowed = max(UNPACKED_MIN, int(UNPACKED_SHARE * len(self.base))) if self.base else -1
+        self._files: list[tuple[Path, BinaryIO]] = []
+        self._rows = 0
+        self.pack: FeaturePack | None = None
+
+    def add(self, image_id: str, keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bool:
+        """Take one photo's arrays (False: not packable, the caller keeps them)."""
+        if not packable(keypoints, descriptors):
+            return False
+        assert keypoints is not None and descriptors is not None
+        d = digest(image_id, keypoints, descriptors)
+        if self._files:
+            self.photos.append((image_id, d, ("new", self._write(keypoints, descriptors))))
+            return True
+        found = self.base.index.get(d) if self.base is not None else None
+        if found is not None:
+            self.photos.append((image_id, d, ("base", found)))
+            return True
+        self.photos.append((image_id, d, ("ram", (keypoints, descriptors))))
+        self.unpacked += 1
+        if self.unpacked > self.allowed:
+            self._start_writing()
+        return True
+
+    def _start_writing(self) -> None:
+        """A new pack: the photos seen so far go in first (from the old pack's file, not its
+        mapping, so that copying does not make its pages resident here)."""
+        for suffix in (".desc", ".kp"):
+            tmp = _saved.partial(self.folder / f"{PREFIX}-new{suffix}")
+            self._files.append((tmp, open(tmp, "wb")))  # closed in finish/abort
+        sources = [open(p, "rb") for p in self.base.paths] if self.base is not None else []
+        try:
+            for j, (iid, d, where) in enumerate(self.photos):
+                if where[0] == "ram":
+                    kp, desc = where[1]
+                    self.photos[j] = (iid, d, ("new", self._write(kp, desc)))
+                    continue
+                assert self.base is not None
+                lo, hi = int(self.base.offsets[where[1]]), int(self.base.offsets[where[1] + 1])
+                start = self._rows
+                for (_, out), src, width in zip(self._files, sources, (DESCRIPTOR_DIM, 8), strict=True):
+                    src.seek(lo * width)
+                    out.write(src.read((hi - lo) * width))
+                self._rows += hi - lo
+                self.photos[j] = (iid, d, ("new", start))
+        finally:
+            for src in sources:
+                src.close()
+
+    def _write(self, keypoints: np.ndarray, descriptors: np.ndarray) -> int:
+        start = self._rows
+        self._files[0][1].write(np.ascontiguousarray(descriptors).tobytes())
+        self._files[1][1].write(np.ascontiguousarray(keypoints).tobytes())
+        self._rows += len(descriptors)
+        return start
+
+    def finish(self) -> dict[str, Features]:
+        """Every taken photo's (keypoints, descriptors): views into the pack, or the RAM arrays of
+        the few photos left out of it. Raises OSError when a new pack cannot be written or read."""
+        # writing: every photo is in the new pack, in stream order; else the saved one (or none)
+        self.pack = self._save() if self._files else self.base
+        out: dict[str, Features] = {}
+        for n, (iid, _, where) in enumerate(self.photos):
+            if where[0] == "ram" or self.pack is None:
+                out[iid] = where[1]
+            else:
+                out[iid] = self.pack.views(n if where[0] == "new" else where[1])
+        self.photos = []
+        return out
+
+    def _save(self) -> FeaturePack:
+        for _, fh in self._files:
+            fh.close()
+        digests = np.frombuffer(b"".join(d for _, d, _ in self.photos), np.uint8).reshape(-1, 16)
+        starts = [w[1] for _, _, w in self.photos]
+        offsets = np.array([*starts, self._rows], np.int64)
+        key = hashlib.blake2b(self.settings.encode() + digests.tobytes(), digest_size=12).hexdigest()
+        base = self.folder / f"{PREFIX}-{key}"
+        photos_tmp = _saved.partial(Path(f"{base}.photos.npz"))
+        try:
+            with open(photos_tmp, "wb") as fh:
+                np.savez(fh, offsets=offsets, digests=digests)
+            for (tmp, _), suffix in zip(self._files, (".desc", ".kp"), strict=True):
+                tmp.replace(f"{base}{suffix}")
+            photos_tmp.replace(f"{base}.photos.npz")
+            _saved.write_meta(self.folder, PREFIX, key, {"images": len(self.photos), "rows": self._rows,
+                                                         "settings": self.settings})
+        finally:
+            photos_tmp.unlink(missing_ok=True)
+            self.abort()
+        _saved.prune(self.folder, PREFIX, keep=key, suffixes=_SUFFIXES)
+        return FeaturePack(self.folder, key)
+
+    def abort(self) -> None:
+        """Close and delete the temporary files (a failed or refused load)."""
+        for tmp, fh in self._files:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+        self._files = []
