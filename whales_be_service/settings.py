@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         None, description="Folder where the catalog's LNBNN vote index is saved once built and read back "
                           "at the next start (a start after enrolments adds the new photos to the saved "
                           "index); unset: built at every start (docs/REID.md, Scale).")
+    features_dir: str | None = Field(
+        None, description="Folder where the catalog's verification features (descriptors and keypoints) "
+                          "are packed into files mapped read-only instead of held in RAM (~6 GB at "
+                          "100k photos); workers share it; unset: in RAM (docs/REID.md, Scale).")
     vote_index_codes: str = Field(
         "SQ8", description="Codes of the faiss vote index: SQ8 (default, 136 B per descriptor) or a "
                            "fast-scan product quantiser such as PQ64x4fs (40 B, ~10x faster search, "

@@ -191,7 +191,8 @@ def _create_gate(s: Settings, embedder: Any) -> Any:
 def _match_config(s: Settings) -> Any:
     from whales_identify.reid.catalog import MatchConfig
 
-    return MatchConfig(vote_index_dir=s.vote_index_dir or "", ivf_codes=s.vote_index_codes)
+    return MatchConfig(vote_index_dir=s.vote_index_dir or "", ivf_codes=s.vote_index_codes,
+                       features_dir=s.features_dir or "")
 
 
 def _catalog_class(calibration: str | None = None, new_target: float | None = None,

@@ -1,5 +1,6 @@
-"""WHALES_VOTE_INDEX_DIR / WHALES_VOTE_INDEX_CODES reach the catalog the service builds (issue 18):
-the vote index is saved in that folder and read back by the next start."""
+"""WHALES_VOTE_INDEX_DIR / WHALES_VOTE_INDEX_CODES / WHALES_FEATURES_DIR reach the catalog the
+service builds (issue 18): the vote index is saved in that folder and read back by the next start,
+and the verification features are packed in theirs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ MODEL = "synthetic.scale"
 
 
 def test_vote_index_settings_reach_the_catalog(tmp_path):
-    s = Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_codes="PQ64x4fs")
+    s = Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_codes="PQ64x4fs",
+                 features_dir=str(tmp_path / "features"))
     rng = np.random.default_rng(0)
     store = InMemoryStore()
     store.add_catalog_images([CatalogImage(
@@ -25,4 +27,6 @@ def test_vote_index_settings_reach_the_catalog(tmp_path):
     assert catalog.config.ivf_codes == "PQ64x4fs" and catalog.config.vote_index_dir == str(tmp_path / "vote")
     catalog.load().warm_index()
     assert len(list((tmp_path / "vote").glob("vote-*.faiss"))) == 1
+    assert len(list((tmp_path / "features").glob("feat-*.desc"))) == 1  # WHALES_FEATURES_DIR
     assert _match_config(Settings()).vote_index_dir == ""  # unset: nothing saved
+    assert _match_config(Settings()).features_dir == ""
