@@ -151,3 +151,23 @@ def test_load_streams_the_store_and_still_refuses_another_model(tmp_path, monkey
     with pytest.raises(CatalogModelMismatchError, match="1 image"):
         _catalog(store, tmp_path / "refused")
     assert not list((tmp_path / "refused").glob("*"))  # nothing left behind
+
+
+def test_a_restart_reads_the_saved_vote_index_keyed_by_the_pack_digests(tmp_path, monkeypatch):
+    """With mapped features the saved vote index is keyed by the photos' digests (reading each
+    photo's first and last rows would make the whole mapping resident), and still found again."""
+    from whales_identify.reid.vote_index import FaissVoteIndex
+
+    individuals = _individuals(4, n_ind=6)
+    rng = np.random.default_rng(7)
+    queries = [_look(rng, individuals[i]) for i in (1, 4)]
+    store = InMemoryStore()
+    store.add_catalog_images(_records(individuals, photos=2, seed=6))
+    dirs = dict(vote_index_dir=str(tmp_path / "vote"))
+    _catalog(store, tmp_path / "feat", **dirs).warm_index()
+    ram = _catalog(store)
+    ram.warm_index()
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    restarted = _catalog(store, tmp_path / "feat", **dirs)
+    restarted.warm_index()
+    _assert_same_answers(restarted, ram, queries)

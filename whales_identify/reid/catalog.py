@@ -79,6 +79,7 @@ class Catalog:
         # the last snapshot while only enrolments happened since: the next one extends it
         self._grow_from: MatchIndex | None = None
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
+        self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
@@ -123,6 +124,7 @@ class Catalog:
             self._images = images
             self._index = self._grow_from = None
             self._pack = packer.pack if packer is not None else None
+            self._digests = packer.digests if packer is not None else None
         return self
 
     def _in_memory(self, image: CatalogImage) -> CatalogImage:
@@ -149,7 +151,7 @@ class Catalog:
         with self._lock:
             if self._index is None:
                 self._index = MatchIndex(list(self._images.values()), self.config,
-                                         previous=self._grow_from)
+                                         previous=self._grow_from, digests=self._digests)
                 self._grow_from = None
             return self._index
 

@@ -122,6 +122,7 @@ class FeaturePacker:
         self._files: list[tuple[Path, BinaryIO]] = []
         self._rows = 0
         self.pack: FeaturePack | None = None
+        self.digests: dict[str, bytes] = {}  # of the photos that are views into `pack`
 
     def add(self, image_id: str, keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bool:
         """Take one photo's arrays (False: not packable, the caller keeps them)."""
@@ -176,15 +177,17 @@ class FeaturePacker:
 
     def finish(self) -> dict[str, Features]:
         """Every taken photo's (keypoints, descriptors): views into the pack, or the RAM arrays of
-        the few photos left out of it. Raises OSError when a new pack cannot be written or read."""
+        the few photos left out of it (`digests` then holds the packed ones' digests). Raises
+        OSError when a new pack cannot be written or read."""
         # writing: every photo is in the new pack, in stream order; else the saved one (or none)
         self.pack = self._save() if self._files else self.base
         out: dict[str, Features] = {}
-        for n, (iid, _, where) in enumerate(self.photos):
+        for n, (iid, d, where) in enumerate(self.photos):
             if where[0] == "ram" or self.pack is None:
                 out[iid] = where[1]
             else:
                 out[iid] = self.pack.views(n if where[0] == "new" else where[1])
+                self.digests[iid] = d
         self.photos = []
         return out
 

@@ -22,13 +22,14 @@ calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the phot
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.feature_pack import digest
 from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
 from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend, saved_or_built
 from whales_identify.results import Candidate, MatchResult
@@ -111,10 +112,12 @@ class MatchIndex:
 
     `previous`: the snapshot this one replaces. When `images` only appends to its images (an
     enrolment), its embedding buffer and vote index are extended instead of rebuilt.
+    `digests`: `feature_pack.digest` of the photos whose features are mapped from a file; with
+    it, the saved vote index is keyed by digests (computed for the others), not by reading rows.
     """
 
     def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
-                 previous: MatchIndex | None = None):
+                 previous: MatchIndex | None = None, digests: Mapping[str, bytes] | None = None):
         self.images = list(images)
         self.image_ids = [im.image_id for im in self.images]
         self.individuals = sorted({im.individual_id for im in self.images})
@@ -140,6 +143,7 @@ class MatchIndex:
                                     im.descriptors if im.descriptors is not None else no_desc)
                       for im in self.images]
         self.cfg = cfg
+        self.digests = digests
         self._vote_index: VoteIndex | None = None
         self._vote_lock = threading.Lock()
 
@@ -158,11 +162,19 @@ class MatchIndex:
                 if self._vote_index is not None:
                     pass
                 elif cfg.vote_index == "faiss":
-                    self._vote_index = _faiss_index(self.image_ids, parts, cfg)
+                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests())
                 else:
                     self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
                                                       shard_size=cfg.vote_shard_size)
             return self._vote_index
+
+
+    def _digests(self) -> list[bytes] | None:
+        if self.digests is None:
+            return None
+        known = self.digests
+        return [known.get(iid) or digest(iid, lf.keypoints, lf.descriptors)
+                for iid, lf in zip(self.image_ids, self.local, strict=True)]
 
 
 def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchIndex | None
@@ -184,12 +196,13 @@ def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchI
     return [data, n]
 
 
-def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig) -> VoteIndex:
+def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig,
+                 digests: Sequence[bytes] | None = None) -> VoteIndex:
     """Build the faiss index, or read the one saved for these photos (or the first of them)."""
     settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
                     max_lists=cfg.ivf_max_lists)
     return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
-                          fold_at=cfg.vote_fold_at)
+                          fold_at=cfg.vote_fold_at, digests=digests)
 
 
 def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,

@@ -238,20 +238,26 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
     return TieredVoteIndex(base, base_images, delta)
 
 
-def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings: str) -> str:
+def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings: str,
+                digests: Sequence[bytes] | None = None) -> str:
     """A key for a saved index: the settings, and per image its id, descriptor count and first and
-    last descriptor (cheap at 100k photos; a changed photo changes its descriptors)."""
+    last descriptor (cheap at 100k photos; a changed photo changes its descriptors), or its
+    `digests` where given (`feature_pack.digest` of photos whose descriptors are mapped from a file:
+    reading their rows here would make the whole mapping resident)."""
     h = hashlib.sha256(settings.encode())
-    for iid, p in zip(image_ids, parts, strict=True):
+    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
         h.update(f"{iid}|{len(p)}|".encode())
-        if len(p):
+        if digests is not None:
+            h.update(digests[i])
+        elif len(p):
             h.update(p[0].tobytes())
             h.update(p[-1].tobytes())
     return h.hexdigest()[:24]
 
 
 def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], directory: str,
-                   settings: dict[str, Any], tag: str = "", fold_at: int = 20_000) -> VoteIndex:
+                   settings: dict[str, Any], tag: str = "", fold_at: int = 20_000,
+                   digests: Sequence[bytes] | None = None) -> VoteIndex:
     """`FaissVoteIndex(parts, **settings)`, read from `directory` when one was saved there for the
     same settings and these photos, or for a prefix of them (the photos enrolled after it was
     saved are added, as `extend` does); a new build is saved (index, owners, and a small json
@@ -270,7 +276,7 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
     # (its lists were sized for fewer descriptors): a new build is made and saved instead
     candidates = sorted((c for c in saved if len(parts) / 2 <= c[0] <= len(parts)), reverse=True)
     for n, key in candidates[:3]:  # each check hashes the photos it covers
-        if fingerprint(image_ids[:n], parts[:n], tag) != key:
+        if fingerprint(image_ids[:n], parts[:n], tag, None if digests is None else digests[:n]) != key:
             continue
         found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
         if found is not None:
@@ -278,7 +284,7 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
             if grown is not None:
                 return grown
     index = FaissVoteIndex(parts, **settings)
-    key = fingerprint(image_ids, parts, tag)
+    key = fingerprint(image_ids, parts, tag, digests)
     # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
     # start a rebuild, never this catalog load.
     try:
