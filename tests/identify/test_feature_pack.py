@@ -171,3 +171,11 @@ def test_a_restart_reads_the_saved_vote_index_keyed_by_the_pack_digests(tmp_path
     restarted = _catalog(store, tmp_path / "feat", **dirs)
     restarted.warm_index()
     _assert_same_answers(restarted, ram, queries)
+    monkeypatch.undo()
+    # a photo replaced under the same id (its pack digest is stale): a new key, not the saved index
+    first = restarted._images["im001_0"]  # noqa: SLF001
+    changed = _look(rng, individuals[4], n=len(first.descriptors))  # same count: only the rows differ
+    swapped = replace(first, keypoints=changed.keypoints, descriptors=changed.descriptors)
+    for cat in (restarted, ram):
+        cat.add_images([swapped])
+    _assert_same_answers(restarted, ram, queries)

@@ -168,6 +168,8 @@ class Catalog:
             replaced = any(im.image_id in self._images for im in images)
             for im in images:
                 self._images[im.image_id] = self._in_memory(im)
+                if self._digests is not None:  # a replaced photo's packed digest is stale
+                    self._digests.pop(im.image_id, None)
             # new photos only: the next snapshot extends this one (no index rebuild)
             self._grow_from = None if replaced else (self._index or self._grow_from)
             self._index = None
