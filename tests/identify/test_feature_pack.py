@@ -179,3 +179,23 @@ def test_a_restart_reads_the_saved_vote_index_keyed_by_the_pack_digests(tmp_path
     for cat in (restarted, ram):
         cat.add_images([swapped])
     _assert_same_answers(restarted, ram, queries)
+
+
+def test_workers_packing_the_same_catalog_at_once_all_load_it(tmp_path):
+    """Each writer has its own temporary names; the renames leave one complete pack, and every
+    worker answers as the RAM catalog does (the vote index built in chunks, pages released)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    individuals = _individuals(5, n_ind=8)
+    rng = np.random.default_rng(8)
+    queries = [_look(rng, individuals[i]) for i in (2, 6)]
+    store = InMemoryStore()
+    store.add_catalog_images(_records(individuals, photos=2, seed=9))
+    with ThreadPoolExecutor(4) as pool:
+        workers = list(pool.map(lambda _: _catalog(store, tmp_path), range(4)))
+    assert not list(tmp_path.glob("*.partial")) and len(list(tmp_path.glob("feat-*.json"))) == 1
+    ram = _catalog(store)
+    for cat in workers:
+        assert len(_mapped(cat)) == 16
+        cat.warm_index()
+        _assert_same_answers(cat, ram, queries)

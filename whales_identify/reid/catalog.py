@@ -151,7 +151,8 @@ class Catalog:
         with self._lock:
             if self._index is None:
                 self._index = MatchIndex(list(self._images.values()), self.config,
-                                         previous=self._grow_from, digests=self._digests)
+                                         previous=self._grow_from, digests=self._digests,
+                                         release=self._pack.release if self._pack is not None else None)
                 self._grow_from = None
             return self._index
 

@@ -22,7 +22,7 @@ calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the phot
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,10 +114,12 @@ class MatchIndex:
     enrolment), its embedding buffer and vote index are extended instead of rebuilt.
     `digests`: `feature_pack.digest` of the photos whose features are mapped from a file; with
     it, the saved vote index is keyed by digests (computed for the others), not by reading rows.
+    `release`: drops the mapping's resident pages; called after each chunk of a vote index build.
     """
 
     def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
-                 previous: MatchIndex | None = None, digests: Mapping[str, bytes] | None = None):
+                 previous: MatchIndex | None = None, digests: Mapping[str, bytes] | None = None,
+                 release: Callable[[], None] | None = None):
         self.images = list(images)
         self.image_ids = [im.image_id for im in self.images]
         self.individuals = sorted({im.individual_id for im in self.images})
@@ -143,7 +145,7 @@ class MatchIndex:
                                     im.descriptors if im.descriptors is not None else no_desc)
                       for im in self.images]
         self.cfg = cfg
-        self.digests = digests
+        self.digests, self.release = digests, release
         self._vote_index: VoteIndex | None = None
         self._vote_lock = threading.Lock()
 
@@ -162,7 +164,7 @@ class MatchIndex:
                 if self._vote_index is not None:
                     pass
                 elif cfg.vote_index == "faiss":
-                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests())
+                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests(), self.release)
                 else:
                     self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
                                                       shard_size=cfg.vote_shard_size)
@@ -197,12 +199,13 @@ def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchI
 
 
 def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig,
-                 digests: Sequence[bytes] | None = None) -> VoteIndex:
+                 digests: Sequence[bytes] | None = None,
+                 after_chunk: Callable[[], None] | None = None) -> VoteIndex:
     """Build the faiss index, or read the one saved for these photos (or the first of them)."""
     settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
                     max_lists=cfg.ivf_max_lists)
     return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
-                          fold_at=cfg.vote_fold_at, digests=digests)
+                          fold_at=cfg.vote_fold_at, digests=digests, after_chunk=after_chunk)
 
 
 def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,

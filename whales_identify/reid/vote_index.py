@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,11 +110,13 @@ class FaissVoteIndex:
         codes: faiss factory codes: "SQ8", or a product quantiser such as "PQ64x4fs".
         max_lists: at most this many lists (0: no cap). Adding a descriptor costs one distance per
             list, so uncapped lists make a 100k-photo build hours long on two cores.
+        after_chunk: called after the training sample and each chunk are read (mapped features:
+            see `saved_or_built`).
     """
 
     def __init__(self, parts: Sequence[np.ndarray], *, nprobe: int = 16, list_size: int = 600,
                  exact_below: int = 50_000, seed: int = 0, chunk: int = 100_000,
-                 codes: str = "SQ8", max_lists: int = 0):
+                 codes: str = "SQ8", max_lists: int = 0, after_chunk: Callable[[], None] | None = None):
         import faiss
 
         self.owner = _owners(parts)
@@ -131,14 +133,19 @@ class FaissVoteIndex:
             ivf.cp.seed = seed
             ivf.nprobe = min(nprobe, nlist)
             take = np.sort(np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False))
-            sample = [parts[o][t - starts[o]] for o, t in zip(self.owner[take], take, strict=True)]
-            self.index.train(as_float(np.stack(sample)))
+            sample = as_float(np.stack([parts[o][t - starts[o]]
+                                        for o, t in zip(self.owner[take], take, strict=True)]))
+            if after_chunk is not None:  # the sample read a row of most photos
+                after_chunk()
+            self.index.train(sample)
         # a chunk of images at a time, in float32: no second copy of all descriptors (5.9 GB at 100k)
         first = 0
         while first < len(parts):
             last = int(np.searchsorted(starts, starts[first] + chunk, side="right")) - 1
             last = max(last, first + 1)
             self.index.add(as_float(np.concatenate(parts[first:last])))
+            if after_chunk is not None:
+                after_chunk()
             first = last
 
     def __len__(self) -> int:
@@ -148,7 +155,8 @@ class FaissVoteIndex:
         d2, idx = self.index.search(np.ascontiguousarray(q, np.float32), k)
         return idx.astype(np.int64), d2
 
-    def extended(self, parts: Sequence[np.ndarray], first_image: int) -> FaissVoteIndex:
+    def extended(self, parts: Sequence[np.ndarray], first_image: int,
+                 after_chunk: Callable[[], None] | None = None) -> FaissVoteIndex:
         """A new index: a copy of this one plus `parts` (the descriptors of images numbered from
         `first_image` on). This one is left as it is (snapshots in use keep searching it)."""
         import faiss
@@ -157,6 +165,8 @@ class FaissVoteIndex:
         new.index = faiss.clone_index(self.index)
         for start in range(0, len(parts), 1000):  # float32 a thousand images at a time
             new.index.add(as_float(np.concatenate(parts[start:start + 1000])))
+            if after_chunk is not None:
+                after_chunk()
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
         return new
 
@@ -221,7 +231,7 @@ class TieredVoteIndex:
 
 
 def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
-           fold_at: int = 20_000) -> VoteIndex | None:
+           fold_at: int = 20_000, after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
     """The index of a snapshot that has `parts` (descriptors of new images, in order) appended to
     the `n_images` images of `index`'s snapshot; None where it must be rebuilt (FLANN).
 
@@ -234,7 +244,7 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
     else:
         return None
     if sum(len(p) for p in delta) >= fold_at:
-        return base.extended(delta, base_images)
+        return base.extended(delta, base_images, after_chunk)
     return TieredVoteIndex(base, base_images, delta)
 
 
@@ -257,13 +267,16 @@ def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings:
 
 def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], directory: str,
                    settings: dict[str, Any], tag: str = "", fold_at: int = 20_000,
-                   digests: Sequence[bytes] | None = None) -> VoteIndex:
+                   digests: Sequence[bytes] | None = None,
+                   after_chunk: Callable[[], None] | None = None) -> VoteIndex:
     """`FaissVoteIndex(parts, **settings)`, read from `directory` when one was saved there for the
     same settings and these photos, or for a prefix of them (the photos enrolled after it was
     saved are added, as `extend` does); a new build is saved (index, owners, and a small json
-    that names its key and number of photos)."""
+    that names its key and number of photos). `digests`: per photo, keys it instead of its rows
+    (see `fingerprint`); `after_chunk`: called after each chunk of descriptors is added (mapped
+    features: drop the pages just read, so that a build does not make the whole file resident)."""
     if not directory:
-        return FaissVoteIndex(parts, **settings)
+        return FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
     tag = repr(sorted(settings.items())) + tag
     folder = Path(directory)
     saved: list[tuple[int, str]] = []
@@ -280,10 +293,10 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
             continue
         found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
         if found is not None:
-            grown = extend(found, n, parts[n:], fold_at) if n < len(parts) else found
+            grown = extend(found, n, parts[n:], fold_at, after_chunk) if n < len(parts) else found
             if grown is not None:
                 return grown
-    index = FaissVoteIndex(parts, **settings)
+    index = FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
     key = fingerprint(image_ids, parts, tag, digests)
     # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
     # start a rebuild, never this catalog load.
