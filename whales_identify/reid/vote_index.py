@@ -133,11 +133,14 @@ class FaissVoteIndex:
             ivf.cp.seed = seed
             ivf.nprobe = min(nprobe, nlist)
             take = np.sort(np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False))
-            sample = as_float(np.stack([parts[o][t - starts[o]]
-                                        for o, t in zip(self.owner[take], take, strict=True)]))
-            if after_chunk is not None:  # the sample read a row of most photos
-                after_chunk()
-            self.index.train(sample)
+            rows = []
+            for s in range(0, len(take), 512):  # a row of most photos: `after_chunk` every 512
+                t = take[s:s + 512]
+                rows.append(as_float(np.stack([parts[o][i - starts[o]]
+                                               for o, i in zip(self.owner[t], t, strict=True)])))
+                if after_chunk is not None:
+                    after_chunk()
+            self.index.train(np.concatenate(rows))
         # a chunk of images at a time, in float32: no second copy of all descriptors (5.9 GB at 100k)
         first = 0
         while first < len(parts):
