@@ -122,6 +122,15 @@ def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pru
         store.add_catalog_images([replace(recs[-1], image_id=f"extra{drop}")])
         _catalog(store, tmp_path)
     assert len(list(tmp_path.glob("feat-*.json"))) == 3 and len(list(tmp_path.glob("feat-*.desc"))) == 3
+    monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 64)
+    packs = set(tmp_path.glob("feat-*.desc"))
+    for ind in range(4, 7):  # 7 of the pack's 12 photos removed: a smaller pack, nothing enrolled
+        store.remove_individual(f"ind{ind}")
+    store.remove_catalog_image("extra0")
+    shrunk = _catalog(store, tmp_path)
+    new = set(tmp_path.glob("feat-*.desc")) - packs
+    assert len(new) == 1 and new.pop().stat().st_size == sum(
+        len(im.descriptors) * 128 for im in shrunk._images.values())  # noqa: SLF001
     # the first catalog's pack was deleted: its mapping still reads (POSIX)
     np.testing.assert_array_equal(first._images[recs[0].image_id].descriptors, recs[0].descriptors)  # noqa: SLF001
 

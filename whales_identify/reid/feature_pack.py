@@ -11,7 +11,8 @@ drop them again (they are file pages, not the heap).
 - others (enrolled since the pack was written) stay in RAM while they are few (`UNPACKED_SHARE`
   of the pack's photos);
 - beyond that, or without a pack, a new pack is written as the photos stream (the photos already
-  seen copied in first), under temporary names renamed into place (`_saved`), and read back mapped.
+  seen copied in first), under temporary names renamed into place (`_saved`), and read back mapped;
+  so is one when fewer than half of the saved pack's photos are still in the catalog.
 
 Files, per key: `feat-KEY.desc` (rows x 128 uint8), `feat-KEY.kp` (rows x 2 float32), raw;
 `feat-KEY.photos.npz` (per photo: offsets into the rows and a digest); `feat-KEY.json` last.
@@ -179,6 +180,9 @@ class FeaturePacker:
         """Every taken photo's (keypoints, descriptors): views into the pack, or the RAM arrays of
         the few photos left out of it (`digests` then holds the packed ones' digests). Raises
         OSError when a new pack cannot be written or read."""
+        in_base = sum(w[0] == "base" for _, _, w in self.photos)
+        if not self._files and self.base is not None and in_base < len(self.base) // 2:
+            self._start_writing()  # most of the saved pack was removed: do not keep its rows forever
         # writing: every photo is in the new pack, in stream order; else the saved one (or none)
         self.pack = self._save() if self._files else self.base
         out: dict[str, Features] = {}
