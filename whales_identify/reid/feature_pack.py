@@ -93,8 +93,8 @@ class FeaturePack:
         return self.kp[lo:hi], self.desc[lo:hi]
 
     def release(self) -> None:
-        """Drop this process's resident pages of the mapping (the vote index build reads every
-        photo once); they stay in the page cache and come back on the next read."""
+        """Drop this process's resident pages of the mapping (after each chunk of a vote index
+        build and after each query); they stay in the page cache and come back on the next read."""
         for m in self._maps:
             raw = getattr(m, "_mmap", None)
             if raw is not None and hasattr(mmap, "MADV_DONTNEED"):
