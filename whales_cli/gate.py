@@ -26,6 +26,7 @@ DEFAULT_FRAMING = Framing(LETTERBOX)
 app = typer.Typer(help="Anti-fraud gate: train, calibrate, score.", no_args_is_help=True)
 
 DEFAULT_REPORT = Path("reports/gate_metrics.json")
+HOLDOUT_REPORT = Path("reports/gate_population_holdout.json")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 # The gate's threshold and band come from its head's json; these are an operator's overrides, read
 # from the same variables as the service's settings.
@@ -44,7 +45,23 @@ def calibrate_cmd(
     model: Annotated[str, typer.Option(help="Feature model id.")] = GATE_FEATURE_MODEL,
     name: Annotated[str, typer.Option(help="Head name: models/gate/<name>.npz/.json.")] = DEFAULT_HEAD,
     models_dir: ModelsDir = None,
-    report: Annotated[Path, typer.Option(help="Metrics json to write.")] = DEFAULT_REPORT,
+    report: Annotated[Path | None, typer.Option(
+        help=f"Metrics json to write (default: {DEFAULT_REPORT}; <out>/gate_metrics.json with --out; "
+             f"with --hold-out-source, {HOLDOUT_REPORT}, where each reading replaces only its own "
+             "entry).")] = None,
+    hold_out_source: Annotated[list[str] | None, typer.Option(
+        "--hold-out-source", metavar="<source>",
+        help="Leave every photo of this data source (a manifest folder, e.g. bottlenose_fins_aberdeen) "
+             "out of training and threshold choice, and report its rate on all of them: a population "
+             "the head has never seen. Repeatable. The head is then written only with --out.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the head to <out>/gate/<name>.npz/.json instead of the models folder (a candidate "
+             "never replaces the shipped head).")] = None,
+    frame_views: Annotated[int, typer.Option(min=0, help="Clean reframings per scarce photo.")] = 4,
+    fin_views: Annotated[int, typer.Option(
+        min=0, help="Fin-like views per scarce photo (tighter crop, tilt, scale, blur, exposure).")] = 0,
+    scarce_positive_boost: Annotated[float, typer.Option(
+        min=0.1, help="Share of each scarce positive source within the positive class, x this.")] = 1.0,
     test_fraction: Annotated[float, typer.Option(min=0.1, max=0.9)] = 0.5,
     threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy 2-core box).")] = 1,
     cache_dir: Annotated[Path | None, typer.Option(
@@ -72,14 +89,17 @@ def calibrate_cmd(
     try:
         embedder = Embedder(create_model(model, models_dir))
         head, rep = gt.calibrate(manifest, root, embedder, test_fraction=test_fraction, cache_dir=cache_dir,
-                                 framing=framing.value, progress=stderr_is_tty(),
+                                 framing=framing.value, frame_views=frame_views, fin_views=fin_views,
+                                 scarce_positive_boost=scarce_positive_boost,
+                                 hold_out_sources=hold_out_source or (), progress=stderr_is_tty(),
                                  log=lambda m: typer.echo(m, err=True))
-        from PIL import Image
+        if not hold_out_source:
+            from PIL import Image
 
-        sample = [Image.open(root / i.key).convert("RGB") for i in gt.cap_per_source(
-            gt.manifest_items(manifest, root), 2)[:12] if i.path is not None]
-        rep["cost"] = gt.measure_cost(embedder, head, sample)
-    except WhalesError as exc:
+            sample = [Image.open(root / i.key).convert("RGB") for i in gt.cap_per_source(
+                gt.manifest_items(manifest, root), 2)[:12] if i.path is not None]
+            rep["cost"] = gt.measure_cost(embedder, head, sample)
+    except (WhalesError, ValueError) as exc:
         fail(str(exc))
     threshold = float(rep["threshold_choice"]["threshold"])
     rep.update(command=command, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
@@ -89,14 +109,40 @@ def calibrate_cmd(
                  "split": {k: rep["split"][k] for k in ("salt", "test_fraction", "unit")},
                  "metrics": gt.summarise(rep)}
     if write:
-        head.save(resolve_models_dir(models_dir), name)
-        rep["head"] = head.version
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(rep, indent=2, default=str) + "\n")
+        if out is not None or not hold_out_source:
+            head.save(out if out is not None else resolve_models_dir(models_dir), name)
+            rep["head"] = head.version
+        if hold_out_source:
+            _merge_reading(report or HOLDOUT_REPORT, rep)
+        else:
+            path = report or (out / "gate_metrics.json" if out is not None else DEFAULT_REPORT)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rep, indent=2, default=str) + "\n")
     if json_out:
         emit_json(rep)
         return
     _print_table(rep)
+
+
+def reading_key(training: dict) -> str:  # type: ignore[type-arg]
+    """`<held-out sources>` plus the recipe where it is not the default, e.g. `happywhale; fin_views=4`."""
+    key = "+".join(training["hold_out_sources"])
+    if training["fin_views_scarce_sources"]:
+        key += f"; fin_views={training['fin_views_scarce_sources']}"
+    if training["frame_views_scarce_sources"] != 4:
+        key += f"; frame_views={training['frame_views_scarce_sources']}"
+    if training["scarce_positive_boost"] != 1.0:
+        key += f"; scarce_positive_boost={training['scarce_positive_boost']:g}"
+    return key
+
+
+def _merge_reading(path: Path, rep: dict) -> None:  # type: ignore[type-arg]
+    # One file holds every leave-population-out reading; a rerun replaces only its own entry.
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault("readings", {})[reading_key(rep["training"])] = rep
+    data["readings"] = dict(sorted(data["readings"].items()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _print_table(rep: dict) -> None:  # type: ignore[type-arg]
@@ -116,6 +162,9 @@ def _print_table(rep: dict) -> None:  # type: ignore[type-arg]
                   f"confusion {test['confusion']}")
     for k, v in test["targets_met"].items():
         console.print(f"  {'ok  ' if v else 'MISS'} {k}")
+    for src, e in rep.get("population_holdout", {}).get("per_source", {}).items():
+        console.print(f"held out entirely: {src} {e['metric']} {e['rate']:.4f} ({e['correct']}/{e['n']}), "
+                      f"Wilson 95% {e['wilson95'][0]:.3f}-{e['wilson95'][1]:.3f}")
 
 
 @app.command("score")

@@ -28,6 +28,7 @@ from whales_identify.train.gate_synthetic import (
     GENERATOR_VERSION,
     NEGATIVE_KINDS,
     augment,
+    fin_view,
     negative_key,
     perturb,
     reframe,
@@ -50,6 +51,7 @@ class GateItem:
     kind: str | None = None
     seed: int | None = None
     index: int | None = None
+    species: str = ""
 
     def load(self) -> Image.Image:
         if self.path is not None:
@@ -66,8 +68,8 @@ class GateItem:
 
 def manifest_items(manifest: Path | str, root: Path | str) -> list[GateItem]:
     root = Path(root)
-    return [GateItem(r.relpath, r.source, r.is_cetacean, group_key(r), path=root / r.relpath)
-            for r in read_manifest(manifest)]
+    return [GateItem(r.relpath, r.source, r.is_cetacean, group_key(r), path=root / r.relpath,
+                     species=r.species) for r in read_manifest(manifest)]
 
 
 def generated_items(n_per_kind: int, seed: int) -> list[GateItem]:
@@ -94,7 +96,8 @@ def extract_features(embedder: Embedder, items: Sequence[GateItem], view: str = 
     """Raw pooled features (N, D) of `items` under `view`, then `framing`, cached per item.
 
     Views: "clean"; "aug<k>" (a random training view, seeded by item and k); "frame<k>" (a clean
-    mirrored/cropped framing, seeded likewise); a perturbation name
+    mirrored/cropped framing, seeded likewise); "fin<k>" (`gate_synthetic.fin_view`: tighter crop,
+    tilt, scale, blur, exposure; seeded likewise); a perturbation name
     from `gate_synthetic.PERTURBATIONS` (the benchmark's fixed strength, seeded by item).
     Framing (`transforms.frame`) is applied last, as the gate applies it to an uploaded photo.
     """
@@ -133,6 +136,8 @@ def _view(item: GateItem, view: str) -> Image.Image:
         return augment(image, random.Random(f"aug:{view}:{item.key}"))
     if view.startswith("frame"):
         return reframe(image, random.Random(f"frame:{view}:{item.key}"))
+    if view.startswith("fin"):
+        return fin_view(image, random.Random(f"fin:{view}:{item.key}"))
     return perturb(image, view, random.Random(f"perturb:{view}:{item.key}"))
 
 
@@ -142,23 +147,28 @@ def _progress(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="img", leave=False)
 
 
-def source_weights(sources: Sequence[str], labels: Sequence[bool]) -> np.ndarray:
+def source_weights(sources: Sequence[str], labels: Sequence[bool],
+                   boost: dict[str, float] | None = None) -> np.ndarray:
     """Each source gets the same total weight within its class, and the two classes the same: the
-    1,939 right-whale head crops must not drown out Happywhale or the fin crops."""
+    1,939 right-whale head crops must not drown out Happywhale or the fin crops. `boost` multiplies
+    a source's share of its class (the class total stays the same)."""
     sources, labels = list(sources), [bool(x) for x in labels]
+    boost = boost or {}
     counts: dict[tuple[bool, str], int] = {}
     for s, y in zip(sources, labels, strict=True):
         counts[(y, s)] = counts.get((y, s), 0) + 1
-    per_class = {y: sum(1 for (yy, _) in counts if yy == y) for y in (True, False)}
+    per_class = {y: sum(boost.get(s, 1.0) for (yy, s) in counts if yy == y) for y in (True, False)}
     n = len(sources)
-    w = np.array([n / 2 / per_class[y] / counts[(y, s)] for s, y in zip(sources, labels, strict=True)])
+    w = np.array([n / 2 * boost.get(s, 1.0) / per_class[y] / counts[(y, s)]
+                  for s, y in zip(sources, labels, strict=True)])
     return w / w.mean()
 
 
 def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
               test_fraction: float = 0.5, salt: str = SPLIT_SALT, n_generated_cal: int = 60,
               n_generated_test: int = 40, aug_views: int = 1, extra_views: int = 2,
-              frame_views: int = 4, reg_grid: Sequence[float] = (0.01, 0.1), hidden: int = 64,
+              frame_views: int = 4, fin_views: int = 0, scarce_positive_boost: float = 1.0,
+              hold_out_sources: Sequence[str] = (), reg_grid: Sequence[float] = (0.01, 0.1), hidden: int = 64,
               ensemble: int = 3, folds: int = 5, cache_dir: Path | str | None = None,
               progress: bool = True, framing: str = LETTERBOX,
               log: Callable[[str], None] = lambda _m: None) -> tuple[GateHead, dict[str, Any]]:
@@ -169,11 +179,23 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
 
     Nothing from the test part (images, individuals, bursts, generated seeds) is used to fit the head,
     to choose C or to choose the threshold.
+
+    `hold_out_sources`: data sources (folder names) left out of training and threshold choice
+    altogether, as a population the head has never seen; every one of their photos is scored and
+    reported under `population_holdout`, beside the usual test part (which then lacks them).
+    `fin_views`: `gate_synthetic.fin_view` views of every scarce real source (negatives too, so the
+    view itself says nothing about the label); `scarce_positive_boost`: multiplies the share of each
+    scarce positive source (all but the right-whale head crops) within the positive class.
     """
     from sklearn.model_selection import GroupKFold
 
     items = manifest_items(manifest, root)
-    cal, test = split_items(items, test_fraction, salt)
+    held = set(hold_out_sources)
+    unknown = held - {i.source for i in items}
+    if unknown:
+        raise ValueError(f"no photos of source(s) {', '.join(sorted(unknown))} in {manifest}")
+    population = [i for i in items if i.source in held]
+    cal, test = split_items([i for i in items if i.source not in held], test_fraction, salt)
     cal += generated_items(n_generated_cal, CAL_SEED)
     test += generated_items(n_generated_test, TEST_SEED)
     log(f"split: {len(cal)} calibration items, {len(test)} test items (with generated negatives)")
@@ -190,6 +212,7 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
     feats = [x_cal]
     views = [(f"aug{k}", k < aug_views) for k in range(aug_views + extra_views)]
     views += [(f"frame{k}", False) for k in range(frame_views)]  # clean reframings of scarce sources
+    views += [(f"fin{k}", False) for k in range(fin_views)]
     for view, everyone in views:
         idx = np.arange(len(cal)) if everyone else np.flatnonzero(scarce)
         rows.append(idx)
@@ -198,7 +221,8 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
     row_idx = np.concatenate(rows)
     x_all = np.concatenate(feats)
     y_all = y_cal[row_idx]
-    w_all = source_weights([cal[i].source for i in row_idx], y_all.tolist())
+    boost = {i.source: scarce_positive_boost for i, s in zip(cal, scarce, strict=True) if s and i.label}
+    w_all = source_weights([cal[i].source for i in row_idx], y_all.tolist(), boost)
     row_group = g_cal[row_idx]
 
     c_grid = reg_grid
@@ -239,6 +263,9 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
                      "reg_grid": list(c_grid), "folds": folds, "aug_views": aug_views,
                      "extra_views_scarce_sources": extra_views,
                      "frame_views_scarce_sources": frame_views,
+                     "fin_views_scarce_sources": fin_views,
+                     "scarce_positive_boost": scarce_positive_boost,
+                     "hold_out_sources": sorted(held),
                      "rows": int(len(x_all)),
                      "oof_by_reg": {str(c): {"tpr_at_pick": v[0], "roc_auc": v[1],
                                       "threshold": v[2]["threshold"]} for c, v in choices.items()}},
@@ -246,7 +273,45 @@ def calibrate(manifest: Path | str, root: Path | str, embedder: Embedder, *,
         "borderline": list(gc.band_around(threshold)),
         "test": result,
     }
+    if population:
+        x_pop = extract_features(embedder, population, "clean", cache_dir, progress, "held-out population",
+                                 framing=framing)
+        report["population_holdout"] = population_report(population, head.score(x_pop), threshold,
+                                                         test, t_scores)
     return head, report
+
+
+def population_report(items: Sequence[GateItem], scores: np.ndarray, threshold: float,
+                      test: Sequence[GateItem], test_scores: np.ndarray) -> dict[str, Any]:
+    """Per held-out source: its rate on every photo at `threshold` (bootstrap by group and Wilson
+    intervals), per species, ROC-AUC against the test part's negatives and hard negatives, and the
+    lowest-scoring photos (names only)."""
+    res = gc.evaluate_scores(scores, [i.label for i in items], [i.source for i in items],
+                             [i.group for i in items], threshold)
+    neg = np.array([not i.label for i in test])
+    hard = np.array([gc.negative_category(i.source) == "hard" for i in test])
+    out: dict[str, Any] = {}
+    for source, entry in res["per_source"].items():
+        m = np.array([i.source == source for i in items])
+        s, mine = scores[m], [i for i in items if i.source == source]
+        species: dict[str, Any] = {}
+        for sp in sorted({i.species for i in mine}):
+            hit = [bool(v >= threshold) for v, i in zip(s, mine, strict=True) if i.species == sp]
+            species[sp or "(unknown)"] = {"n": len(hit), "correct": sum(hit), "rate": sum(hit) / len(hit)}
+        positive = mine[0].label
+        out[source] = {
+            **{k: entry[k] for k in ("metric", "n", "n_groups", "correct", "rate", "ci95", "wilson95",
+                                     "score_quantiles")},
+            "roc_auc_vs_test_negatives": _auc(s, test_scores[neg]) if positive else None,
+            "roc_auc_vs_test_hard_negatives": _auc(s, test_scores[hard]) if positive else None,
+            "per_species": species,
+            "worst": [[mine[k].key, round(float(s[k]), 4)] for k in np.argsort(s if positive else -s)[:8]],
+        }
+    return {"threshold": threshold, "per_source": out}
+
+
+def _auc(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    return gc.roc_auc(np.r_[positives, negatives], np.r_[np.ones(len(positives)), np.zeros(len(negatives))])
 
 
 def _counts(items: Sequence[GateItem]) -> dict[str, dict[str, int]]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from whales_identify.transforms import LETTERBOX_FILL
+
 NEGATIVE_KINDS = ("text", "screenshot", "flat_colour", "noise", "drawing", "texture")
 PERTURBATIONS = ("jpeg_q20", "gaussian_noise", "blur", "downscale_128", "rotate", "partial_crop")
 
@@ -276,3 +278,28 @@ def reframe(image: Image.Image, rng: random.Random) -> Image.Image:
     cw, ch = max(1, int(im.width * fw)), max(1, int(im.height * fh))
     x, y = rng.randint(0, im.width - cw), rng.randint(0, im.height - ch)
     return im.crop((x, y, x + cw, y + ch))
+
+
+def fin_view(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A training view for photos of another population or another camera: a tighter crop (40-90 %
+    of each side, so a fin or back fills more of the frame), a small tilt (up to 15 degrees, as a
+    rolling boat tilts the horizon), a new scale (long side 96-512 px), sometimes a mild blur, and
+    another exposure and contrast (gamma 0.6-1.6). The subject stays recognisable: no label noise."""
+    im = image.convert("RGB")
+    if rng.random() < 0.5:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    fw, fh = rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.9)
+    cw, ch = max(1, int(im.width * fw)), max(1, int(im.height * fh))
+    x, y = rng.randint(0, im.width - cw), rng.randint(0, im.height - ch)
+    im = im.crop((x, y, x + cw, y + ch))
+    # the corners a tilt uncovers take the letterbox's colour, as padding does at serving time
+    im = im.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR, fillcolor=LETTERBOX_FILL)
+    scale = rng.randint(96, 512) / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                   Image.Resampling.BILINEAR)
+    if rng.random() < 0.3:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5) * max(im.size) / 512))
+    arr = np.asarray(im, dtype=np.float32) / 255
+    arr = arr ** rng.uniform(0.6, 1.6)
+    arr = (arr - arr.mean()) * rng.uniform(0.7, 1.3) + arr.mean()
+    return Image.fromarray(np.clip(arr * 255, 0, 255).astype(np.uint8))
