@@ -50,6 +50,9 @@ def evaluate(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="With a fit: repeat the calibration/"
                                        "report split of individuals with this many salts and report "
                                        "mean ± SE.")] = 3,
+    partial_crossfit: Annotated[bool, typer.Option(
+        "--partial-crossfit", help="Allow fewer --crossfit models than folds: only their held-out "
+        "folds' queries are scored (a smaller sample of the same protocol).")] = False,
     records_out: Annotated[Path | None, typer.Option("--records-out", help="Also save every query's "
                                                      "candidate evidence here (.npz).")] = None,
     from_records: Annotated[Path | None, typer.Option("--from-records", help="Evaluate saved query "
@@ -76,7 +79,7 @@ def evaluate(
         elif crossfit:
             metrics = _crossfit(manifest, root, crossfit, model, models_dir, sources=sources,
                                 limit=limit, config=config, fit_out=fit_calibration, cache_dir=cache,
-                                fit=fit)
+                                fit=fit, partial=partial_crossfit)
         else:
             embedder = create_embedder(model, models_dir)  # ONNX Runtime when exported: same features
             cal = resolve_calibration(model, calibration) if calibration else None

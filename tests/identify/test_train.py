@@ -119,6 +119,22 @@ def test_crossfit_refuses_a_model_that_saw_its_query(synthetic, tmp_path):
                                 cache_dir=tmp_path / "cache")
 
 
+def test_partial_crossfit_scores_only_the_held_out_folds_present(synthetic, tmp_path):
+    rows = read_manifest(synthetic / "manifest.csv")
+    metas = _metas(rows)[:1]  # only fold 0's model
+    with pytest.raises(CrossFitError, match="one model per fold"):
+        run_crossfit_evaluation(synthetic / "manifest.csv", synthetic, [PixelEmbedder("m.f0")], metas,
+                                calibrate_for="m.final", fit_out=tmp_path / "cal.json",
+                                cache_dir=tmp_path / "cache")
+    out = run_crossfit_evaluation(synthetic / "manifest.csv", synthetic, [PixelEmbedder("m.f0")], metas,
+                                  calibrate_for="m.final", fit_out=tmp_path / "cal.json",
+                                  cache_dir=tmp_path / "cache", partial=True)
+    assert out["crossfit"]["partial"] is True and out["crossfit"]["scored_folds"] == [0]
+    n_fold0 = sum(split_of(r) == "report" and fold_of(r, 2) == 0 for r in rows)
+    assert 0 < n_fold0 < sum(split_of(r) == "report" for r in rows)
+    assert out["report"]["n_queries"] == n_fold0  # fold 1's photos only as gallery
+
+
 def test_check_folds_wants_every_fold_once():
     ok = [{"train": {"folds": 2, "hold_out_fold": k, "fold_salt": "s"}} for k in (0, 1)]
     assert check_folds(ok) == (2, "s")
@@ -126,6 +142,9 @@ def test_check_folds_wants_every_fold_once():
         check_folds(ok[:1])
     with pytest.raises(CrossFitError):
         check_folds([ok[0], ok[0]])
+    assert check_folds(ok[:1], partial=True) == (2, "s")
+    with pytest.raises(CrossFitError):
+        check_folds([ok[0], ok[0]], partial=True)
 
 
 # ----------------------------------------------------------------------------- real training

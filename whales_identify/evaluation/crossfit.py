@@ -39,8 +39,9 @@ class CrossFitError(WhalesError):
     """The fold models do not form a valid cross-fit (missing folds, or a model saw a query)."""
 
 
-def check_folds(metas: Sequence[dict[str, Any]]) -> tuple[int, str]:
-    """(K, salt) of a complete set of fold models: same K and salt, each fold held out once."""
+def check_folds(metas: Sequence[dict[str, Any]], *, partial: bool = False) -> tuple[int, str]:
+    """(K, salt) of a set of fold models: same K and salt, each fold held out once; all K folds
+    unless `partial` (then only the held-out folds' queries can be scored)."""
     trains = [m.get("train") or {} for m in metas]
     ks = {t.get("folds") for t in trains}
     salts = {t.get("fold_salt") for t in trains}
@@ -49,7 +50,9 @@ def check_folds(metas: Sequence[dict[str, Any]]) -> tuple[int, str]:
                             f"{sorted(map(str, salts))}")
     k = int(next(iter(ks)) or 0)
     held = sorted(t.get("hold_out_fold") for t in trains if t.get("hold_out_fold") is not None)
-    if k < 2 or held != list(range(k)):
+    complete = held == list(range(k))
+    some = bool(held) and len(held) == len(trains) and len(set(held)) == len(held) and held[-1] < k
+    if k < 2 or not (complete or (partial and some)):
         raise CrossFitError(f"need one model per fold 0..{k - 1} (each trained with --hold-out-fold), "
                             f"got held-out folds {held}")
     return k, str(next(iter(salts)))
@@ -61,15 +64,19 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
                             config: MatchConfig | None = None, fit_out: Path | None = None,
                             cache_dir: Path | None = None,
                             progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                            fit: FitOptions | None = None) -> dict[str, Any]:
+                            fit: FitOptions | None = None, partial: bool = False) -> dict[str, Any]:
     """Pooled out-of-fold metrics of `embedders` (fold models, `metas` their training configs);
-    the calibration is fitted (when `fit_out`) for the model id `calibrate_for`."""
+    the calibration is fitted (when `fit_out`) for the model id `calibrate_for`.
+
+    `partial`: fewer models than folds (e.g. only fold 0's model is trained yet): only the queries
+    of the held-out folds present are scored, the other folds' photos stay in the gallery as
+    distractors. A smaller sample of the same protocol, labelled as such in the output."""
     from whales_identify.data import read_manifest
     from whales_identify.reid.calibrate import Calibration, resolve_calibration
 
     config = config or MatchConfig()
     progress = progress or _no_progress
-    folds, salt = check_folds(metas)
+    folds, salt = check_folds(metas, partial=partial)
     rows = select_rows(read_manifest(manifest), sources)
     plan = query_plan(rows, limit, fit=fit_out is not None)
     cal = Calibration(model_id=calibrate_for) if fit_out else resolve_calibration(calibrate_for)
@@ -92,6 +99,8 @@ def run_crossfit_evaluation(manifest: Path, root: Path, embedders: Sequence[Any]
     assert catalog is not None
     extra = {"crossfit": {"folds": folds, "salt": salt, "fold_models": [e.model_id for e in embedders],
                           "protocol": "each query scored by the fold model that never saw its "
-                                      "individual; records pooled across folds"}}
+                                      "individual; records pooled across folds",
+                          "scored_folds": sorted(int(m["train"]["hold_out_fold"]) for m in metas),
+                          "partial": len(metas) < folds}}
     return summarise(records, catalog, rows, manifest, root, embedders[0], config, limit, fit_out,
                      model_id=calibrate_for, extra=extra, fit=fit)
