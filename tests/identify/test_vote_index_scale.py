@@ -3,6 +3,8 @@ rebuild (tiers), and an index saved and read back instead of rebuilt."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -198,3 +200,54 @@ def test_two_workers_saving_the_same_index_at_once_both_succeed(tmp_path):
     assert FaissVoteIndex.load(tmp_path / "vote-k.faiss") is not None
     assert not list(tmp_path.glob("*.partial"))
     assert isinstance(saved_or_built(ids, parts, str(tmp_path / "d"), settings), FaissVoteIndex)
+
+
+def _same_snapshot(got, want) -> None:
+    assert got.image_ids == want.image_ids
+    assert got.individuals == want.individuals and got.species == want.species
+    for name in ("labels", "by_label", "starts", "ends", "emb"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    for a, b in zip(got.local, want.local, strict=True):
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_appended_snapshots_equal_a_rebuild(tmp_path, mapped):
+    """Enrolment makes the next snapshot at the cost of the new photos (`MatchIndex.appended`):
+    new individuals sorting before, between and after the others, photos of known ones, several
+    in one call, enrolments with no query between, a fold of the delta tier; with the
+    verification features in RAM and mapped from files."""
+    from whales_identify.reid.snapshot import MatchIndex
+
+    parts, labels, queries = _clusters(8, n_ind=14, photos=2, k=25)
+    recs = _records(parts, labels)
+    names = {0: "m", 11: "a", 12: "n", 13: "z"}  # ind11 sorts first, ind13 last, ind12 between
+    recs = [replace(r, individual_id=names.get(int(r.individual_id[3:]), "") + r.individual_id,
+                    species=f"s{r.individual_id}") for r in recs]
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:16])
+    cfg = MatchConfig(global_candidates=0, vote_candidates=0, vote_fold_at=140,
+                      features_dir=str(tmp_path) if mapped else "")
+    cat = Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load()
+    cat.warm_index()
+    batches = [[recs[22]], [recs[16], recs[17]], [recs[26]], [recs[18]], [recs[24], recs[27]],
+               [recs[19]], [recs[25]], [recs[20], recs[21], recs[23]]]
+    folded = False
+    for j, batch in enumerate(batches):
+        cat.add_images(batch)
+        if j == 3:
+            continue  # no query before the next enrolment
+        got = cat._snapshot()  # noqa: SLF001
+        assert got._previous is not None  # noqa: SLF001 - appended, not rebuilt
+        _same_snapshot(got, MatchIndex(list(cat._images.values()), cfg))  # noqa: SLF001
+        scores = _scores(cat, queries[11])
+        folded |= isinstance(got.vote_index(), FaissVoteIndex)
+        fresh = Catalog(InMemoryStore(), MODEL, config=replace(cfg, features_dir=""),
+                        calibration=Calibration(model_id=MODEL))
+        fresh.add_images(cat._images.values())  # noqa: SLF001 - the same photos, in the same order
+        want = _scores(fresh, queries[11])
+        assert scores.individual_ids == want.individual_ids and scores.species == want.species
+        np.testing.assert_allclose(scores.vote, want.vote, rtol=1e-5)
+        np.testing.assert_allclose(scores.cos, want.cos, rtol=1e-6)
+    assert folded  # the delta tier was folded into a copy of the base on the way
+    assert isinstance(cat._snapshot().vote_index(), TieredVoteIndex | FaissVoteIndex)  # noqa: SLF001

@@ -76,8 +76,10 @@ class Catalog:
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}
         self._index: MatchIndex | None = None
-        # the last snapshot while only enrolments happened since: the next one extends it
+        # the last snapshot while only enrolments happened since, and the photos enrolled since
+        # (in order): the next snapshot is it with them appended (`MatchIndex.appended`)
         self._grow_from: MatchIndex | None = None
+        self._appended: list[str] = []
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
         self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
 
@@ -123,6 +125,7 @@ class Catalog:
         with self._lock:
             self._images = images
             self._index = self._grow_from = None
+            self._appended = []
             self._pack = packer.pack if packer is not None else None
             self._digests = packer.digests if packer is not None else None
         return self
@@ -150,10 +153,14 @@ class Catalog:
     def _snapshot(self) -> MatchIndex:
         with self._lock:
             if self._index is None:
-                self._index = MatchIndex(list(self._images.values()), self.config,
-                                         previous=self._grow_from, digests=self._digests,
-                                         release=self._pack.release if self._pack is not None else None)
-                self._grow_from = None
+                release = self._pack.release if self._pack is not None else None
+                if self._grow_from is not None:  # only enrolments since: the cost of the new photos
+                    self._index = self._grow_from.appended(
+                        [self._images[iid] for iid in self._appended], self._digests, release)
+                else:
+                    self._index = MatchIndex(list(self._images.values()), self.config,
+                                             digests=self._digests, release=release)
+                self._grow_from, self._appended = None, []
             return self._index
 
     def add_images(self, images: Iterable[CatalogImage]) -> None:
@@ -166,13 +173,19 @@ class Catalog:
                     f"{self.model_id}")
         with self._lock:
             self.store.add_catalog_images(images)
-            replaced = any(im.image_id in self._images for im in images)
+            ids = [im.image_id for im in images]
+            replaced = len(set(ids)) < len(ids) or any(iid in self._images for iid in ids)
             for im in images:
                 self._images[im.image_id] = self._in_memory(im)
                 if self._digests is not None:  # a replaced photo's packed digest is stale
                     self._digests.pop(im.image_id, None)
             # new photos only: the next snapshot extends this one (no index rebuild)
-            self._grow_from = None if replaced else (self._index or self._grow_from)
+            if replaced or (self._index is None and self._grow_from is None):
+                self._grow_from, self._appended = None, []
+            elif self._index is not None:
+                self._grow_from, self._appended = self._index, ids
+            else:
+                self._appended.extend(ids)
             self._index = None
 
     def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
@@ -218,6 +231,7 @@ class Catalog:
             for k in doomed:
                 del self._images[k]
             self._index = self._grow_from = None
+            self._appended = []
             return max(n, len(doomed))
 
     def list_individuals(self, species: str | None = None) -> list[IndividualSummary]:

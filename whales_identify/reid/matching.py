@@ -21,17 +21,14 @@ calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the phot
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from whales_identify.records.store import CatalogImage
 from whales_identify.reid.calibrate import Calibration
-from whales_identify.reid.feature_pack import digest
 from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
-from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend, saved_or_built
+from whales_identify.reid.snapshot import MatchIndex
 from whales_identify.results import Candidate, MatchResult
 
 UNKNOWN_SPECIES = "unknown"
@@ -107,107 +104,6 @@ class Scores:
     neighbour_species: list[tuple[str, float]]  # (species, cos) of the nearest reference images
 
 
-class MatchIndex:
-    """An immutable snapshot of the catalog's arrays (`Catalog` makes a new one after every change).
-
-    `previous`: the snapshot this one replaces. When `images` only appends to its images (an
-    enrolment), its embedding buffer and vote index are extended instead of rebuilt.
-    `digests`: `feature_pack.digest` of the photos whose features are mapped from a file; with
-    it, the saved vote index is keyed by digests (computed for the others), not by reading rows.
-    `release`: drops the mapping's resident pages; called after each chunk of a vote index build.
-    """
-
-    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
-                 previous: MatchIndex | None = None, digests: Mapping[str, bytes] | None = None,
-                 release: Callable[[], None] | None = None):
-        self.images = list(images)
-        self.image_ids = [im.image_id for im in self.images]
-        self.individuals = sorted({im.individual_id for im in self.images})
-        pos = {ind: i for i, ind in enumerate(self.individuals)}
-        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
-        species: dict[str, str] = {}
-        for im in self.images:
-            species.setdefault(im.individual_id, im.species)
-        self.species = [species[i] for i in self.individuals]
-        order = np.argsort(self.labels, kind="stable")
-        self.members = np.split(order, np.cumsum(np.bincount(self.labels, minlength=len(pos)))[:-1])
-        self.by_label = order  # image indices grouped by individual
-        self.starts = np.concatenate([[0], np.cumsum([len(m) for m in self.members])[:-1]]).astype(np.int64)
-        dim = self.images[0].embedding.shape[0] if self.images else 0
-        n = len(self.images)
-        appends = (previous is not None and previous.cfg == cfg and len(previous.images) <= n
-                   and previous.image_ids == self.image_ids[:len(previous.images)])
-        self._previous = previous if appends else None
-        self._emb_buf = _embedding_buffer(self.images, dim, previous if appends else None)
-        self.emb = self._emb_buf[0][:n]
-        no_kp, no_desc = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
-        self.local = [LocalFeatures(im.keypoints if im.keypoints is not None else no_kp,
-                                    im.descriptors if im.descriptors is not None else no_desc)
-                      for im in self.images]
-        self.cfg = cfg
-        self.digests, self.release = digests, release
-        self._vote_index: VoteIndex | None = None
-        self._vote_lock = threading.Lock()
-
-    def vote_index(self) -> VoteIndex | None:
-        """The descriptor index over all reference images, built on first use."""
-        with self._vote_lock:
-            if self._vote_index is None:
-                k, cfg = self.cfg.index_keypoints, self.cfg
-                parts = [lf.descriptors[:k] for lf in self.local]
-                if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
-                    return None
-                prev, self._previous = self._previous, None
-                if prev is not None and prev._vote_index is not None:
-                    self._vote_index = extend(prev._vote_index, len(prev.images),
-                                              parts[len(prev.images):], fold_at=cfg.vote_fold_at)
-                if self._vote_index is not None:
-                    pass
-                elif cfg.vote_index == "faiss":
-                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests(), self.release)
-                else:
-                    self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
-                                                      shard_size=cfg.vote_shard_size)
-            return self._vote_index
-
-
-    def _digests(self) -> list[bytes] | None:
-        if self.digests is None:
-            return None
-        known = self.digests
-        return [known.get(iid) or digest(iid, lf.keypoints, lf.descriptors)
-                for iid, lf in zip(self.image_ids, self.local, strict=True)]
-
-
-def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchIndex | None
-                      ) -> list:
-    """[buffer, rows filled]: the embeddings in a buffer with room to grow, shared with the
-    previous snapshot when this one appends to it (its rows are never written again)."""
-    n = len(images)
-    if previous is not None:
-        buf = previous._emb_buf
-        start = len(previous.images)
-        if buf[1] == start and len(buf[0]) >= n:
-            for i in range(start, n):
-                buf[0][i] = images[i].embedding
-            buf[1] = n
-            return buf
-    data = np.zeros((max(n + n // 4, 16), dim), np.float32)
-    for i, im in enumerate(images):
-        data[i] = im.embedding
-    return [data, n]
-
-
-def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig,
-                 digests: Sequence[bytes] | None = None,
-                 after_chunk: Callable[[], None] | None = None) -> VoteIndex:
-    """Build the faiss index, or read the one saved for these photos (or the first of them)."""
-    settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
-                    max_lists=cfg.ivf_max_lists)
-    return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
-                          fold_at=cfg.vote_fold_at, digests=digests, after_chunk=after_chunk)
-
-
 def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | None,
                 exclude: Iterable[str] = ()) -> Scores:
     """Per-individual evidence for one query, ignoring the reference images in `exclude`.
@@ -255,7 +151,7 @@ def _vote(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, vote: np.n
     q = as_float(local.descriptors)
     idx, d2 = index.search(q, ks)
     dist = np.sqrt(np.maximum(d2, 0.0))
-    img = index.owner[np.maximum(idx, 0)]
+    img = index.owners(np.maximum(idx, 0))
     valid = (idx >= 0) & ~excluded[img]
     rank = np.cumsum(valid, axis=1)
     # the normaliser: distance of the (k+1)-th valid neighbour (else the farthest valid one)
@@ -285,7 +181,7 @@ def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np
     cands = list(dict.fromkeys([*by_cos, *by_vote]))
     pairs: list[tuple[int, int]] = []
     for ind in cands:
-        m = ix.members[ind]
+        m = ix.members(ind)
         m = m[~excluded[m]]
         if not len(m):
             continue

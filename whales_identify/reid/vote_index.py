@@ -37,6 +37,7 @@ class VoteIndex(Protocol):
     owner: np.ndarray  # reference image of each indexed descriptor
 
     def __len__(self) -> int: ...
+    def owners(self, idx: np.ndarray) -> np.ndarray: ...  # `owner[idx]`
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -89,6 +90,9 @@ class FlannVoteIndex:
 
     def __len__(self) -> int:
         return len(self.owner)
+
+    def owners(self, idx: np.ndarray) -> np.ndarray:
+        return self.owner[idx]
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         results = []
@@ -154,6 +158,9 @@ class FaissVoteIndex:
     def __len__(self) -> int:
         return len(self.owner)
 
+    def owners(self, idx: np.ndarray) -> np.ndarray:
+        return self.owner[idx]
+
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         d2, idx = self.index.search(np.ascontiguousarray(q, np.float32), k)
         return idx.astype(np.int64), d2
@@ -210,19 +217,48 @@ class FaissVoteIndex:
 
 class TieredVoteIndex:
     """`base` (the index of the first `base_images` images) plus an exact index over the
-    descriptors of the images enrolled after it (`delta_parts`, in image order)."""
+    descriptors of the images enrolled after it (`delta_parts`, in image order).
 
-    def __init__(self, base: FaissVoteIndex, base_images: int, delta_parts: list[np.ndarray]):
+    Made once per enrolment, so nothing here is as large as the base: the owners of the base's
+    descriptors are looked up in the base (`owners`), not copied (25M of them at 100k photos,
+    0.2 s per copy), and the delta is the previous delta's copy plus the new descriptors."""
+
+    def __init__(self, base: FaissVoteIndex, base_images: int, delta_parts: list[np.ndarray],
+                 previous: TieredVoteIndex | None = None):
         import faiss
 
         self.base, self.base_images, self.delta_parts = base, base_images, delta_parts
-        self.delta = faiss.IndexFlatL2(128)
-        if delta_parts:
-            self.delta.add(as_float(np.concatenate(delta_parts)))
-        self.owner = np.concatenate([base.owner, _owners(delta_parts, base_images)])
+        if previous is not None:  # the same base: its delta is a prefix of this one's
+            self.delta = faiss.clone_index(previous.delta)
+            self.delta_owner = previous.delta_owner
+            new = delta_parts[len(previous.delta_parts):]
+        else:
+            self.delta = faiss.IndexFlatL2(128)
+            self.delta_owner = np.zeros(0, np.int32)
+            new = delta_parts
+        if new:
+            self.delta.add(as_float(np.concatenate(new)))
+            self.delta_owner = np.concatenate([self.delta_owner,
+                                               _owners(new, base_images + len(delta_parts) - len(new))])
+        self._owner: np.ndarray | None = None
+
+    @property
+    def owner(self) -> np.ndarray:
+        """Every descriptor's image (made on first use: `owners` is what a query uses)."""
+        if self._owner is None:
+            self._owner = np.concatenate([self.base.owner, self.delta_owner])
+        return self._owner
+
+    def owners(self, idx: np.ndarray) -> np.ndarray:
+        nb = len(self.base)
+        in_base = idx < nb
+        out = np.empty(idx.shape, np.int32)
+        out[in_base] = self.base.owner[idx[in_base]]
+        out[~in_base] = self.delta_owner[idx[~in_base] - nb]
+        return out
 
     def __len__(self) -> int:
-        return len(self.owner)
+        return len(self.base) + len(self.delta_owner)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(q, np.float32)
@@ -242,13 +278,14 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
     into a copy of the base (an exact search over a large delta would cost more than the IVF)."""
     if isinstance(index, TieredVoteIndex):
         base, base_images, delta = index.base, index.base_images, [*index.delta_parts, *parts]
+        previous: TieredVoteIndex | None = index
     elif isinstance(index, FaissVoteIndex):
-        base, base_images, delta = index, n_images, list(parts)
+        base, base_images, delta, previous = index, n_images, list(parts), None
     else:
         return None
-    if sum(len(p) for p in delta) >= fold_at:
+    if (len(previous.delta_owner) if previous else 0) + sum(len(p) for p in parts) >= fold_at:
         return base.extended(delta, base_images, after_chunk)
-    return TieredVoteIndex(base, base_images, delta)
+    return TieredVoteIndex(base, base_images, delta, previous)
 
 
 def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings: str,

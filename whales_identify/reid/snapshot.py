@@ -1,0 +1,198 @@
+"""`MatchIndex`: the immutable snapshot of a catalog's arrays that `matching.score_query` searches
+(labels grouped by individual, the embeddings, each photo's local features, and the LNBNN vote
+index built on first use), and how an enrolment makes the next one at the cost of its new photos.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from whales_identify.records.store import CatalogImage
+from whales_identify.reid.feature_pack import digest
+from whales_identify.reid.local_features import LocalFeatures
+from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend, saved_or_built
+
+if TYPE_CHECKING:
+    from whales_identify.reid.matching import MatchConfig
+
+__all__ = ["MatchIndex"]
+
+
+class MatchIndex:
+    """An immutable snapshot of the catalog's arrays (`Catalog` makes a new one after every change).
+
+    An enrolment (photos appended, none replaced or removed) makes the next snapshot with
+    `appended`, which costs the new photos, not the catalog: the lists are copied (one memcpy),
+    the labels shifted with one vectorised step where a new individual sorts before others, the
+    embedding buffer and vote index extended. The result equals a rebuild (tests).
+    `digests`: `feature_pack.digest` of the photos whose features are mapped from a file; with
+    it, the saved vote index is keyed by digests (computed for the others), not by reading rows.
+    `release`: drops the mapping's resident pages; called after each chunk of a vote index build.
+    """
+
+    def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
+                 digests: Mapping[str, bytes] | None = None,
+                 release: Callable[[], None] | None = None):
+        self.images = list(images)
+        self.image_ids = [im.image_id for im in self.images]
+        self.individuals = sorted({im.individual_id for im in self.images})
+        pos = {ind: i for i, ind in enumerate(self.individuals)}
+        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
+        species: dict[str, str] = {}
+        for im in self.images:
+            species.setdefault(im.individual_id, im.species)
+        self.species = [species[i] for i in self.individuals]
+        self._group(np.argsort(self.labels, kind="stable"))
+        dim = self.images[0].embedding.shape[0] if self.images else 0
+        self._emb_buf = _embedding_buffer(self.images, dim, None)
+        self.emb = self._emb_buf[0][:len(self.images)]
+        self.local = [_local(im) for im in self.images]
+        self._previous: MatchIndex | None = None
+        self._finish(cfg, digests, release)
+
+    def _group(self, by_label: np.ndarray) -> None:
+        counts = np.bincount(self.labels, minlength=len(self.individuals))
+        self.by_label = by_label  # image indices grouped by individual (stable: image order)
+        self.ends = np.cumsum(counts).astype(np.int64)
+        self.starts = self.ends - counts
+
+    def _finish(self, cfg: MatchConfig, digests: Mapping[str, bytes] | None,
+                release: Callable[[], None] | None) -> None:
+        self.cfg = cfg
+        self.digests, self.release = digests, release
+        self._vote_index: VoteIndex | None = None
+        self._vote_lock = threading.Lock()
+
+    def members(self, label: int) -> np.ndarray:
+        """The indices of one individual's images, in image order."""
+        return self.by_label[self.starts[label]:self.ends[label]]
+
+    def appended(self, images: Sequence[CatalogImage], digests: Mapping[str, bytes] | None = None,
+                 release: Callable[[], None] | None = None) -> MatchIndex:
+        """This snapshot with `images` (photos not in it) appended: the same arrays as
+        `MatchIndex(self.images + images)`, at the cost of the new photos (numpy steps over the
+        labels aside); this one is left as it is (queries in flight keep searching it)."""
+        images = list(images)
+        if not self.images:
+            return MatchIndex(images, self.cfg, digests, release)
+        new = object.__new__(MatchIndex)
+        n0, n = len(self.images), len(self.images) + len(images)
+        new.images = self.images + images
+        new.image_ids = self.image_ids + [im.image_id for im in images]
+        old = self.individuals
+        fresh: dict[str, str] = {}  # new individuals (sorted below) -> species of their first photo
+        for im in images:
+            at = bisect_left(old, im.individual_id)
+            if at == len(old) or old[at] != im.individual_id:
+                fresh.setdefault(im.individual_id, im.species)
+        at_old = [bisect_left(old, ind) for ind in sorted(fresh)]
+        new.individuals, new.species = list(old), list(self.species)
+        for k, (ind, at) in enumerate(zip(sorted(fresh), at_old, strict=True)):
+            new.individuals.insert(at + k, ind)  # a memmove each, of the individuals' pointers
+            new.species.insert(at + k, fresh[ind])
+        labels = self.labels
+        if fresh:  # an old individual moves down by the new ones sorted before it
+            labels = labels + np.searchsorted(np.asarray(at_old, np.int64), labels, side="right")
+        added = np.array([bisect_left(new.individuals, im.individual_id) for im in images], np.int64)
+        new.labels = np.concatenate([labels, added])
+        counts = np.bincount(new.labels, minlength=len(new.individuals))
+        ends = np.cumsum(counts)
+        # each new photo goes at the end of its individual's group, after the ones before it
+        later = np.zeros(len(images), np.int64)
+        seen: dict[int, int] = {}
+        for t in range(len(images) - 1, -1, -1):
+            later[t] = seen.get(int(added[t]), 0)
+            seen[int(added[t])] = later[t] + 1
+        slots = ends[added] - 1 - later
+        by_label = np.empty(n, np.int64)
+        keep = np.ones(n, bool)
+        keep[slots] = False
+        by_label[keep] = self.by_label
+        by_label[slots] = np.arange(n0, n)
+        new._group(by_label)
+        dim = new.images[0].embedding.shape[0] if new.images else 0
+        new._emb_buf = _embedding_buffer(new.images, dim, self)
+        new.emb = new._emb_buf[0][:n]
+        new.local = self.local + [_local(im) for im in images]
+        new._previous = self
+        new._finish(self.cfg, digests, release)
+        return new
+
+    def vote_index(self) -> VoteIndex | None:
+        """The descriptor index over all reference images, built on first use (an appended
+        snapshot extends its previous one's: `vote_index.extend`)."""
+        with self._vote_lock:
+            if self._vote_index is None:
+                k, cfg = self.cfg.index_keypoints, self.cfg
+                prev, self._previous = self._previous, None
+                # a previous snapshot never searched builds (or extends) its index first
+                base = prev.vote_index() if prev is not None and cfg.vote_index == "faiss" else None
+                if base is not None and prev is not None:
+                    n0 = len(prev.images)
+                    parts = [lf.descriptors[:k] for lf in self.local[n0:]]  # the new photos only
+                    self._vote_index = extend(base, n0, parts, fold_at=cfg.vote_fold_at)
+                if self._vote_index is not None:
+                    return self._vote_index
+                parts = [lf.descriptors[:k] for lf in self.local]
+                if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
+                    return None
+                if cfg.vote_index == "faiss":
+                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests(), self.release)
+                else:
+                    self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
+                                                      shard_size=cfg.vote_shard_size)
+            return self._vote_index
+
+    def _digests(self) -> list[bytes] | None:
+        if self.digests is None:
+            return None
+        known = self.digests
+        return [known.get(iid) or digest(iid, lf.keypoints, lf.descriptors)
+                for iid, lf in zip(self.image_ids, self.local, strict=True)]
+
+
+_NO_KP, _NO_DESC = np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
+
+
+def _local(im: CatalogImage) -> LocalFeatures:
+    return LocalFeatures(im.keypoints if im.keypoints is not None else _NO_KP,
+                         im.descriptors if im.descriptors is not None else _NO_DESC)
+
+
+def _embedding_buffer(images: Sequence[CatalogImage], dim: int, previous: MatchIndex | None
+                      ) -> list:
+    """[buffer, rows filled]: the embeddings in a buffer with room to grow, shared with the
+    previous snapshot when this one appends to it (its rows are never written again)."""
+    n = len(images)
+    if previous is not None:
+        buf = previous._emb_buf
+        start = len(previous.images)
+        if buf[1] == start and len(buf[0]) >= n:
+            for i in range(start, n):
+                buf[0][i] = images[i].embedding
+            buf[1] = n
+            return buf
+    data = np.zeros((max(n + n // 4, 16), dim), np.float32)
+    if previous is not None:  # the buffer is full (or a sibling grew it): copy its rows once
+        start = len(previous.images)
+        data[:start] = previous.emb
+    else:
+        start = 0
+    for i in range(start, n):
+        data[i] = images[i].embedding
+    return [data, n]
+
+
+def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: MatchConfig,
+                 digests: Sequence[bytes] | None = None,
+                 after_chunk: Callable[[], None] | None = None) -> VoteIndex:
+    """Build the faiss index, or read the one saved for these photos (or the first of them)."""
+    settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
+                    max_lists=cfg.ivf_max_lists)
+    return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
+                          fold_at=cfg.vote_fold_at, digests=digests, after_chunk=after_chunk)
