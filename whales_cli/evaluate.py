@@ -50,6 +50,10 @@ def evaluate(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="With a fit: repeat the calibration/"
                                        "report split of individuals with this many salts and report "
                                        "mean ± SE.")] = 3,
+    new_rate_on_known: Annotated[float | None, typer.Option(
+        "--new-rate-on-known", min=0.0, max=1.0, help="With --open-set probability: fit the P(new) "
+        "target so that at most this share of the calibration split's known queries is called "
+        "new (e.g. 0.15), instead of P(new) >= 0.5.")] = None,
     partial_crossfit: Annotated[bool, typer.Option(
         "--partial-crossfit", help="Allow fewer --crossfit models than folds: only their held-out "
         "folds' queries are scored (a smaller sample of the same protocol).")] = False,
@@ -72,7 +76,10 @@ def evaluate(
     config = MatchConfig(use_local=not no_local)
     if fusion not in ("logistic", "linear") or open_set not in ("probability", "threshold"):
         fail("--fusion is logistic or linear, --open-set probability or threshold")
-    fit = FitOptions(fusion=fusion, open_set=open_set, seeds=seeds, records_out=records_out)
+    if new_rate_on_known is not None and open_set != "probability":
+        fail("--new-rate-on-known needs --open-set probability")
+    fit = FitOptions(fusion=fusion, open_set=open_set, seeds=seeds, records_out=records_out,
+                     new_rate_on_known=new_rate_on_known)
     try:
         if from_records:
             metrics = _from_records(from_records, model, calibration, fit_calibration, fit)
@@ -107,7 +114,8 @@ def _from_records(path: Path, model: str, calibration: Path | None, fit_out: Pat
     cal = None if fit_out else resolve_calibration(model_id, calibration)
     out = evaluate_records(records, model_id, calibration=cal, fit_out=fit_out, fusion=fit.fusion,
                            open_set=fit.open_set, seeds=fit.seeds,
-                           provenance={"records": str(path), **meta})
+                           provenance={"records": str(path), **meta},
+                           new_rate_on_known=fit.new_rate_on_known)
     out.update({k: meta[k] for k in ("limit", "manifest_sha256", "crossfit") if k in meta})
     return out
 

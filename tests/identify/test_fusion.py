@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from whales_identify.evaluation.metrics import QueryRecord, coverage_at_precision, fit_calibration
+from whales_identify.evaluation.metrics import (
+    QueryRecord,
+    coverage_at_precision,
+    fit_calibration,
+    target_for_rate,
+)
 from whales_identify.evaluation.records import load_records, save_records
 from whales_identify.evaluation.repeated import mean_se, split_of_individual
 from whales_identify.reid.calibrate import Calibration, FusionWeights, load_calibration, save_calibration
@@ -206,3 +211,35 @@ def test_fit_calibration_learns_p_new_from_known_and_new_queries():
     new = [r for r in recs if r.mode == "new"]
     assert np.mean([rank(r.scores, cal, 5).is_new_individual for r in new]) > 0.8
     assert np.mean([rank(r.scores, cal, 5).is_new_individual for r in known]) < 0.1
+
+
+def test_target_for_rate_by_hand():
+    p = np.array([0.9, 0.1, 0.5, 0.3, 0.7])
+    assert np.sum(p >= target_for_rate(p, 0.4)) == 2  # 40 % of 5: the two highest
+    assert np.sum(p >= target_for_rate(p, 0.0)) == 0
+    assert np.sum(p >= target_for_rate(p, 1.0)) == 5
+    tie = np.array([0.5, 0.5, 0.2])
+    assert np.sum(tie >= target_for_rate(tie, 0.34)) == 0  # a tie is not split
+
+
+def test_fit_calibration_fits_the_p_new_target_to_a_rate_of_known_queries():
+    rng = np.random.default_rng(3)
+    ids = [f"i{k}" for k in range(10)]
+    recs = []
+    for q in range(200):
+        truth = ids[q % 10]
+        cos = rng.normal(0.3, 0.05, 10)
+        if q % 4:  # known, but half of them with a truth that does not stand out (ambiguous)
+            cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
+            recs.append(_record(truth, "known", list(cos), ids))
+        else:
+            recs.append(_record("new_" + truth, "new", list(cos), ids))
+    known = [r for r in recs if r.mode == "known"]
+    for rate in (0.05, 0.2):
+        cal = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=rate)
+        flagged = np.mean([rank(r.scores, cal, 5).is_new_individual for r in known])
+        assert flagged <= rate and flagged > rate - 0.05  # the stated share, on these queries
+        assert cal.provenance["new_rate_on_known_target"] == rate
+    strict = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=0.05)
+    loose = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=0.2)
+    assert strict.new_probability_target > loose.new_probability_target

@@ -278,6 +278,7 @@ class FitOptions:
     open_set: str = "threshold"
     seeds: int = 3
     records_out: Path | None = None
+    new_rate_on_known: float | None = None  # "probability": fit the P(new) target to this share
 
 
 def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[ManifestRow],
@@ -306,7 +307,7 @@ def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[M
             "split": {"salt": SPLIT_SALT, "calibration_fraction": CALIBRATION_FRACTION,
                       "rule": "stable_fraction(group_key(row), salt) < fraction -> calibration"},
             "limit": limit, "config": _config_dict(config), **(extra or {})},
-            fusion=fit.fusion, open_set=fit.open_set)
+            fusion=fit.fusion, open_set=fit.open_set, new_rate_on_known=fit.new_rate_on_known)
         save_calibration(cal, fit_out)
         catalog.calibration = cal
     per_source: dict[str, list[ManifestRow]] = {}
@@ -331,7 +332,8 @@ def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[M
         out["calibration_split"] = compute_metrics(calib_records, catalog)
     if fit_out is not None and fit.seeds > 1:
         out["repeated"] = repeated_splits(records, model_id, fit.seeds, fusion=fit.fusion,
-                                          open_set=fit.open_set, sources=sorted({r.source for r in rows}))
+                                          open_set=fit.open_set, sources=sorted({r.source for r in rows}),
+                                          new_rate_on_known=fit.new_rate_on_known)
     if out["report"]:
         out["report"]["seconds_per_query_total"] = out["report"]["seconds_per_query_match"] + t_feat
         for src, m in out["report"]["per_source"].items():

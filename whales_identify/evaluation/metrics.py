@@ -178,13 +178,27 @@ def report(records: Sequence[QueryRecord], catalog: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- fitting
+def target_for_rate(p_new_known: np.ndarray, rate: float) -> float:
+    """The lowest P(new) target that flags (P(new) >= target) at most `rate` of these known
+    queries; just above the largest P(new) when `rate` is 0."""
+    p = np.sort(np.asarray(p_new_known, np.float64))[::-1]
+    if not len(p):
+        return 0.5
+    k = int(math.floor(rate * len(p) + 1e-9))  # queries that may be flagged
+    if k >= len(p):
+        return float(p[-1])
+    return float(np.nextafter(p[k], np.inf))  # p[k] and everything below stay "known"
+
+
+
 FUSIONS = ("logistic", "linear")
 OPEN_SET_RULES = ("probability", "threshold")
 
 
 def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                     provenance: dict[str, Any] | None = None, *, fusion: str = "linear",
-                    open_set: str = "threshold", new_target: float = 0.5) -> Calibration:
+                    open_set: str = "threshold", new_target: float = 0.5,
+                    new_rate_on_known: float | None = None) -> Calibration:
     """The fusion, the probability map and the open-set rule, on calibration-split records only.
 
     Args:
@@ -193,6 +207,10 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
         open_set: "probability" (new when P(new) >= `new_target`, P(new) fitted on known vs
             left-out queries) or "threshold" (fused top-1 below the score maximising open-set
             MAP@5 over the calibration queries).
+        new_rate_on_known: with "probability", fit the P(new) target instead of `new_target`: the
+            lowest target that flags at most this share of the calibration split's KNOWN queries
+            (a rate the biologist states, e.g. 0.15, made into a P(new) cut on data the report
+            never sees; P(new) itself moves with the catalog, a share of known photos less so).
     """
     if fusion not in FUSIONS or open_set not in OPEN_SET_RULES:
         raise ValueError(f"fusion must be one of {FUSIONS}, open_set one of {OPEN_SET_RULES}")
@@ -240,6 +258,11 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
         feats = np.stack([top_two(cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
                           for q in records])
         new_model = fit_new_individual_model(feats, ~known_mask)
+        if new_rate_on_known is not None:
+            p_known = [new_model.p_new(cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
+                       for q, k in zip(records, known_mask, strict=True) if k]
+            new_target = target_for_rate(np.array(p_known), new_rate_on_known)
+            prov["new_rate_on_known_target"] = float(new_rate_on_known)
     prov.update({"n_calibration_queries": len(records),
                  "n_calibration_individuals": len({q.individual_id for q in records}),
                  "fusion": fusion, "open_set": open_set})

@@ -46,7 +46,8 @@ def resplit(records: Sequence[QueryRecord], salt: str) -> list[QueryRecord]:
 
 def repeated_splits(records: Sequence[QueryRecord], model_id: str, seeds: int = 3, *,
                     fusion: str = "linear", open_set: str = "threshold",
-                    sources: Sequence[str] | None = None) -> dict[str, Any]:
+                    sources: Sequence[str] | None = None,
+                    new_rate_on_known: float | None = None) -> dict[str, Any]:
     """Fit on each split's calibration part, report on its report part, for seeds 0..seeds-1.
 
     Args:
@@ -61,7 +62,8 @@ def repeated_splits(records: Sequence[QueryRecord], model_id: str, seeds: int = 
         recs = resplit(records, salt_for(seed))
         calib = [q for q in recs if q.split == "calibration"]
         rep = [q for q in recs if q.split == "report"]
-        cal = fit_calibration(calib, model_id, fusion=fusion, open_set=open_set)
+        cal = fit_calibration(calib, model_id, fusion=fusion, open_set=open_set,
+                              new_rate_on_known=new_rate_on_known)
         m = compute_metrics(rep, cal)
         m["seed"], m["salt"] = seed, salt_for(seed)
         m["n_calibration_queries"] = len(calib)
@@ -70,7 +72,7 @@ def repeated_splits(records: Sequence[QueryRecord], model_id: str, seeds: int = 
             sub = [q for q in rep if q.source == src]
             if sub:
                 per_source_seed[src].append(compute_metrics(sub, cal))
-    return {"seeds": seeds, "fusion": fusion, "open_set": open_set,
+    return {"seeds": seeds, "fusion": fusion, "open_set": open_set, "new_rate_on_known": new_rate_on_known,
             "calibration_fraction": CALIBRATION_FRACTION,
             "salts": [salt_for(s) for s in range(seeds)],
             "per_seed": [_compact(m) for m in per_seed], "mean_se": mean_se(per_seed),
@@ -109,7 +111,8 @@ def _compact(m: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_records(records: Sequence[QueryRecord], model_id: str, *, calibration: Any = None,
                      fit_out: Any = None, fusion: str = "linear", open_set: str = "threshold",
-                     seeds: int = 3, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                     seeds: int = 3, provenance: dict[str, Any] | None = None,
+                     new_rate_on_known: float | None = None) -> dict[str, Any]:
     """Metrics from stored query records (`records.load_records`), without matching anything again.
 
     Fits a calibration on the records' calibration split and writes it to `fit_out` when given,
@@ -122,7 +125,8 @@ def evaluate_records(records: Sequence[QueryRecord], model_id: str, *, calibrati
     rep = [q for q in records if q.split == "report"]
     cal = calibration
     if fit_out is not None:
-        cal = fit_calibration(calib, model_id, provenance=provenance, fusion=fusion, open_set=open_set)
+        cal = fit_calibration(calib, model_id, provenance=provenance, fusion=fusion, open_set=open_set,
+                              new_rate_on_known=new_rate_on_known)
         save_calibration(cal, fit_out)
     if cal is None:
         raise ValueError("evaluating stored records needs a calibration or a fit")
@@ -135,5 +139,6 @@ def evaluate_records(records: Sequence[QueryRecord], model_id: str, *, calibrati
         out["calibration_split"] = compute_metrics(calib, cal)
     if fit_out is not None and seeds > 1:
         out["repeated"] = repeated_splits(records, model_id, seeds, fusion=fusion, open_set=open_set,
-                                          sources=sorted({q.source for q in records}))
+                                          sources=sorted({q.source for q in records}),
+                                          new_rate_on_known=new_rate_on_known)
     return out
