@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.identify.gate_fakes import ColourEmbedder
 from whales_identify.data import group_key, manifest_hash
 from whales_identify.errors import ModelIntegrityError, ModelNotAvailableError
 from whales_identify.gate.backends import (
@@ -367,19 +368,6 @@ def test_committed_head_records_its_provenance(data_dir: Path):
 
 # --- the calibration pipeline end to end, with a fake backbone (fast) -----------------------------
 
-class _ColourEmbedder:
-    """Features = colour statistics: enough to tell blue 'whales' from red 'sharks'."""
-
-    model_id, dim = "fake.colour", 6
-
-    def features(self, images):
-        out = []
-        for im in images:
-            a = np.asarray(im.convert("RGB").resize((16, 16)), np.float32) / 255
-            out.append(np.concatenate([a.mean((0, 1)), a.std((0, 1))]) + 1e-3)
-        return np.stack(out)
-
-
 def _toy_manifest(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     lines = ["relpath,label,individual_id,species"]
@@ -401,7 +389,7 @@ def test_calibrate_pipeline_keeps_test_out_and_picks_threshold_on_calibration(tm
     from whales_identify.train import gate as gt
 
     manifest = _toy_manifest(tmp_path)
-    head, rep = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), n_generated_cal=2, n_generated_test=2,
+    head, rep = gt.calibrate(manifest, tmp_path, ColourEmbedder(), n_generated_cal=2, n_generated_test=2,
                              reg_grid=(1.0,), hidden=0, folds=3, cache_dir=tmp_path / "cache",
                              progress=False)
     assert rep["split"]["shared_groups"] == 0

@@ -10,21 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.identify.gate_fakes import ColourEmbedder
 from whales_identify.train import gate as gt
 from whales_identify.train.gate_synthetic import fin_view
-
-
-class _ColourEmbedder:
-    """Features = colour statistics: enough to tell blue 'whales' from red 'sharks'."""
-
-    model_id, dim = "fake.colour", 6
-
-    def features(self, images):
-        out = []
-        for im in images:
-            a = np.asarray(im.convert("RGB").resize((16, 16)), np.float32) / 255
-            out.append(np.concatenate([a.mean((0, 1)), a.std((0, 1))]) + 1e-3)
-        return np.stack(out)
 
 
 def _manifest(tmp_path: Path) -> Path:
@@ -53,7 +41,7 @@ FAST = {"n_generated_cal": 2, "n_generated_test": 2, "reg_grid": (1.0,), "hidden
 
 def test_held_out_source_is_out_of_training_and_scored_on_every_photo(tmp_path: Path):
     manifest = _manifest(tmp_path)
-    _, rep = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), hold_out_sources=["toy_fins"],
+    _, rep = gt.calibrate(manifest, tmp_path, ColourEmbedder(), hold_out_sources=["toy_fins"],
                           cache_dir=tmp_path / "cache", **FAST)
     assert "toy_fins" not in rep["split"]["calibration"] and "toy_fins" not in rep["test"]["per_source"]
     assert rep["training"]["hold_out_sources"] == ["toy_fins"]
@@ -64,14 +52,14 @@ def test_held_out_source_is_out_of_training_and_scored_on_every_photo(tmp_path: 
     assert held["roc_auc_vs_test_negatives"] > 0.9 and len(held["worst"]) == 8
     assert rep["population_holdout"]["threshold"] == rep["test"]["threshold"]
     # The other sources are split exactly as without the hold-out: same test photos.
-    _, plain = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), cache_dir=tmp_path / "cache", **FAST)
+    _, plain = gt.calibrate(manifest, tmp_path, ColourEmbedder(), cache_dir=tmp_path / "cache", **FAST)
     assert rep["split"]["test"]["toy"] == plain["split"]["test"]["toy"]
     assert "population_holdout" not in plain
 
 
 def test_an_unknown_source_to_hold_out_is_an_error(tmp_path: Path):
     with pytest.raises(ValueError, match="toy_seals"):
-        gt.calibrate(_manifest(tmp_path), tmp_path, _ColourEmbedder(), hold_out_sources=["toy_seals"],
+        gt.calibrate(_manifest(tmp_path), tmp_path, ColourEmbedder(), hold_out_sources=["toy_seals"],
                      cache_dir=tmp_path / "cache", **FAST)
 
 
@@ -80,8 +68,8 @@ def test_fin_views_are_seeded_and_join_the_training_rows(tmp_path: Path):
     a, b = fin_view(im, random.Random("k")), fin_view(im, random.Random("k"))
     assert a.mode == "RGB" and a.tobytes() == b.tobytes() and 96 <= max(a.size) <= 512
     manifest = _manifest(tmp_path)
-    _, base = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), cache_dir=tmp_path / "cache", **FAST)
-    _, more = gt.calibrate(manifest, tmp_path, _ColourEmbedder(), fin_views=2,
+    _, base = gt.calibrate(manifest, tmp_path, ColourEmbedder(), cache_dir=tmp_path / "cache", **FAST)
+    _, more = gt.calibrate(manifest, tmp_path, ColourEmbedder(), fin_views=2,
                            cache_dir=tmp_path / "cache", **FAST)
     cal = base["split"]["calibration"]
     scarce = sum(e["images"] for s, e in cal.items() if not s.startswith("generated"))
@@ -106,7 +94,7 @@ def test_cli_hold_out_keeps_the_shipped_head_and_merges_readings(tmp_path: Path,
     from whales_cli import app
 
     monkeypatch.setattr(whales_identify.models, "create_model", lambda *_a: None)
-    monkeypatch.setattr(whales_identify.embed, "Embedder", lambda _m: _ColourEmbedder())
+    monkeypatch.setattr(whales_identify.embed, "Embedder", lambda _m: ColourEmbedder())
     calibrate = gt.calibrate  # the real pipeline, with a head that fits in a blink
     fast = {k: v for k, v in FAST.items() if k != "progress"}
     monkeypatch.setattr(gt, "calibrate", lambda *a, **k: calibrate(*a, **{**k, **fast}))

@@ -271,10 +271,15 @@ def reframe(image: Image.Image, rng: random.Random) -> Image.Image:
     """A clean training view that keeps the subject: a mirror image half the time, then a crop keeping
     65-95 % of each side (a tighter or shifted framing), no degradation. Gives the scarce sources
     (boat-based photos, fin crops, shark fins, seals) more framings without label noise."""
+    return _mirrored_crop(image, rng, 0.65, 0.95)
+
+
+def _mirrored_crop(image: Image.Image, rng: random.Random, lo: float, hi: float) -> Image.Image:
+    """A mirror image half the time, then a crop keeping `lo`-`hi` of each side."""
     im = image.convert("RGB")
     if rng.random() < 0.5:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    fw, fh = rng.uniform(0.65, 0.95), rng.uniform(0.65, 0.95)
+    fw, fh = rng.uniform(lo, hi), rng.uniform(lo, hi)
     cw, ch = max(1, int(im.width * fw)), max(1, int(im.height * fh))
     x, y = rng.randint(0, im.width - cw), rng.randint(0, im.height - ch)
     return im.crop((x, y, x + cw, y + ch))
@@ -285,13 +290,7 @@ def fin_view(image: Image.Image, rng: random.Random) -> Image.Image:
     of each side, so a fin or back fills more of the frame), a small tilt (up to 15 degrees, as a
     rolling boat tilts the horizon), a new scale (long side 96-512 px), sometimes a mild blur, and
     another exposure and contrast (gamma 0.6-1.6). The subject stays recognisable: no label noise."""
-    im = image.convert("RGB")
-    if rng.random() < 0.5:
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    fw, fh = rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.9)
-    cw, ch = max(1, int(im.width * fw)), max(1, int(im.height * fh))
-    x, y = rng.randint(0, im.width - cw), rng.randint(0, im.height - ch)
-    im = im.crop((x, y, x + cw, y + ch))
+    im = _mirrored_crop(image, rng, 0.4, 0.9)
     # the corners a tilt uncovers take the letterbox's colour, as padding does at serving time
     im = im.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BILINEAR, fillcolor=LETTERBOX_FILL)
     scale = rng.randint(96, 512) / max(im.size)
