@@ -243,3 +243,16 @@ def test_fit_calibration_fits_the_p_new_target_to_a_rate_of_known_queries():
     strict = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=0.05)
     loose = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=0.2)
     assert strict.new_probability_target > loose.new_probability_target
+
+
+def test_p_new_in_a_catalog_of_one_individual_does_not_call_its_own_photo_new():
+    # P(new) reads the gap to the second best; with one individual there is none (a gap of 0 once
+    # called the enrolled photo itself new: CI's live tests on the packaged logistic calibration)
+    from pathlib import Path
+    cal = load_calibration(Path(__file__).resolve().parents[2] / "reports" / "calibration_candidates"
+                           / "efficientnet_lite0.rightwhale_arcface_v1.logistic_rate015.json")
+    assert cal.open_set_rule == "probability"
+    one = Scores(["a"], ["s"], np.array([0.99]), np.array([50.0]), np.array([300.0]), np.array([0]),
+                 ["im"], [("s", 0.99)])
+    assert cal.p_new(cal.fuse(one.cos, one.vote, one.inliers)) > 0.9  # the trap, unpadded
+    assert not rank(one, cal, 5).is_new_individual

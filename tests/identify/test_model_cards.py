@@ -59,7 +59,7 @@ def test_models_show_prints_the_card_and_list_carries_intended_use():
     assert res.exit_code == 0, res.output
     assert "Intended use:" in res.stdout and "reports/metrics_crossfit.json" in res.stdout
     doc = json.loads(run(app, ["models", "show", DEFAULT_REID_MODEL, "--json"]).stdout)
-    assert doc["card"]["results"][0]["report"] == "reports/metrics_crossfit_f0_logistic.json"
+    assert doc["card"]["results"][0]["report"] == "reports/metrics_crossfit.json"
     rows = {r["id"]: r for r in json.loads(run(app, ["models", "list", "--json"]).stdout)}
     assert "right whale" in rows[DEFAULT_REID_MODEL]["intended_use"]
     res = run(app, ["models", "show", "nope.model"])

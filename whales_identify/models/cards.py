@@ -40,8 +40,6 @@ class ModelCard:
 
 CROSSFIT = "reports/metrics_crossfit.json"
 FULL = "reports/metrics_full.json"
-CROSSFIT_F0 = "reports/metrics_crossfit_f0_logistic.json"  # issue 17: the calibration that ships
-_RW_REPEATED = "repeated.per_source.noaa_right_whale_headcrops.mean_se"
 _HW = "report.per_source.happywhale"
 _RW = "report.per_source.noaa_right_whale_headcrops"
 
@@ -64,15 +62,8 @@ CARDS: dict[str, ModelCard] = {
                "catalog's individuals, not from this model. Full-resolution aerial photos (not head "
                "crops) were measured on 5 queries only.",
         results=(
-            MeasuredResult("right whale head crops top-1, shipped calibration (logistic fusion; fold-0 "
-                           "cross-fit, whales never seen; mean of 3 splits)", 0.626, CROSSFIT_F0,
-                           f"{_RW_REPEATED}.top1.mean"),
-            MeasuredResult("right whale head crops top-5, shipped calibration (same)", 0.689, CROSSFIT_F0,
-                           f"{_RW_REPEATED}.top5.mean"),
-            MeasuredResult("right whale head crops: known whales called 'new', shipped calibration "
-                           "(first split)", 0.147, CROSSFIT_F0, f"{_RW}.open_set.new_rate_on_known"),
-            MeasuredResult("right whale head crops top-1 (full cross-fit, earlier linear calibration)",
-                           0.638, CROSSFIT, f"{_RW}.top1"),
+            MeasuredResult("right whale head crops top-1 (cross-fitted, whales never seen)", 0.638,
+                           CROSSFIT, f"{_RW}.top1"),
             MeasuredResult("right whale head crops MAP@5 (cross-fitted)", 0.660, CROSSFIT, f"{_RW}.map5"),
             MeasuredResult("right whale head crops queries", 1451, CROSSFIT, f"{_RW}.n_queries"),
             MeasuredResult("Happywhale (other species) top-1", 0.059, CROSSFIT, f"{_HW}.top1"),

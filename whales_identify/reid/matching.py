@@ -216,12 +216,24 @@ def rank(scores: Scores, cal: Calibration, top_k: int) -> MatchResult:
                   for i, p in zip(order, probs, strict=True)]
     if not candidates:
         return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
-    is_new = cal.is_new(fused[finite])  # candidates are listed whatever the decision
+    is_new = cal.is_new(_with_a_second(scores, cal, fused, finite))  # candidates listed whatever the decision
     species, species_score = _species(candidates, scores, is_new, cal.species_threshold)
     return MatchResult(candidates=candidates,
                        individual_id=None if is_new else candidates[0].individual_id,
                        is_new_individual=is_new, probability=candidates[0].probability,
                        species=species, species_score=species_score)
+
+
+def _with_a_second(scores: Scores, cal: Calibration, fused: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """The finite fused scores P(new) reads. P(new) weighs the gap between the two best; a catalog
+    of one individual has no second, and a gap of 0 read as "ambiguous" called even the enrolled
+    photo itself new. Such a query is judged against a virtual second individual with no evidence
+    (an orthogonal embedding, no vote, no inliers): what an unrelated whale would score."""
+    if cal.new_model is None or int(finite.sum()) >= 2 or not finite.any():
+        return fused[finite]
+    i = int(np.flatnonzero(finite)[0])
+    return cal.fuse(np.array([scores.cos[i], 0.0]), np.array([scores.vote[i], 0.0]),
+                    np.array([scores.inliers[i], 0.0]))
 
 
 def _species(candidates: list[Candidate], scores: Scores, is_new: bool,
