@@ -1,4 +1,4 @@
-"""Fit a calibration to ship (packaged, or a candidate to opt into), from stored query records, on ALL of them.
+"""Fit a calibration to ship (packaged, or a candidate to opt into) from stored query records, all of them.
 
 The repeated splits (`whales evaluate --from-records R.npz --fit-calibration F ...` or
 `scripts/reid_compare_fusions.py`) measure the fitting *procedure* on individuals it did not see
