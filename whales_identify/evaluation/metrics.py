@@ -190,7 +190,6 @@ def target_for_rate(p_new_known: np.ndarray, rate: float) -> float:
     return float(np.nextafter(p[k], np.inf))  # p[k] and everything below stay "known"
 
 
-
 FUSIONS = ("logistic", "linear")
 OPEN_SET_RULES = ("probability", "threshold")
 
@@ -255,12 +254,10 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                 threshold, best_map = float(thr), m
         prov["fit_map5_open"] = best_map
     elif (~known_mask).any() and known_mask.any():
-        feats = np.stack([top_two(cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
-                          for q in records])
-        new_model = fit_new_individual_model(feats, ~known_mask)
+        fused = [cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers) for q in records]
+        new_model = fit_new_individual_model(np.stack([top_two(f) for f in fused]), ~known_mask)
         if new_rate_on_known is not None:
-            p_known = [new_model.p_new(cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
-                       for q, k in zip(records, known_mask, strict=True) if k]
+            p_known = [new_model.p_new(f) for f, k in zip(fused, known_mask, strict=True) if k]
             new_target = target_for_rate(np.array(p_known), new_rate_on_known)
             prov["new_rate_on_known_target"] = float(new_rate_on_known)
     prov.update({"n_calibration_queries": len(records),
