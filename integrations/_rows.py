@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from whales_identify.records.store import CatalogImage, PredictionRecord, Sighting, SightingRecord, utcnow
+from whales_identify.records.store import (
+    CatalogImage,
+    FeatureHead,
+    PredictionRecord,
+    Sighting,
+    SightingRecord,
+    utcnow,
+)
 
 
 class Cursor(Protocol):
@@ -202,6 +209,32 @@ def catalog_to_row(image: CatalogImage, dialect: Dialect) -> tuple[Any, ...]:
     if values["embedding"] is None:
         raise ValueError(f"catalog image {image.image_id!r} has no embedding")
     return tuple(values[c] for c in CATALOG_COLUMNS)
+
+
+# `CATALOG_COLUMNS` as `Store.iter_catalog_heads` selects them: no thumbnail, and of the descriptors
+# only the first row and the last of the first `keep` (a `?` bound to keep, twice), as 128-byte rows
+# (uint8 RootSIFT, the layout a feature pack holds); the rest of the blob is never copied out
+_KEPT = "(CASE WHEN length(descriptors) < 128 * ? THEN length(descriptors) / 128 ELSE ? END)"
+CATALOG_HEAD_COLUMNS = (*("substr(descriptors, 1, 128)" if c == "descriptors" else
+                          "NULL" if c == "thumbnail" else c for c in CATALOG_COLUMNS),
+                        f"substr(descriptors, 1 + 128 * ({_KEPT} - 1), 128)")
+_CATALOG_AT = {c: i for i, c in enumerate(CATALOG_COLUMNS)}
+
+
+def row_to_catalog_head(row: Sequence[Any], dialect: Dialect) -> tuple[CatalogImage, FeatureHead]:
+    """A row selected with `CATALOG_HEAD_COLUMNS`: the record without features, and their head."""
+    values, last = list(row[:-1]), row[-1]
+    at = _CATALOG_AT
+    first, dtype, shape = (values[at[c]] for c in ("descriptors", "descriptors_dtype", "descriptors_shape"))
+    keypoints = decode_array(*(values[at[c]] for c in ("keypoints", "keypoints_dtype", "keypoints_shape")))
+    dims = json.loads(shape) if shape is not None else [0]
+    ends: list[np.ndarray | None] = [None, None]
+    if first is not None and last is not None and np.dtype(dtype) == np.uint8 and dims[1:] == [128]:
+        ends = [np.frombuffer(bytes(b), np.uint8).reshape(1, 128).copy() if len(b) == 128 else None
+                for b in (first, last)]
+    for c in ("keypoints", "descriptors"):
+        values[at[c]] = None
+    return row_to_catalog(values, dialect), FeatureHead(int(dims[0]), ends[0], ends[1], keypoints)
 
 
 def row_to_catalog(row: Sequence[Any], dialect: Dialect) -> CatalogImage:

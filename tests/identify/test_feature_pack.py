@@ -208,3 +208,106 @@ def test_workers_packing_the_same_catalog_at_once_all_load_it(tmp_path):
         assert len(_mapped(cat)) == 16
         cat.warm_index()
         _assert_same_answers(cat, ram, queries)
+
+
+def _sqlite(tmp_path):
+    from integrations.sqlite import SQLiteStore
+
+    return SQLiteStore(tmp_path / "catalog.db")
+
+
+@pytest.mark.parametrize("make_store", [lambda _: InMemoryStore(), _sqlite], ids=["memory", "sqlite"])
+def test_a_restart_reads_no_descriptors_from_the_store_and_never_serves_a_stale_pack(
+        tmp_path, monkeypatch, make_store):
+    """With a saved pack, a load reads the records without descriptors (`iter_catalog_heads`) and
+    finds each photo's features in the pack by its head; a photo whose features changed in the
+    store since the pack was written (same id, same count) is read whole, never served from it."""
+    individuals = _individuals(6, n_ind=8)
+    rng = np.random.default_rng(10)
+    queries = [_look(rng, individuals[i]) for i in (0, 3, 7)]
+    store = make_store(tmp_path)
+    recs = _records(individuals, photos=2, seed=11)
+    store.add_catalog_images(recs)
+    _catalog(store, tmp_path / "feat")  # writes the pack
+    read_whole: list[str] = []
+    real_get = store.get_catalog_image
+    monkeypatch.setattr(store, "iter_catalog_images", lambda *a, **k: pytest.fail("read whole"))
+    monkeypatch.setattr(store, "get_catalog_image", lambda iid: read_whole.append(iid) or real_get(iid))
+    warm = _catalog(store, tmp_path / "feat")
+    assert len(_mapped(warm)) == 16 and not read_whole
+    _assert_same_answers(warm, _catalog(InMemoryStoreOf(recs)), queries)
+
+    # changed under the same ids, with as many rows: the first descriptor only; the last only; a
+    # keypoint only; everything (another look). Each must be read from the store again.
+    def changed(im, how):
+        kp, desc = im.keypoints.copy(), im.descriptors.copy()
+        if how == "first":
+            desc[0] = 255 - desc[0]
+        elif how == "last":
+            desc[-1] = 255 - desc[-1]
+        elif how == "keypoint":
+            kp[len(kp) // 2] += 1.0
+        else:
+            new = _look(rng, individuals[(int(im.individual_id[3:]) + 1) % 8], n=len(desc))
+            kp, desc = new.keypoints, new.descriptors
+        return replace(im, keypoints=kp, descriptors=desc)
+
+    swaps = {recs[i].image_id: changed(recs[i], how)
+             for i, how in zip((0, 5, 9, 14), ("first", "last", "keypoint", "all"), strict=True)}
+    store.add_catalog_images(list(swaps.values()))
+    now = [swaps.get(im.image_id, im) for im in recs]
+    reloaded = _catalog(store, tmp_path / "feat")
+    assert sorted(read_whole) == sorted(swaps)
+    for im in now:
+        got = reloaded._images[im.image_id]  # noqa: SLF001
+        np.testing.assert_array_equal(got.descriptors, im.descriptors)
+        np.testing.assert_array_equal(got.keypoints, im.keypoints)
+    assert len(_mapped(reloaded)) == 12  # the 4 changed ones in RAM until a new pack
+    _assert_same_answers(reloaded, _catalog(InMemoryStoreOf(now)), queries)
+
+
+def InMemoryStoreOf(records) -> InMemoryStore:  # noqa: N802 - reads like the class
+    store = InMemoryStore()
+    store.add_catalog_images(records)
+    return store
+
+
+def test_too_many_missing_photos_read_the_store_whole_and_write_a_new_pack(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 2)
+    individuals = _individuals(7, n_ind=6)
+    recs = _records(individuals, photos=2, seed=12)
+    store = InMemoryStoreOf(recs[:4])
+    _catalog(store, tmp_path)
+    store.add_catalog_images(recs[4:])  # 8 new photos, over the 2 the pack keeps in RAM
+    streamed = []
+    real = InMemoryStore.iter_catalog_images
+    monkeypatch.setattr(InMemoryStore, "iter_catalog_images",
+                        lambda self, *a, **k: streamed.append(1) or real(self, *a, **k))
+    cat = _catalog(store, tmp_path)
+    assert streamed and len(_mapped(cat)) == 12 and len(list(tmp_path.glob("feat-*.json"))) == 2
+    for im in recs:
+        np.testing.assert_array_equal(cat._images[im.image_id].descriptors, im.descriptors)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["ram", "packed"])
+def test_the_loaded_embeddings_are_held_once_through_enrolment_and_removal(tmp_path, packed):
+    """A load puts the embeddings in one matrix that the first snapshot adopts (each record's
+    embedding a row of it), instead of one array per record plus the snapshot's copy; enrolments
+    fill its spare rows, a removal rebuilds with a copy, and the answers stay a fresh load's."""
+    individuals = _individuals(8, n_ind=8)
+    rng = np.random.default_rng(13)
+    queries = [_look(rng, individuals[i]) for i in (1, 6)]
+    recs = _records(individuals, photos=2, seed=14)
+    store = InMemoryStoreOf(recs[:12])
+    cat = _catalog(store, tmp_path if packed else None)
+    ix = cat._snapshot()  # noqa: SLF001
+    assert all(np.shares_memory(cat._images[i].embedding, ix.emb) for i in ix.image_ids)  # noqa: SLF001
+    np.testing.assert_array_equal(ix.emb, np.stack([im.embedding for im in store.list_catalog_images()]))
+    for im in recs[12:]:  # enrolled one at a time: the matrix's spare rows
+        cat.add_images([im])
+        cat._snapshot()  # noqa: SLF001
+    _assert_same_answers(cat, _catalog(InMemoryStoreOf(recs)), queries)
+    cat.remove_individual("ind0")
+    _assert_same_answers(cat, _catalog(InMemoryStoreOf(recs[2:])), queries)
+    for im in recs[2:]:
+        np.testing.assert_array_equal(cat._images[im.image_id].embedding, im.embedding)  # noqa: SLF001

@@ -251,3 +251,49 @@ def test_appended_snapshots_equal_a_rebuild(tmp_path, mapped):
         np.testing.assert_allclose(scores.cos, want.cos, rtol=1e-6)
     assert folded  # the delta tier was folded into a copy of the base on the way
     assert isinstance(cat._snapshot().vote_index(), TieredVoteIndex | FaissVoteIndex)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["built", "read_back"])
+def test_enrolling_into_an_ivf_index_never_copies_it(tmp_path, monkeypatch, saved):
+    """Over an IVF base the delta tier is an IVF with the base's quantiser and codebooks, filled
+    from its empty twin (read from the saved file without the lists): no enrolment copies the base
+    (at 100k photos that copy is ~1 GB of peak memory), and the tiers answer as the base with the
+    new descriptors added would."""
+    import faiss
+
+    parts, _, queries = _clusters(3, n_ind=12, photos=2, k=40)
+    q = np.concatenate(list(queries.values()))
+    base = FaissVoteIndex(parts[:20], exact_below=0, list_size=40, codes="PQ32x4fs", nprobe=4)
+    if saved:
+        base.save(tmp_path / "vote.faiss")
+        base = FaissVoteIndex.load(tmp_path / "vote.faiss")
+    want = base.extended(parts[20:], 20)  # the fold: a copy of the base plus the new codes
+    copied = []
+    real_clone = faiss.clone_index
+    monkeypatch.setattr(faiss, "clone_index", lambda ix: copied.append(ix.ntotal) or real_clone(ix))
+    tiered = extend(base, 20, parts[20:22], fold_at=10)  # past fold_at: an IVF delta is not folded
+    tiered = extend(tiered, 22, parts[22:], fold_at=10)
+    assert isinstance(tiered, TieredVoteIndex) and faiss.try_extract_index_ivf(tiered.delta) is not None
+    assert len(tiered) == len(want) and max(copied) < len(base)  # only the small delta was copied
+    idx, d2 = tiered.search(q, 5)
+    want_idx, want_d2 = want.search(q, 5)
+    np.testing.assert_allclose(d2, want_d2, rtol=1e-4)
+    np.testing.assert_array_equal(tiered.owners(idx), want.owner[want_idx])
+    # past FOLD_SHARE of the base it is folded after all (searching many tiers would cost more)
+    monkeypatch.setattr("whales_identify.reid.vote_index.FOLD_SHARE", 0.1)
+    assert isinstance(extend(base, 20, parts[20:], fold_at=10), FaissVoteIndex)
+
+
+def test_an_index_saved_without_its_empty_twin_still_takes_enrolments(tmp_path):
+    """(An index saved before the twin was saved beside it: the twin is the base copied and
+    emptied, once.)"""
+    parts, _, queries = _clusters(4, n_ind=10, photos=2, k=40)
+    q = np.concatenate(list(queries.values()))
+    base = FaissVoteIndex(parts[:16], exact_below=0, list_size=40, codes="PQ32x4fs", nprobe=4)
+    base.save(tmp_path / "vote.faiss")
+    (tmp_path / "vote.faiss.empty").unlink()
+    loaded = FaissVoteIndex.load(tmp_path / "vote.faiss")
+    tiered = extend(loaded, 16, parts[16:18], fold_at=10)
+    assert isinstance(tiered, TieredVoteIndex) and tiered.delta.ntotal == 2 * 40
+    want = base.extended(parts[16:18], 16)
+    np.testing.assert_allclose(tiered.search(q, 5)[1], want.search(q, 5)[1], rtol=1e-4)

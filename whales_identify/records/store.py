@@ -60,6 +60,29 @@ class CatalogImage:
 
 
 @dataclass(frozen=True)
+class FeatureHead:
+    """What a catalog load needs to recognise a photo's local features in a cache of them
+    (`Store.iter_catalog_heads`) without reading the descriptors (~60 kB a photo): their number,
+    the first (strongest) row and the last of the first `keep`, and every keypoint (~4 kB). The
+    two rows are given for uint8 descriptors of 128 values (RootSIFT, what a feature pack holds;
+    a SQL store cuts them out of the stored bytes), else None."""
+
+    rows: int  # descriptors stored (0: none)
+    first_descriptor: np.ndarray | None  # (1, 128) uint8
+    last_descriptor: np.ndarray | None  # (1, 128) uint8: row min(rows, keep) - 1
+    keypoints: np.ndarray | None  # (K, 2)
+
+    @classmethod
+    def of(cls, keypoints: np.ndarray | None, descriptors: np.ndarray | None, keep: int) -> FeatureHead:
+        rows, first, last = 0 if descriptors is None else len(descriptors), None, None
+        d = descriptors
+        if rows and d is not None and d.dtype == np.uint8 and d.shape[1:] == (128,):
+            kept = min(rows, keep)
+            first, last = np.array(d[:1]), np.array(d[kept - 1:kept])
+        return cls(rows, first, last, None if keypoints is None else np.array(keypoints))
+
+
+@dataclass(frozen=True)
 class SightingRecord:
     """One catalog photo of an individual seen as a sighting: when, where, by whom (no pixels or
     features; `Store.list_sightings` reads these without loading the arrays)."""
@@ -147,6 +170,8 @@ class Store(Protocol):
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]: ...
     def iter_catalog_images(self, model_id: str | None = None,
                             page_size: int = 500) -> Iterator[CatalogImage]: ...
+    def iter_catalog_heads(self, keep: int, model_id: str | None = None, page_size: int = 500
+                           ) -> Iterator[tuple[CatalogImage, FeatureHead]]: ...
     def get_catalog_image(self, image_id: str) -> CatalogImage | None: ...
     def remove_individual(self, individual_id: str) -> int: ...
     def list_sightings(self, individual_id: str, model_id: str | None = None) -> list[SightingRecord]: ...
@@ -287,6 +312,14 @@ class InMemoryStore(InMemoryCuration):
                             page_size: int = 500) -> Iterator[CatalogImage]:
         """`list_catalog_images`, one record at a time (the records are in memory already)."""
         yield from self.list_catalog_images(model_id)
+
+    def iter_catalog_heads(self, keep: int, model_id: str | None = None, page_size: int = 500
+                           ) -> Iterator[tuple[CatalogImage, FeatureHead]]:
+        """`iter_catalog_images` without features or thumbnails: each record with the
+        `FeatureHead` of its features instead (how `Catalog.load` finds them in a feature pack)."""
+        for im in self.list_catalog_images(model_id):
+            yield (replace(im, keypoints=None, descriptors=None, thumbnail=None),
+                   FeatureHead.of(im.keypoints, im.descriptors, keep))
 
     def get_catalog_image(self, image_id: str) -> CatalogImage | None:
         return self._catalog.get(image_id)

@@ -24,7 +24,7 @@ from whales_identify.errors import CatalogModelMismatchError
 from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
 from whales_identify.reid.calibrate import Calibration, resolve_calibration
-from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker
+from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.results import MatchResult
@@ -82,18 +82,26 @@ class Catalog:
         self._appended: list[str] = []
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
         self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
+        self._embeddings: np.ndarray | None = None  # the loaded photos' (`_share_embeddings`)
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
         """Read the store into memory, a page at a time; refuse a store embedded by another model.
 
         With `config.features_dir`, the photos' descriptors and keypoints are views into files
-        mapped read-only (`feature_pack.py`) instead of arrays on the heap; should the folder fail
-        (disk full, not writable), the catalog is read again with them in RAM."""
+        mapped read-only (`feature_pack.py`) instead of arrays on the heap; when a saved pack holds
+        nearly all of them, the store is read without descriptors or thumbnails (`_load_heads`).
+        Should the folder fail (disk full, not writable), the catalog is read again with them in RAM."""
         if self.config.features_dir and self.config.use_local:
             keep = max(self.config.index_keypoints, self.config.verify_keypoints)
+            settings = f"v2|{keep}"  # v2: `feature_pack.digest` hashes every keypoint
             try:
-                return self._load(FeaturePacker(self.config.features_dir, f"v1|{keep}"))
+                packer = FeaturePacker(self.config.features_dir, settings)
+                if packer.base is not None:
+                    if self._load_heads(packer, keep):
+                        return self
+                    packer = FeaturePacker(self.config.features_dir, settings)
+                return self._load(packer)
             except OSError as exc:
                 log.warning("could not pack the catalog's features in %s (%s); they are held in RAM",
                             self.config.features_dir, exc)
@@ -111,19 +119,62 @@ class Catalog:
                 if packer is not None and packer.add(im.image_id, im.keypoints, im.descriptors):
                     im = replace(im, keypoints=None, descriptors=None)  # in the pack from now on
                 images[im.image_id] = im
-            if others:
-                raise CatalogModelMismatchError(
-                    f"the catalog holds {sum(others.values())} image(s) embedded with "
-                    f"{', '.join(sorted(others))}, but the current model is {self.model_id}; "
-                    f"embeddings of two models are never compared: run `whales catalog reindex "
-                    f"--model {self.model_id}`")
-            for iid, (kp, desc) in (packer.finish() if packer is not None else {}).items():
-                images[iid] = replace(images[iid], keypoints=kp, descriptors=desc)
+            self._refuse(others)
+            matrix = _share_embeddings(images, packer.finish() if packer is not None else {})
         finally:
             if packer is not None:
                 packer.abort()
+        return self._install(images, packer, matrix)
+
+    def _load_heads(self, packer: FeaturePacker, keep: int) -> bool:
+        """`_load` where the saved pack holds (nearly) every photo's features: the store is read
+        without descriptors or thumbnails (~90 % of its bytes) and each photo found in the pack by
+        its `FeatureHead`; the photos it lacks (enrolled or changed since) are read whole. False,
+        with nothing loaded, when more are missing than the pack would keep in RAM."""
+        images: dict[str, CatalogImage] = {}
+        others: dict[str, int] = {}
+        missing: list[str] = []
+        try:
+            for im, head in self.store.iter_catalog_heads(keep):
+                if im.model_id != self.model_id:
+                    others[im.model_id] = others.get(im.model_id, 0) + 1
+                    continue
+                if head.rows or head.keypoints is not None:  # it has features: where are they?
+                    found = head_digest(im.image_id, head, keep)
+                    if found is None or not packer.take(im.image_id, found):
+                        missing.append(im.image_id)
+                        if len(missing) > packer.allowed:
+                            return False
+                images[im.image_id] = im
+            self._refuse(others)
+            for iid in missing:
+                full = self.store.get_catalog_image(iid)
+                if full is None or full.model_id != self.model_id:  # removed since the page was read
+                    del images[iid]
+                    continue
+                full = self._in_memory(full)
+                if packer.add(iid, full.keypoints, full.descriptors):
+                    full = replace(full, keypoints=None, descriptors=None)
+                images[iid] = full
+            matrix = _share_embeddings(images, packer.finish())
+        finally:
+            packer.abort()
+        self._install(images, packer, matrix)
+        return True
+
+    def _refuse(self, others: dict[str, int]) -> None:
+        if others:
+            raise CatalogModelMismatchError(
+                f"the catalog holds {sum(others.values())} image(s) embedded with "
+                f"{', '.join(sorted(others))}, but the current model is {self.model_id}; "
+                f"embeddings of two models are never compared: run `whales catalog reindex "
+                f"--model {self.model_id}`")
+
+    def _install(self, images: dict[str, CatalogImage], packer: FeaturePacker | None,
+                 embeddings: np.ndarray | None) -> Catalog:
         with self._lock:
             self._images = images
+            self._embeddings = embeddings
             self._index = self._grow_from = None
             self._appended = []
             self._pack = packer.pack if packer is not None else None
@@ -157,9 +208,11 @@ class Catalog:
                 if self._grow_from is not None:  # only enrolments since: the cost of the new photos
                     self._index = self._grow_from.appended(
                         [self._images[iid] for iid in self._appended], self._digests, release)
-                else:
+                else:  # the load's embedding matrix, where its rows are still the photos'
                     self._index = MatchIndex(list(self._images.values()), self.config,
-                                             digests=self._digests, release=release)
+                                             digests=self._digests, release=release,
+                                             embeddings=self._embeddings)
+                    self._embeddings = None  # one snapshot owns it (its spare rows are written)
                 self._grow_from, self._appended = None, []
             return self._index
 
@@ -289,6 +342,27 @@ class Catalog:
             return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
         local = extract(image, self.config.local) if self.config.use_local else None
         return self.rank(self.score(embedding, local), top_k)
+
+
+def _share_embeddings(images: dict[str, CatalogImage],
+                      features: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Give each record its packed features (`features`: views into the pack) and make its
+    embedding a row of one matrix, in order, with room for enrolments: the first snapshot adopts
+    the matrix as its buffer (`MatchIndex(embeddings=)`), so the embeddings are held once, not
+    once per record plus once in the snapshot (0.5 GB each at 100k photos). None (each record
+    keeps its own array) when they are not all float32 vectors of one length."""
+    shapes = {(im.embedding.shape, im.embedding.dtype) for im in images.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))[0]) != 1 or next(iter(shapes))[1] != np.float32:
+        for iid, (kp, desc) in features.items():
+            images[iid] = replace(images[iid], keypoints=kp, descriptors=desc)
+        return None
+    n = len(images)
+    matrix = np.zeros((n + n // 4 + 16, next(iter(shapes))[0][0]), np.float32)
+    for i, (iid, im) in enumerate(images.items()):
+        matrix[i] = im.embedding
+        kp, desc = features.get(iid, (im.keypoints, im.descriptors))
+        images[iid] = replace(im, embedding=matrix[i], keypoints=kp, descriptors=desc)
+    return matrix
 
 
 def _first(rows: np.ndarray | None, keep: int) -> np.ndarray | None:

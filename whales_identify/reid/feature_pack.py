@@ -6,8 +6,10 @@ most a few hundred photos; mapped, only the pages that are read are resident, an
 drop them again (they are file pages, not the heap).
 
 `FeaturePacker` is given each photo as the store streams them (`Catalog.load`):
-- a photo found in the newest pack saved with the same settings (same id, descriptor count, first
-  and last rows: the vote index's kind of key) becomes a view into that pack;
+- a photo found in the newest pack saved with the same settings (same `digest`: id, descriptor
+  count, first and last descriptor, every keypoint; also the vote index's key) becomes a view into that
+  pack; the load can tell from the store's `FeatureHead` alone (`head_digest`, `take`), without
+  reading the descriptors;
 - others (enrolled since the pack was written) stay in RAM while they are few (`UNPACKED_SHARE`
   of the pack's photos);
 - beyond that, or without a pack, a new pack is written as the photos stream (the photos already
@@ -28,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from whales_identify.records.store import FeatureHead
 from whales_identify.reid import _saved
 from whales_identify.reid.local_features import DESCRIPTOR_DIM
 
@@ -49,13 +52,30 @@ def packable(keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bo
 
 
 def digest(image_id: str, keypoints: np.ndarray, descriptors: np.ndarray) -> bytes:
-    """Which photo, and which features of it: the id, the count and the first and last rows (a
-    changed photo changes its strongest descriptors; hashing every row would cost ~10 s at 100k)."""
-    h = hashlib.blake2b(f"{image_id}|{len(descriptors)}|".encode(), digest_size=16)
-    for rows in (descriptors, keypoints):
-        if len(rows):
-            h.update(rows[0].tobytes())
-            h.update(rows[-1].tobytes())
+    """Which photo, and which features of it: the id, the count, the first (strongest) and last
+    descriptor and every keypoint (a re-extracted or changed photo changes them; hashing every
+    descriptor would cost ~10 s at 100k photos, and reading them from the store at start-up is
+    what the pack avoids)."""
+    return _digest(image_id, len(descriptors), descriptors[:1], descriptors[-1:], keypoints)
+
+
+def head_digest(image_id: str, head: FeatureHead, keep: int) -> bytes | None:
+    """`digest` of a photo's first `keep` features, from the head the store read instead of them
+    (`Store.iter_catalog_heads(keep)`); None when they are not of the pack's layout."""
+    kp, first, last = head.keypoints, head.first_descriptor, head.last_descriptor
+    if (kp is None or first is None or last is None or first.dtype != np.uint8
+            or first.shape != (1, DESCRIPTOR_DIM) or kp.dtype != np.float32 or kp.shape != (head.rows, 2)):
+        return None
+    rows = min(head.rows, keep)
+    return _digest(image_id, rows, first, last, kp[:rows])
+
+
+def _digest(image_id: str, rows: int, first: np.ndarray, last: np.ndarray, keypoints: np.ndarray) -> bytes:
+    h = hashlib.blake2b(f"{image_id}|{rows}|".encode(), digest_size=16)
+    if rows:
+        h.update(np.ascontiguousarray(first).tobytes())
+        h.update(np.ascontiguousarray(last).tobytes())
+    h.update(np.ascontiguousarray(keypoints).tobytes())
     return h.digest()
 
 
@@ -124,6 +144,15 @@ class FeaturePacker:
         self._rows = 0
         self.pack: FeaturePack | None = None
         self.digests: dict[str, bytes] = {}  # of the photos that are views into `pack`
+
+    def take(self, image_id: str, photo_digest: bytes) -> bool:
+        """Take a photo known only by its digest (`head_digest`): True when the saved pack holds
+        it (it becomes a view into the pack), else False (the caller reads its arrays: `add`)."""
+        found = self.base.index.get(photo_digest) if self.base is not None and not self._files else None
+        if found is None:
+            return False
+        self.photos.append((image_id, photo_digest, ("base", found)))
+        return True
 
     def add(self, image_id: str, keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bool:
         """Take one photo's arrays (False: not packable, the caller keeps them)."""

@@ -30,7 +30,9 @@ from whales_identify.reid.local_features import as_float
 
 log = logging.getLogger(__name__)
 SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
-_SUFFIXES = (".faiss", ".faiss.owner.npy")
+_SUFFIXES = (".faiss", ".faiss.owner.npy", ".faiss.empty")
+# an IVF delta tier is folded into a copy of the base past this share of the base's descriptors
+FOLD_SHARE = 0.25
 
 
 class VoteIndex(Protocol):
@@ -145,6 +147,10 @@ class FaissVoteIndex:
                 if after_chunk is not None:
                     after_chunk()
             self.index.train(np.concatenate(rows))
+        # the trained index before any code is added (a coarse quantiser and codebooks, ~1 MB):
+        # enrolments fill a copy of it (`empty_twin`) instead of copying the whole index
+        self._twin: Any = faiss.clone_index(self.index) if n >= exact_below else None
+        self._path: Path | None = None
         # a chunk of images at a time, in float32: no second copy of all descriptors (5.9 GB at 100k)
         first = 0
         while first < len(parts):
@@ -178,7 +184,29 @@ class FaissVoteIndex:
             if after_chunk is not None:
                 after_chunk()
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
+        new._twin, new._path = self._twin, self._path
         return new
+
+    def empty_twin(self) -> Any:
+        """A new, empty faiss index with this one's coarse quantiser and codebooks (codes added to
+        it are exactly the codes this index would hold), or None for an exact (flat) index. Kept
+        from the build, or read from the file `save` wrote beside the index; a full copy, emptied,
+        only where there is none (an index saved before it was)."""
+        import faiss
+
+        if faiss.try_extract_index_ivf(self.index) is None:
+            return None
+        saved = getattr(self, "_path", None)
+        if getattr(self, "_twin", None) is None and saved is not None:
+            try:  # saved beside the index by `save` (an index saved before it was: none)
+                self._twin = faiss.read_index(str(saved.with_name(saved.name + ".empty")))
+            except RuntimeError:
+                self._path = None
+        if getattr(self, "_twin", None) is None:
+            twin = faiss.clone_index(self.index)
+            twin.reset()
+            self._twin = twin
+        return faiss.clone_index(self._twin)
 
     def save(self, path: Path) -> None:
         """Write the index and its owners (to temporary names, then renamed: complete or absent)."""
@@ -188,15 +216,19 @@ class FaissVoteIndex:
         # Several workers may save the same key at once (a cold start with --workers 2): each writes
         # its own temporary files, and the renames make the last complete copy win.
         tmp, tmp_owner = _saved.partial(path), _saved.partial(path.with_name(path.name + ".owner"))
+        tmp_empty = _saved.partial(path.with_name(path.name + ".empty"))
         try:
             faiss.write_index(self.index, str(tmp))
             with open(tmp_owner, "wb") as fh:
                 np.save(fh, self.owner)
+            if getattr(self, "_twin", None) is not None:  # ~1 MB: enrolment after a restart
+                faiss.write_index(self._twin, str(tmp_empty))
+                tmp_empty.replace(path.with_name(path.name + ".empty"))
             tmp_owner.replace(path.with_name(path.name + ".owner.npy"))
             tmp.replace(path)
         finally:
-            tmp.unlink(missing_ok=True)
-            tmp_owner.unlink(missing_ok=True)
+            for t in (tmp, tmp_owner, tmp_empty):
+                t.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> FaissVoteIndex | None:
@@ -212,12 +244,15 @@ class FaissVoteIndex:
             new.owner = np.load(owners)
         except (RuntimeError, OSError, ValueError):
             return None
+        new._twin, new._path = None, path
         return new if new.index.ntotal == len(new.owner) else None
 
 
 class TieredVoteIndex:
-    """`base` (the index of the first `base_images` images) plus an exact index over the
-    descriptors of the images enrolled after it (`delta_parts`, in image order).
+    """`base` (the index of the first `base_images` images) plus a delta index over the
+    descriptors of the images enrolled after it (`delta_parts`, in image order): for an IVF base,
+    an IVF with the base's quantiser and codebooks (`empty_twin`: the same codes, lists and
+    distances as the base would give them); for an exact base, an exact index.
 
     Made once per enrolment, so nothing here is as large as the base: the owners of the base's
     descriptors are looked up in the base (`owners`), not copied (25M of them at 100k photos,
@@ -233,7 +268,8 @@ class TieredVoteIndex:
             self.delta_owner = previous.delta_owner
             new = delta_parts[len(previous.delta_parts):]
         else:
-            self.delta = faiss.IndexFlatL2(128)
+            twin = base.empty_twin()
+            self.delta = twin if twin is not None else faiss.IndexFlatL2(128)
             self.delta_owner = np.zeros(0, np.int32)
             new = delta_parts
         if new:
@@ -274,8 +310,10 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
     """The index of a snapshot that has `parts` (descriptors of new images, in order) appended to
     the `n_images` images of `index`'s snapshot; None where it must be rebuilt (FLANN).
 
-    New descriptors go to an exact delta tier; once it holds `fold_at` descriptors it is folded
-    into a copy of the base (an exact search over a large delta would cost more than the IVF)."""
+    New descriptors go to a delta tier. An exact one (small catalogs) is folded into a copy of the
+    base once it holds `fold_at` descriptors (an exact search over a large delta would cost more
+    than the IVF). An IVF one (the base's twin) costs what the base's lists do, so it is folded only
+    past `FOLD_SHARE` of the base: until then no enrolment copies the base (0.5 GB at 50k photos)."""
     if isinstance(index, TieredVoteIndex):
         base, base_images, delta = index.base, index.base_images, [*index.delta_parts, *parts]
         previous: TieredVoteIndex | None = index
@@ -283,7 +321,11 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
         base, base_images, delta, previous = index, n_images, list(parts), None
     else:
         return None
-    if (len(previous.delta_owner) if previous else 0) + sum(len(p) for p in parts) >= fold_at:
+    import faiss
+
+    exact = faiss.try_extract_index_ivf(base.index) is None
+    if (len(previous.delta_owner) if previous else 0) + sum(len(p) for p in parts) >= (
+            fold_at if exact else max(fold_at, int(FOLD_SHARE * len(base)))):
         return base.extended(delta, base_images, after_chunk)
     return TieredVoteIndex(base, base_images, delta, previous)
 
