@@ -51,17 +51,19 @@ def evaluate(
                                        "report split of individuals with this many salts and report "
                                        "mean ± SE.")] = 3,
     new_rate_on_known: Annotated[float | None, typer.Option(
-        "--new-rate-on-known", min=0.0, max=1.0, help="With --open-set probability: fit the P(new) "
-        "target so that at most this share of the calibration split's known queries is called "
-        "new (e.g. 0.15), instead of P(new) >= 0.5.")] = None,
+        "--new-rate-on-known", min=0.0, max=1.0, help="Fit the open-set cut (the P(new) target, or "
+        "the fused-score threshold) so that at most this share of the calibration split's known "
+        "queries is called new (e.g. 0.15), instead of P(new) >= 0.5 or the MAP@5-optimal "
+        "threshold.")] = None,
     partial_crossfit: Annotated[bool, typer.Option(
         "--partial-crossfit", help="Allow fewer --crossfit models than folds: only their held-out "
         "folds' queries are scored (a smaller sample of the same protocol).")] = False,
     records_out: Annotated[Path | None, typer.Option("--records-out", help="Also save every query's "
                                                      "candidate evidence here (.npz).")] = None,
-    from_records: Annotated[Path | None, typer.Option("--from-records", help="Evaluate saved query "
-                                                      "records instead of matching again (refit in "
-                                                      "seconds).")] = None,
+    from_records: Annotated[list[Path] | None, typer.Option(
+        "--from-records", help="Evaluate saved query records instead of matching again (refit in "
+        "seconds); repeatable: the folds of one cross-fit, each run with --partial-crossfit, are "
+        "pooled.")] = None,
 ) -> None:
     """Evaluate re-identification: top-1/top-5/MAP@5, open set, species, seconds per query."""
     from whales_identify.embed import create_embedder
@@ -76,8 +78,6 @@ def evaluate(
     config = MatchConfig(use_local=not no_local)
     if fusion not in ("logistic", "linear") or open_set not in ("probability", "threshold"):
         fail("--fusion is logistic or linear, --open-set probability or threshold")
-    if new_rate_on_known is not None and open_set != "probability":
-        fail("--new-rate-on-known needs --open-set probability")
     fit = FitOptions(fusion=fusion, open_set=open_set, seeds=seeds, records_out=records_out,
                      new_rate_on_known=new_rate_on_known)
     try:
@@ -103,18 +103,18 @@ def evaluate(
     emit_json(_summary(metrics))
 
 
-def _from_records(path: Path, model: str, calibration: Path | None, fit_out: Path | None,
+def _from_records(paths: list[Path], model: str, calibration: Path | None, fit_out: Path | None,
                   fit: Any) -> dict[str, Any]:
-    from whales_identify.evaluation.records import load_records
+    from whales_identify.evaluation.records import merge_records
     from whales_identify.evaluation.repeated import evaluate_records
     from whales_identify.reid.calibrate import resolve_calibration
 
-    records, meta = load_records(path)
+    records, meta = merge_records(paths)
     model_id = str(meta.get("model_id") or model)
     cal = None if fit_out else resolve_calibration(model_id, calibration)
     out = evaluate_records(records, model_id, calibration=cal, fit_out=fit_out, fusion=fit.fusion,
                            open_set=fit.open_set, seeds=fit.seeds,
-                           provenance={"records": str(path), **meta},
+                           provenance={"records": [str(p) for p in paths], **meta},
                            new_rate_on_known=fit.new_rate_on_known)
     out.update({k: meta[k] for k in ("limit", "manifest_sha256", "crossfit") if k in meta})
     return out

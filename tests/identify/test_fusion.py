@@ -13,8 +13,9 @@ from whales_identify.evaluation.metrics import (
     coverage_at_precision,
     fit_calibration,
     target_for_rate,
+    threshold_for_rate,
 )
-from whales_identify.evaluation.records import load_records, save_records
+from whales_identify.evaluation.records import load_records, merge_records, save_records
 from whales_identify.evaluation.repeated import mean_se, split_of_individual
 from whales_identify.reid.calibrate import Calibration, FusionWeights, load_calibration, save_calibration
 from whales_identify.reid.fusion import (
@@ -182,6 +183,25 @@ def _record(ind: str, mode: str, cos: list[float], ids: list[str], split: str = 
     return QueryRecord(f"{ind}.jpg", ind, "s", "src", split, mode, scores, 0.01)
 
 
+def test_records_of_two_folds_pool_into_one_crossfit(tmp_path):
+    def meta(fold, model="m"):
+        return {"model_id": model, "manifest_sha256": "h", "config": {"k": 1}, "limit": None,
+                "crossfit": {"folds": 2, "salt": "s", "fold_models": [f"f{fold}"],
+                             "scored_folds": [fold], "partial": True}}
+    save_records([_record("a", "known", [0.9, 0.1], ["a", "b"])], tmp_path / "f0.npz", meta(0))
+    save_records([_record("c", "known", [0.2, 0.3], ["c", "d"]),
+                  _record("e", "new", [0.2, 0.3], ["c", "d"])], tmp_path / "f1.npz", meta(1))
+    recs, pooled = merge_records([tmp_path / "f0.npz", tmp_path / "f1.npz"])
+    assert [q.individual_id for q in recs] == ["a", "c", "e"]
+    assert pooled["crossfit"]["fold_models"] == ["f0", "f1"]
+    assert pooled["crossfit"]["scored_folds"] == [0, 1] and pooled["crossfit"]["partial"] is False
+    with pytest.raises(ValueError, match="already in an earlier file"):
+        merge_records([tmp_path / "f0.npz", tmp_path / "f0.npz"])
+    save_records([_record("x", "known", [0.5], ["x"])], tmp_path / "other.npz", meta(1, model="n"))
+    with pytest.raises(ValueError, match="model_id differs"):
+        merge_records([tmp_path / "f0.npz", tmp_path / "other.npz"])
+
+
 def test_records_round_trip(tmp_path):
     recs = [_record("a", "known", [0.9, 0.1], ["a", "b"]),
             _record("c", "new", [0.2, 0.3], ["a", "b"], "report")]
@@ -245,6 +265,45 @@ def test_fit_calibration_fits_the_p_new_target_to_a_rate_of_known_queries():
     assert strict.new_probability_target > loose.new_probability_target
 
 
+def test_threshold_for_rate_by_hand():
+    top = np.array([0.9, 0.1, 0.5, 0.3, 0.7])
+    assert np.sum(top < threshold_for_rate(top, 0.4)) == 2  # 40 % of 5: the two lowest
+    assert np.sum(top < threshold_for_rate(top, 0.0)) == 0
+    assert np.sum(top < threshold_for_rate(top, 1.0)) == 5
+    tie = np.array([0.2, 0.2, 0.5])
+    assert np.sum(tie < threshold_for_rate(tie, 0.34)) == 0  # a tie is not split
+    assert threshold_for_rate(np.array([]), 0.2) == -math.inf  # nothing to fit: never "new"
+
+
+def test_fit_calibration_fits_the_threshold_to_a_rate_of_known_queries():
+    # the MAP@5-optimal threshold flags far more known whales than a biologist accepts; a stated
+    # rate moves only the cut (same fusion, same ranking) and a stricter rate flags fewer
+    rng = np.random.default_rng(5)
+    ids = [f"i{k}" for k in range(10)]
+    recs = []
+    for q in range(200):
+        truth = ids[q % 10]
+        cos = rng.normal(0.3, 0.05, 10)
+        if q % 4:
+            cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
+            recs.append(_record(truth, "known", list(cos), ids))
+        else:
+            recs.append(_record("new_" + truth, "new", list(cos), ids))
+    known = [r for r in recs if r.mode == "known"]
+    new = [r for r in recs if r.mode == "new"]
+    free = fit_calibration(recs, "m", fusion="linear", open_set="threshold")
+    rates = {}
+    for rate in (0.05, 0.2):
+        cal = fit_calibration(recs, "m", fusion="linear", open_set="threshold", new_rate_on_known=rate)
+        assert cal.open_set_rule == "threshold" and cal.weights == free.weights
+        flagged = np.mean([rank(r.scores, cal, 5).is_new_individual for r in known])
+        assert rate - 0.05 < flagged <= rate
+        assert cal.provenance["new_rate_on_known_target"] == rate
+        rates[rate] = cal.new_individual_threshold
+        assert np.mean([rank(r.scores, cal, 5).is_new_individual for r in new]) > flagged  # still finds new
+    assert rates[0.05] < rates[0.2]
+
+
 def test_p_new_in_a_catalog_of_one_individual_does_not_call_its_own_photo_new():
     # P(new) reads the gap to the second best; with one individual there is none (a gap of 0 once
     # called the enrolled photo itself new: CI's live tests on the packaged logistic calibration)
@@ -256,3 +315,43 @@ def test_p_new_in_a_catalog_of_one_individual_does_not_call_its_own_photo_new():
                  ["im"], [("s", 0.99)])
     assert cal.p_new(cal.fuse(one.cos, one.vote, one.inliers)) > 0.9  # the trap, unpadded
     assert not rank(one, cal, 5).is_new_individual
+
+
+def test_evaluate_cli_pools_record_files_and_fits_the_threshold_to_a_rate(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from whales_cli import app
+
+    rng = np.random.default_rng(11)
+    ids = [f"i{k}" for k in range(12)]
+    for fold in (0, 1):
+        recs = []
+        for q in range(120):
+            truth = ids[q % 12]
+            cos = rng.normal(0.3, 0.05, 12)
+            split = "calibration" if q % 12 < 5 else "report"
+            if q % 5:
+                cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
+                recs.append(_record(truth, "known", list(cos), ids, split))
+            else:
+                recs.append(_record("new_" + truth, "new", list(cos), ids, split))
+        recs = [QueryRecord(f"f{fold}_{i}_{q.relpath}", *[getattr(q, f) for f in
+                            ("individual_id", "species", "source", "split", "mode", "scores", "seconds")])
+                for i, q in enumerate(recs)]
+        save_records(recs, tmp_path / f"f{fold}.npz", meta={"model_id": "m", "crossfit": {
+            "folds": 2, "salt": "s", "fold_models": [f"m_f{fold}"], "scored_folds": [fold]}})
+    (tmp_path / "manifest.csv").write_text("relpath,individual_id\n")
+    res = CliRunner().invoke(app, [
+        "evaluate", "--manifest", str(tmp_path / "manifest.csv"), "--root", str(tmp_path),
+        "--from-records", str(tmp_path / "f0.npz"), "--from-records", str(tmp_path / "f1.npz"),
+        "--fit-calibration", str(tmp_path / "cal.json"), "--open-set", "threshold",
+        "--new-rate-on-known", "0.1", "--latest", str(tmp_path / "latest.json"), "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "latest.json").read_text())
+    assert out["crossfit"]["scored_folds"] == [0, 1] and out["crossfit"]["partial"] is False
+    cal = load_calibration(tmp_path / "cal.json")
+    assert cal.open_set_rule == "threshold" and cal.provenance["new_rate_on_known_target"] == 0.1
+    assert out["calibration_split"]["open_set"]["new_rate_on_known"] <= 0.1
+    assert out["report"]["n_queries"] + out["calibration_split"]["n_queries"] == 192  # both files

@@ -278,7 +278,7 @@ class FitOptions:
     open_set: str = "threshold"
     seeds: int = 3
     records_out: Path | None = None
-    new_rate_on_known: float | None = None  # "probability": fit the P(new) target to this share
+    new_rate_on_known: float | None = None  # fit the open-set cut (P(new) target or threshold) to this share
 
 
 def summarise(records: Sequence[QueryRecord], catalog: Catalog, rows: Sequence[ManifestRow],

@@ -190,6 +190,19 @@ def target_for_rate(p_new_known: np.ndarray, rate: float) -> float:
     return float(np.nextafter(p[k], np.inf))  # p[k] and everything below stay "known"
 
 
+def threshold_for_rate(top_known: np.ndarray, rate: float) -> float:
+    """The highest fused-score threshold that flags (top-1 score < threshold) at most `rate` of
+    these known queries: the threshold rule's counterpart of `target_for_rate`."""
+    s = np.sort(np.asarray(top_known, np.float64))
+    s = s[np.isfinite(s)]
+    if not len(s):
+        return -math.inf
+    k = int(math.floor(rate * len(s) + 1e-9))  # queries that may be flagged
+    if k >= len(s):
+        return float(np.nextafter(s[-1], np.inf))
+    return float(s[k])  # strictly below s[k] is "new": at most k queries (ties stay known)
+
+
 FUSIONS = ("logistic", "linear")
 OPEN_SET_RULES = ("probability", "threshold")
 
@@ -206,10 +219,12 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
         open_set: "probability" (new when P(new) >= `new_target`, P(new) fitted on known vs
             left-out queries) or "threshold" (fused top-1 below the score maximising open-set
             MAP@5 over the calibration queries).
-        new_rate_on_known: with "probability", fit the P(new) target instead of `new_target`: the
-            lowest target that flags at most this share of the calibration split's KNOWN queries
-            (a rate the biologist states, e.g. 0.15, made into a P(new) cut on data the report
-            never sees; P(new) itself moves with the catalog, a share of known photos less so).
+        new_rate_on_known: fit the open-set cut to a share of known whales instead: with
+            "probability" the lowest P(new) target, with "threshold" the highest fused-score
+            threshold, that flags at most this share of the calibration split's KNOWN queries as
+            new (a rate the biologist states, e.g. 0.15, made into a cut on data the report never
+            sees; the MAP@5-optimal threshold flags ~40 % of known whales, and P(new) itself moves
+            with the catalog, a share of known photos less so).
     """
     if fusion not in FUSIONS or open_set not in OPEN_SET_RULES:
         raise ValueError(f"fusion must be one of {FUSIONS}, open_set one of {OPEN_SET_RULES}")
@@ -243,7 +258,10 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                                        truth)
     prob = fit_isotonic(top_score[known_mask], correct[known_mask])
     threshold, new_model = -math.inf, None
-    if open_set == "threshold":
+    if open_set == "threshold" and new_rate_on_known is not None:
+        threshold = threshold_for_rate(top_score[known_mask], new_rate_on_known)
+        prov["new_rate_on_known_target"] = float(new_rate_on_known)
+    elif open_set == "threshold":
         # maximise the Happywhale open-set MAP@5 over calibration queries
         truth_open = [NEW if q.mode == "new" else q.individual_id for q in records]
         cands = np.unique(np.quantile(top_score[np.isfinite(top_score)], np.linspace(0, 1, 101)))

@@ -65,5 +65,40 @@ def load_records(path: str | os.PathLike[str]) -> tuple[list[QueryRecord], dict]
     return out, dict(header.get("meta") or {})
 
 
+def merge_records(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[QueryRecord], dict]:
+    """(records, meta) of several record files of ONE protocol, e.g. the folds of a cross-fit run
+    one at a time (`--partial-crossfit`): same model id, manifest and matching config, and no
+    query twice. The cross-fit metadata is pooled (fold models, scored folds, partial or not)."""
+    if not paths:
+        raise ValueError("no record file given")
+    records, meta = load_records(paths[0])
+    seen = {(q.relpath, q.mode) for q in records}
+    for path in paths[1:]:
+        more, other = load_records(path)
+        for key in ("model_id", "manifest_sha256", "config", "limit"):
+            if other.get(key) != meta.get(key):
+                raise ValueError(f"{path}: its {key} differs from {paths[0]}'s: records of different "
+                                 f"runs cannot be pooled")
+        twice = seen & {(q.relpath, q.mode) for q in more}
+        if twice:
+            raise ValueError(f"{path}: {len(twice)} queries are already in an earlier file "
+                             f"(e.g. {sorted(twice)[0][0]})")
+        seen |= {(q.relpath, q.mode) for q in more}
+        records += more
+        meta["crossfit"] = _pool_crossfit(meta.get("crossfit"), other.get("crossfit"), path)
+    return records, meta
+
+
+def _pool_crossfit(a: dict | None, b: dict | None, path: str | os.PathLike[str]) -> dict | None:
+    if a is None and b is None:
+        return None
+    if a is None or b is None or a.get("folds") != b.get("folds") or a.get("salt") != b.get("salt"):
+        raise ValueError(f"{path}: not the same cross-fit (folds and salt) as the first file")
+    scored = sorted(set(a.get("scored_folds", range(a["folds"])))
+                    | set(b.get("scored_folds", range(b["folds"]))))
+    models = list(dict.fromkeys([*a.get("fold_models", []), *b.get("fold_models", [])]))
+    return {**a, "fold_models": models, "scored_folds": scored, "partial": len(scored) < a["folds"]}
+
+
 def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
