@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -119,7 +120,13 @@ def encode_array(array: np.ndarray | None) -> tuple[bytes | None, str | None, st
 def decode_array(data: Any, dtype: str | None, shape: str | None) -> np.ndarray | None:
     if data is None or dtype is None or shape is None:
         return None
-    return np.frombuffer(bytes(data), dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
+    return np.frombuffer(bytes(data), dtype=np.dtype(dtype)).reshape(_shape(shape)).copy()
+
+
+@lru_cache(maxsize=4096)
+def _shape(text: str) -> tuple[int, ...]:
+    """A stored shape (a catalog load decodes three per photo, and most photos share them)."""
+    return tuple(json.loads(text))
 
 
 PREDICTION_COLUMNS = (
@@ -227,7 +234,7 @@ def row_to_catalog_head(row: Sequence[Any], dialect: Dialect) -> tuple[CatalogIm
     at = _CATALOG_AT
     first, dtype, shape = (values[at[c]] for c in ("descriptors", "descriptors_dtype", "descriptors_shape"))
     keypoints = decode_array(*(values[at[c]] for c in ("keypoints", "keypoints_dtype", "keypoints_shape")))
-    dims = json.loads(shape) if shape is not None else [0]
+    dims = list(_shape(shape)) if shape is not None else [0]
     ends: list[np.ndarray | None] = [None, None]
     if first is not None and last is not None and np.dtype(dtype) == np.uint8 and dims[1:] == [128]:
         ends = [np.frombuffer(bytes(b), np.uint8).reshape(1, 128).copy() if len(b) == 128 else None
