@@ -148,6 +148,30 @@ def test_restart_after_enrolments_reads_the_saved_prefix(tmp_path, monkeypatch):
     np.testing.assert_allclose(got.vote, _scores(fresh, queries[7]).vote, rtol=1e-5)
 
 
+def test_many_photos_since_the_save_are_added_once_and_saved(tmp_path, monkeypatch):
+    """Past `vote_fold_at` descriptors enrolled since the save, the start that adds them saves
+    the grown index: the next start reads it (at 100k photos, adding 50k photos' codes at every
+    start would take minutes), and it answers like a rebuild."""
+    parts, labels, queries = _clusters(5, n_ind=8, photos=2, k=40)
+    recs = _records(parts, labels)
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:10])
+    cfg = MatchConfig(global_candidates=0, vote_candidates=0, vote_index_dir=str(tmp_path), vote_fold_at=100)
+    Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load().warm_index()
+    store.add_catalog_images(recs[10:])  # 6 photos x 40 descriptors >= vote_fold_at
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load().warm_index()
+    assert len(list(tmp_path.glob("vote-*.json"))) == 2
+    monkeypatch.setattr(FaissVoteIndex, "extended", lambda *a, **k: pytest.fail("added again"))
+    again = Catalog(store, MODEL, config=cfg, calibration=Calibration(model_id=MODEL)).load()
+    assert type(again._snapshot().vote_index()) is FaissVoteIndex  # noqa: SLF001
+    monkeypatch.undo()
+    fresh = Catalog(InMemoryStore(), MODEL, config=MatchConfig(global_candidates=0, vote_candidates=0),
+                    calibration=Calibration(model_id=MODEL))
+    fresh.add_images(recs)
+    np.testing.assert_allclose(_scores(again, queries[7]).vote, _scores(fresh, queries[7]).vote, rtol=1e-5)
+
+
 def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
     from whales_identify.reid.vote_index import saved_or_built
 

@@ -353,10 +353,12 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
                    after_chunk: Callable[[], None] | None = None) -> VoteIndex:
     """`FaissVoteIndex(parts, **settings)`, read from `directory` when one was saved there for the
     same settings and these photos, or for a prefix of them (the photos enrolled after it was
-    saved are added, as `extend` does); a new build is saved (index, owners, and a small json
-    that names its key and number of photos). `digests`: per photo, keys it instead of its rows
-    (see `fingerprint`); `after_chunk`: called after each chunk of descriptors is added (mapped
-    features: drop the pages just read, so that a build does not make the whole file resident)."""
+    saved are added, as `extend` does; when they hold `fold_at` descriptors or more, the grown
+    index is saved too, so that the next start does not add them again); a new build is saved
+    (index, owners, and a small json that names its key and number of photos). `digests`: per
+    photo, keys it instead of its rows (see `fingerprint`); `after_chunk`: called after each
+    chunk of descriptors is added (mapped features: drop the pages just read, so that a build
+    does not make the whole file resident)."""
     if not directory:
         return FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
     tag = repr(sorted(settings.items())) + tag
@@ -374,11 +376,23 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
         if fingerprint(image_ids[:n], parts[:n], tag, None if digests is None else digests[:n]) != key:
             continue
         found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
-        if found is not None:
-            grown = extend(found, n, parts[n:], fold_at, after_chunk) if n < len(parts) else found
+        if found is None:
+            continue
+        if n == len(parts):
+            return found
+        if sum(len(p) for p in parts[n:]) < fold_at:  # a few photos since: a delta tier, each start
+            grown = extend(found, n, parts[n:], fold_at, after_chunk)
             if grown is not None:
                 return grown
+        # many photos since: the saved codes plus theirs, saved, so that the next start reads it
+        # instead of adding them again (minutes at 100k photos)
+        return _saved_index(found.extended(parts[n:], n, after_chunk), folder, image_ids, parts, tag, digests)
     index = FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
+    return _saved_index(index, folder, image_ids, parts, tag, digests)
+
+
+def _saved_index(index: FaissVoteIndex, folder: Path, image_ids: Sequence[str], parts: Sequence[np.ndarray],
+                 tag: str, digests: Sequence[bytes] | None) -> FaissVoteIndex:
     key = fingerprint(image_ids, parts, tag, digests)
     # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
     # start a rebuild, never this catalog load.
