@@ -311,3 +311,22 @@ def test_the_loaded_embeddings_are_held_once_through_enrolment_and_removal(tmp_p
     _assert_same_answers(cat, _catalog(InMemoryStoreOf(recs[2:])), queries)
     for im in recs[2:]:
         np.testing.assert_array_equal(cat._images[im.image_id].embedding, im.embedding)  # noqa: SLF001
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 12])
+def test_a_head_gives_the_digest_of_the_kept_features(rows):
+    """`head_digest` (from what the store reads instead of the descriptors) equals `digest` of the
+    arrays a load keeps (the first `keep` rows), with fewer rows than kept, as many, or more."""
+    from whales_identify.records.store import FeatureHead
+
+    rng = np.random.default_rng(rows)
+    kp = rng.uniform(0, 100, (rows, 2)).astype(np.float32)
+    desc = rng.integers(0, 255, (rows, 128), dtype=np.uint8)
+    keep = 7
+    head = FeatureHead.of(kp, desc, keep)
+    if rows == 0:
+        assert feature_pack.head_digest("a", head, keep) is None  # nothing to find: read whole
+        return
+    assert feature_pack.head_digest("a", head, keep) == feature_pack.digest("a", kp[:keep], desc[:keep])
+    assert feature_pack.head_digest("b", head, keep) != feature_pack.digest("a", kp[:keep], desc[:keep])
+    assert feature_pack.head_digest("a", FeatureHead.of(kp, desc.astype(np.float32), keep), keep) is None
