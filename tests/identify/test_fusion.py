@@ -355,3 +355,35 @@ def test_evaluate_cli_pools_record_files_and_fits_the_threshold_to_a_rate(tmp_pa
     assert cal.open_set_rule == "threshold" and cal.provenance["new_rate_on_known_target"] == 0.1
     assert out["calibration_split"]["open_set"]["new_rate_on_known"] <= 0.1
     assert out["report"]["n_queries"] + out["calibration_split"]["n_queries"] == 192  # both files
+
+
+def test_lead_over_others_by_hand():
+    from whales_identify.reid.calibrate import lead_over_others
+
+    lead = lead_over_others(np.array([1.0, 3.0, -np.inf, 2.5]))
+    assert np.allclose(lead[[0, 1, 3]], [-2.0, 0.5, -0.5]) and lead[2] == -np.inf
+    assert lead_over_others(np.array([0.7])).tolist() == [0.0]  # alone: matching.rank adds a second
+
+
+def test_the_learned_fusion_maps_the_top_1_lead_to_a_probability_and_keeps_it_on_disk(tmp_path):
+    rng = np.random.default_rng(7)
+    ids = [f"i{k}" for k in range(8)]
+    recs = []
+    for q in range(160):
+        cos = rng.normal(0.3, 0.05, 8)
+        cos[q % 8] += 0.3 if q % 3 else 0.02
+        recs.append(_record(ids[q % 8], "known", list(cos), ids))
+    cal = fit_calibration(recs, "m", fusion="logistic", open_set="threshold", new_rate_on_known=0.1)
+    assert cal.probability_input == "lead"
+    assert fit_calibration(recs, "m", fusion="linear").probability_input == "score"
+    save_calibration(cal, tmp_path / "c.json")
+    back = load_calibration(tmp_path / "c.json")
+    assert back.probability_input == "lead"
+    clear = rank(recs[1].scores, back, 5)  # the truth 0.3 above the others
+    assert clear.probability == pytest.approx(float(back.probability(
+        back.probability_inputs(back.fuse(recs[1].scores.cos, recs[1].scores.vote,
+                                          recs[1].scores.inliers)).max())))
+    # a lone candidate is judged by its lead over a virtual, evidence-free second individual
+    one = Scores(["a"], ["s"], np.array([0.9]), np.zeros(1), np.zeros(1), np.array([0]), ["im"], [("s", 0.9)])
+    pair = back.fuse(np.array([0.9, 0.0]), np.zeros(2), np.zeros(2))
+    assert rank(one, back, 5).probability == pytest.approx(float(back.probability(pair[0] - pair[1])))

@@ -24,7 +24,7 @@ from whales_identify.reid.fusion import (
     fit_new_individual_model,
     top_two,
 )
-from whales_identify.reid.matching import Scores, rank
+from whales_identify.reid.matching import Scores, probability_inputs, rank
 
 NEW = "new_individual"
 
@@ -203,6 +203,16 @@ def threshold_for_rate(top_known: np.ndarray, rate: float) -> float:
     return float(s[k])  # strictly below s[k] is "new": at most k queries (ties stay known)
 
 
+def _top_probability_input(q: QueryRecord, cal: Calibration) -> float:
+    """What the probability map reads for the query's top-1 (as `matching.rank` computes it)."""
+    s = q.scores
+    finite = np.isfinite(s.cos)
+    fused = np.where(finite, cal.fuse(np.where(finite, s.cos, -1.0), s.vote, s.inliers), -np.inf)
+    if not finite.any():
+        return -math.inf
+    return float(probability_inputs(s, cal, fused, finite)[int(np.argmax(fused))])
+
+
 FUSIONS = ("logistic", "linear")
 OPEN_SET_RULES = ("probability", "threshold")
 
@@ -238,7 +248,10 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
             hit = [i for i, ind in enumerate(s.individual_ids) if ind == q.individual_id]
             if hit:
                 groups.append((candidate_features(s.cos, s.vote, s.inliers), hit[0]))
-        cal = Calibration(model_id=model_id, fusion="logistic", logistic=fit_logistic_fusion(groups))
+        # its log-odds are relative within a query: the top-1's lead over the runner-up, not its
+        # level, is what says the top-1 is right (docs/REID.md, coverage at 98 %)
+        cal = Calibration(model_id=model_id, fusion="logistic", logistic=fit_logistic_fusion(groups),
+                          probability_input="lead")
         prov["fit_logistic_queries"] = len(groups)
     else:
         best: tuple[float, FusionWeights] = (-1.0, FusionWeights())
@@ -256,7 +269,9 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
     known_mask = np.array([q.mode == "known" for q in records])
     prov["fit_map5_closed"] = map_at_5([lab for (lab, _), k in zip(top, known_mask, strict=True) if k],
                                        truth)
-    prob = fit_isotonic(top_score[known_mask], correct[known_mask])
+    prob = fit_isotonic(np.array([_top_probability_input(q, cal) for q, k in zip(records, known_mask,
+                                                                                strict=True) if k]),
+                        correct[known_mask])
     threshold, new_model = -math.inf, None
     if open_set == "threshold" and new_rate_on_known is not None:
         threshold = threshold_for_rate(top_score[known_mask], new_rate_on_known)
@@ -282,6 +297,7 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                  "n_calibration_individuals": len({q.individual_id for q in records}),
                  "fusion": fusion, "open_set": open_set})
     return Calibration(model_id=model_id, weights=cal.weights, fusion=cal.fusion, logistic=cal.logistic,
+                       probability_input=cal.probability_input,
                        new_individual_threshold=threshold, new_model=new_model,
                        new_probability_target=new_target, probability=prob, species_threshold=0.5,
                        provenance=prov, fitted=True)

@@ -208,7 +208,7 @@ def rank(scores: Scores, cal: Calibration, top_k: int) -> MatchResult:
     fused = cal.fuse(np.where(finite, scores.cos, -1.0), scores.vote, scores.inliers)
     fused = np.where(finite, fused, -np.inf)
     order = [i for i in np.argsort(-fused, kind="stable")[:top_k] if np.isfinite(fused[i])]
-    probs = cal.probability(fused[order]) if order else np.zeros(0)
+    probs = cal.probability(probability_inputs(scores, cal, fused, finite)[order]) if order else np.zeros(0)
     candidates = [Candidate(individual_id=scores.individual_ids[i], species=scores.species[i],
                             score=float(fused[i]), probability=float(p),
                             reference_image_id=scores.image_ids[scores.ref_image[i]],
@@ -229,11 +229,22 @@ def _with_a_second(scores: Scores, cal: Calibration, fused: np.ndarray, finite: 
     of one individual has no second, and a gap of 0 read as "ambiguous" called even the enrolled
     photo itself new. Such a query is judged against a virtual second individual with no evidence
     (an orthogonal embedding, no vote, no inliers): what an unrelated whale would score."""
-    if cal.new_model is None or int(finite.sum()) >= 2 or not finite.any():
+    if int(finite.sum()) != 1:
         return fused[finite]
     i = int(np.flatnonzero(finite)[0])
     return cal.fuse(np.array([scores.cos[i], 0.0]), np.array([scores.vote[i], 0.0]),
                     np.array([scores.inliers[i], 0.0]))
+
+
+def probability_inputs(scores: Scores, cal: Calibration, fused: np.ndarray,
+                       finite: np.ndarray) -> np.ndarray:
+    """Per candidate, what the calibration's probability map reads (`Calibration.probability_inputs`);
+    a lone candidate's lead is over the virtual second individual of `_with_a_second`."""
+    out = cal.probability_inputs(fused)
+    if cal.probability_input == "lead" and int(finite.sum()) == 1:
+        pair = _with_a_second(scores, cal, fused, finite)
+        out[np.flatnonzero(finite)[0]] = pair[0] - pair[1]
+    return out
 
 
 def _species(candidates: list[Candidate], scores: Scores, is_new: bool,
