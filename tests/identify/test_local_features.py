@@ -9,7 +9,6 @@ from whales_identify.reid.local_features import (
     LocalFeatureConfig,
     as_float,
     extract,
-    pad_stack,
     ratio_matches,
     verify,
 )
@@ -38,13 +37,14 @@ def test_blank_image_has_no_features():
 
 def test_ratio_matches_agrees_with_brute_force():
     rng = np.random.default_rng(1)
-    q = as_float(rng.integers(0, 255, (30, 128)).astype(np.uint8))
+    q_u8 = rng.integers(0, 255, (30, 128)).astype(np.uint8)
+    q = as_float(q_u8)
     gal = [rng.integers(0, 255, (k, 128)).astype(np.uint8) for k in (20, 7)]
-    d, _, m = pad_stack(gal, [np.zeros((len(g), 2), np.float32) for g in gal], 25)
-    idx, ok = ratio_matches(q, d, m, ratio=0.99)
+    idx, sim, ok = ratio_matches(q_u8, gal, ratio=0.99)
     for i, g in enumerate(gal):
         sims = q @ as_float(g).T
         assert (idx[i] == sims.argmax(axis=1)).all()
+        assert np.allclose(sim[i], sims.max(axis=1), atol=1e-6)
         top2 = np.sort(sims, axis=1)[:, -2:]
         dist = np.sqrt(np.maximum(2 - 2 * top2, 0))
         assert (ok[i] == (dist[:, 1] < 0.99 * dist[:, 0])).all()

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from whales_identify.reid._integer_matmul import scaled_products
+
 DESCRIPTOR_DIM = 128
 
 
@@ -90,53 +92,54 @@ def as_float(desc: np.ndarray) -> np.ndarray:
     return x
 
 
-def pad_stack(descs: Sequence[np.ndarray], kpts: Sequence[np.ndarray], max_k: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stack per-image features into (N, K, 128) float32, (N, K, 2) and a (N, K) validity mask."""
-    n = len(descs)
-    d = np.zeros((n, max_k, DESCRIPTOR_DIM), np.float32)
-    p = np.zeros((n, max_k, 2), np.float32)
-    m = np.zeros((n, max_k), bool)
-    for i, (desc, kp) in enumerate(zip(descs, kpts, strict=True)):
-        k = min(len(desc), max_k)
-        if k:
-            d[i, :k] = as_float(desc[:k])
-            p[i, :k] = kp[:k]
-            m[i, :k] = True
-    return d, p, m
+def inverse_norms(desc: np.ndarray) -> np.ndarray:
+    """1 / L2 norm of each uint8 descriptor (0 for an all-zero row), float32: what `as_float`
+    divides by, from the exact integer sum of squares."""
+    x = desc.astype(np.float32)
+    sq = np.einsum("ij,ij->i", x, x).astype(np.float64)  # exact: at most 128 * 255**2 < 2**24
+    return np.divide(1.0, np.sqrt(sq), out=np.zeros(len(desc)), where=sq > 0).astype(np.float32)
 
 
-def ratio_matches(query: np.ndarray, gallery: np.ndarray, mask: np.ndarray, ratio: float = 0.8
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Lowe ratio-test matches of one query against N gallery images in one matrix product.
+def ratio_matches(query: np.ndarray, gallery: Sequence[np.ndarray], ratio: float = 0.8
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lowe ratio-test matches of one query against N gallery images in one product.
+
+    The cosines are exact integer dot products of the uint8 descriptors over their norms
+    (`_integer_matmul`: twice the float32 BLAS rate); the float32 product of normalised copies that
+    this replaces agrees up to float rounding (tests/identify/test_verify_equivalence.py).
 
     Args:
-        query: (Kq, 128) float32 unit descriptors.
-        gallery: (N, K, 128) float32 unit descriptors (zero rows are padding).
-        mask: (N, K) validity of the gallery rows.
+        query: (Kq, 128) uint8 RootSIFT descriptors.
+        gallery: N arrays of (K_i, 128) uint8 descriptors.
         ratio: the distance ratio of the best to the second-best neighbour.
 
     Returns:
-        (N, Kq) index of the best gallery keypoint per query keypoint, and an (N, Kq) boolean
-        array of which matches pass the ratio test.
+        (N, Kq) index of the best gallery keypoint per query keypoint, its (N, Kq) float32 cosine
+        similarity, and an (N, Kq) boolean array of which matches pass the ratio test.
     """
-    n, k, _ = gallery.shape
-    if n == 0 or len(query) == 0 or k < 2:
-        return np.zeros((n, len(query)), np.int64), np.zeros((n, len(query)), bool)
-    # (Kq, N, K) in one BLAS call; reductions run over the contiguous last axis
-    sims = (query @ gallery.reshape(n * k, -1).T).reshape(len(query), n, k)
-    # RootSIFT vectors are non-negative, so real similarities are >= 0 and zero padding rows
-    # (similarity 0) never beat a real neighbour; `mask` needs no extra pass here.
+    n, kq = len(gallery), len(query)
+    # at least 2 columns: a one-keypoint image's second neighbour is a zero padding row (cosine 0)
+    k = max(2, max((len(g) for g in gallery), default=0))
+    if n == 0 or kq == 0:
+        return np.zeros((n, kq), np.int64), np.zeros((n, kq), np.float32), np.zeros((n, kq), bool)
+    stacked = np.zeros((n * k, DESCRIPTOR_DIM), np.uint8)
+    for i, g in enumerate(gallery):
+        stacked[i * k:i * k + len(g)] = g
+    # (Kq, N, K): each query keypoint's cosine times its norm (a positive factor per row leaves
+    # the arg-max and the ratio alone), reduced over the contiguous last axis. RootSIFT vectors
+    # are non-negative, so zero padding rows (0) never beat a real neighbour.
+    sims = scaled_products(query, stacked, inverse_norms(stacked)).reshape(kq, n, k)
     best_idx = np.argmax(sims, axis=2)  # (Kq, N)
     best = np.take_along_axis(sims, best_idx[..., None], axis=2)[..., 0]
     np.put_along_axis(sims, best_idx[..., None], -2.0, axis=2)
     second = sims.max(axis=2)
-    best_idx, best, second = best_idx.T, best.T, second.T  # (N, Kq)
+    inv_q = inverse_norms(query)[:, None]
+    best_idx, best, second = best_idx.T, (best * inv_q).T, (second * inv_q).T  # (N, Kq)
     # unit vectors: squared distance = 2 - 2 cos
     d1 = np.sqrt(np.maximum(2.0 - 2.0 * best, 0.0))
     d2 = np.sqrt(np.maximum(2.0 - 2.0 * second, 0.0))
     ok = (d1 < ratio * d2) & (best > 0)
-    return best_idx, ok
+    return best_idx, best, ok
 
 
 MAX_SCALE_CHANGE = 8.0  # a similarity transform scaling by more than this (or less than 1/this) is degenerate
@@ -191,27 +194,26 @@ def verify(query: LocalFeatures, gallery: Sequence[LocalFeatures], ratio: float 
     """
     if not gallery or len(query.descriptors) == 0:
         return np.zeros(len(gallery), np.float32)
-    q = as_float(query.descriptors[:max_keypoints])
     qp = query.keypoints[:max_keypoints]
-    d, p, m = pad_stack([g.descriptors for g in gallery], [g.keypoints for g in gallery], max_keypoints)
-    idx, ok = ratio_matches(q, d, m, ratio)
+    idx, sim, ok = ratio_matches(query.descriptors[:max_keypoints],
+                                 [g.descriptors[:max_keypoints] for g in gallery], ratio)
     out = np.zeros(len(gallery), np.float32)
-    for i in range(len(gallery)):
-        sel, _ = _tentative(q, d[i], idx[i], ok[i])
-        out[i] = ransac_inliers(qp[sel], p[i, idx[i, sel]], threshold)
+    for i, g in enumerate(gallery):
+        sel, _ = _tentative(idx[i], sim[i], ok[i])
+        out[i] = ransac_inliers(qp[sel], _points(g)[idx[i, sel]], threshold)
     return out
 
 
-def _tentative(q: np.ndarray, d: np.ndarray, idx: np.ndarray, ok: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _points(features: LocalFeatures) -> np.ndarray:
+    return np.asarray(features.keypoints, np.float32)
+
+
+def _tentative(idx: np.ndarray, sim: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The one-to-one ratio-test matches of one gallery image: query keypoint indices (their
     gallery keypoints are `idx[sel]`) and the descriptor cosine similarity of each."""
     sel = np.flatnonzero(ok)
-    if not len(sel):
-        return sel, np.zeros(0, np.float32)
-    sim = np.einsum("kd,kd->k", q[sel], d[idx[sel]])
-    kept = one_to_one(sel, idx[sel], sim)
-    return kept, sim[np.searchsorted(sel, kept)]
+    kept = one_to_one(sel, idx[sel], sim[sel])
+    return kept, sim[kept]
 
 
 @dataclass(frozen=True)
@@ -240,11 +242,10 @@ def verify_pairs(query: LocalFeatures, gallery: LocalFeatures, ratio: float = 0.
                     None, 0)
     if len(query.descriptors) == 0 or len(gallery.descriptors) == 0:
         return empty
-    q = as_float(query.descriptors[:max_keypoints])
-    d, p, m = pad_stack([gallery.descriptors], [gallery.keypoints], max_keypoints)
-    idx, ok = ratio_matches(q, d, m, ratio)
-    sel, sim = _tentative(q, d[0], idx[0], ok[0])
-    src, dst = query.keypoints[:max_keypoints][sel], p[0, idx[0, sel]]
+    idx, sims, ok = ratio_matches(query.descriptors[:max_keypoints],
+                                  [gallery.descriptors[:max_keypoints]], ratio)
+    sel, sim = _tentative(idx[0], sims[0], ok[0])
+    src, dst = query.keypoints[:max_keypoints][sel], _points(gallery)[idx[0, sel]]
     fit = ransac_fit(src, dst, threshold)
     if fit is None:
         return replace(empty, tentative=len(sel))

@@ -22,7 +22,9 @@ calibration, top_k)` the decision (step 4). `Catalog` (catalog.py) owns the phot
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache, partial
 
 import numpy as np
 
@@ -61,6 +63,10 @@ class MatchConfig:
             keyed by the photos (`feature_pack.py`, docs/REID.md "Scale").
         vote_fold_at: descriptors enrolled since the last build that are searched exactly
             before they are folded into a copy of the index (enrolment without a rebuild).
+        verify_threads: verification chunks of one query run on this many threads of a
+            process-wide pool (1: on the caller's thread). The integer products and RANSAC release
+            the GIL, so 2 halves a lone query's wall time on 2 cores; under concurrent requests it
+            buys nothing (the cores are busy anyway), so the default leaves parallelism to requests.
         ratio / ransac_threshold: Lowe ratio and RANSAC reprojection threshold (pixels).
         species_neighbours: reference images whose species vote for the query's species.
         thumbnail_side: long side of stored JPEG thumbnails.
@@ -84,6 +90,7 @@ class MatchConfig:
     features_dir: str = ""
     vote_fold_at: int = 20_000
     verify_keypoints: int = 500
+    verify_threads: int = 1
     ratio: float = 0.9
     ransac_threshold: float = 6.0
     species_neighbours: int = 10
@@ -192,10 +199,12 @@ def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np
     # in chunks of 16 photos: the same counts, a (Kq, 16, K) similarity block (16 MB at 500
     # keypoints) instead of one (Kq, N, K) block (160 MB for 160 photos), and ~14 % faster
     gallery = [ix.local[j] for _, j in pairs]
-    counts = np.concatenate([
-        verify(local, gallery[s:s + VERIFY_CHUNK], ratio=cfg.ratio,
-               max_keypoints=cfg.verify_keypoints, threshold=cfg.ransac_threshold)
-        for s in range(0, len(gallery), VERIFY_CHUNK)])
+    chunks = [gallery[s:s + VERIFY_CHUNK] for s in range(0, len(gallery), VERIFY_CHUNK)]
+    run = partial(verify, local, ratio=cfg.ratio, max_keypoints=cfg.verify_keypoints,
+                  threshold=cfg.ransac_threshold)
+    threads = min(cfg.verify_threads, len(chunks))
+    counts = np.concatenate(list(_pool(threads).map(run, chunks)) if threads > 1 else
+                            [run(c) for c in chunks])
     for (ind, j), c in zip(pairs, counts, strict=True):
         if c > inliers[ind]:
             inliers[ind] = c
@@ -261,6 +270,12 @@ def _species(candidates: list[Candidate], scores: Scores, is_new: bool,
     if frac < threshold or not best:
         return UNKNOWN_SPECIES, float(frac)
     return best, float(frac)
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per size and process, made on first use and shared by concurrent queries."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="verify")
 
 
 def _top(x: np.ndarray, k: int) -> np.ndarray:
