@@ -292,6 +292,8 @@ def test_enrolling_into_an_ivf_index_never_copies_it(tmp_path, monkeypatch, save
         base.save(tmp_path / "vote.faiss")
         base = FaissVoteIndex.load(tmp_path / "vote.faiss")
     want = base.extended(parts[20:], 20)  # the fold: a copy of the base plus the new codes
+    want.save(tmp_path / "grown.faiss")  # the twin is saved with it (the next start enrols too)
+    assert (tmp_path / "grown.faiss.empty").is_file()
     copied = []
     real_clone = faiss.clone_index
     monkeypatch.setattr(faiss, "clone_index", lambda ix: copied.append(ix.ntotal) or real_clone(ix))
@@ -321,3 +323,4 @@ def test_an_index_saved_without_its_empty_twin_still_takes_enrolments(tmp_path):
     assert isinstance(tiered, TieredVoteIndex) and tiered.delta.ntotal == 2 * 40
     want = base.extended(parts[16:18], 16)
     np.testing.assert_allclose(tiered.search(q, 5)[1], want.search(q, 5)[1], rtol=1e-4)
+    assert (tmp_path / "vote.faiss.empty").is_file()  # written then: the next start reads it

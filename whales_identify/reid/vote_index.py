@@ -178,13 +178,14 @@ class FaissVoteIndex:
         import faiss
 
         new = object.__new__(FaissVoteIndex)
+        twin = self._trained()  # first: where it is a copy of the whole index, one at a time
         new.index = faiss.clone_index(self.index)
         for start in range(0, len(parts), 1000):  # float32 a thousand images at a time
             new.index.add(as_float(np.concatenate(parts[start:start + 1000])))
             if after_chunk is not None:
                 after_chunk()
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
-        new._twin, new._path = self._twin, self._path
+        new._twin, new._path = twin, None  # the same quantiser and codebooks
         return new
 
     def empty_twin(self) -> Any:
@@ -194,6 +195,13 @@ class FaissVoteIndex:
         only where there is none (an index saved before it was)."""
         import faiss
 
+        trained = self._trained()
+        return None if trained is None else faiss.clone_index(trained)
+
+    def _trained(self) -> Any:
+        """The empty trained index `empty_twin` copies (read or made once), None for a flat one."""
+        import faiss
+
         if faiss.try_extract_index_ivf(self.index) is None:
             return None
         saved = getattr(self, "_path", None)
@@ -201,12 +209,22 @@ class FaissVoteIndex:
             try:  # saved beside the index by `save` (an index saved before it was: none)
                 self._twin = faiss.read_index(str(saved.with_name(saved.name + ".empty")))
             except RuntimeError:
-                self._path = None
-        if getattr(self, "_twin", None) is None:
+                pass
+        if getattr(self, "_twin", None) is None:  # a copy of the whole index, once
             twin = faiss.clone_index(self.index)
             twin.reset()
             self._twin = twin
-        return faiss.clone_index(self._twin)
+            if saved is not None:  # so that the next start need not copy it again
+                target = saved.with_name(saved.name + ".empty")
+                tmp = _saved.partial(target)
+                try:
+                    faiss.write_index(twin, str(tmp))
+                    tmp.replace(target)
+                except (RuntimeError, OSError):
+                    pass
+                finally:
+                    tmp.unlink(missing_ok=True)
+        return self._twin
 
     def save(self, path: Path) -> None:
         """Write the index and its owners (to temporary names, then renamed: complete or absent)."""
