@@ -173,7 +173,7 @@ def test_many_photos_since_the_save_are_added_once_and_saved(tmp_path, monkeypat
 
 
 def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
-    from whales_identify.reid.vote_index import saved_or_built
+    from whales_identify.reid.vote_saved import saved_or_built
 
     parts, _, _ = _clusters(5, n_ind=10, photos=2, k=20)
     ids = [f"im{i}" for i in range(len(parts))]
@@ -188,8 +188,8 @@ def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
 def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_path, monkeypatch):
     import time
 
-    from whales_identify.reid import vote_index
-    from whales_identify.reid.vote_index import saved_or_built
+    from whales_identify.reid import vote_saved
+    from whales_identify.reid.vote_saved import saved_or_built
 
     parts, _, _ = _clusters(6, n_ind=10, photos=2, k=20)
     ids = [f"im{i}" for i in range(len(parts))]
@@ -198,8 +198,8 @@ def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_pat
     for drop in range(5):
         saved_or_built(ids[drop + 1:], parts[drop + 1:], str(tmp_path), settings)
         time.sleep(0.01)  # distinct modification times: pruning keeps the newest
-    assert len(list(tmp_path.glob("vote-*.json"))) == 1 + vote_index.SAVED_INDEXES_KEPT
-    assert len(list(tmp_path.glob("vote-*.faiss"))) == 1 + vote_index.SAVED_INDEXES_KEPT
+    assert len(list(tmp_path.glob("vote-*.json"))) == 1 + vote_saved.SAVED_INDEXES_KEPT
+    assert len(list(tmp_path.glob("vote-*.faiss"))) == 1 + vote_saved.SAVED_INDEXES_KEPT
     assert not list(tmp_path.glob("*.partial"))
 
     def full_disk(self, path):
@@ -213,7 +213,7 @@ def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_pat
 def test_two_workers_saving_the_same_index_at_once_both_succeed(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from whales_identify.reid.vote_index import saved_or_built
+    from whales_identify.reid.vote_saved import saved_or_built
 
     parts, _, _ = _clusters(7, n_ind=10, photos=2, k=20)
     ids = [f"im{i}" for i in range(len(parts))]

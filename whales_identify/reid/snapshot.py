@@ -15,7 +15,8 @@ import numpy as np
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.feature_pack import digest
 from whales_identify.reid.local_features import LocalFeatures
-from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend, saved_or_built
+from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend
+from whales_identify.reid.vote_saved import saved_or_built
 
 if TYPE_CHECKING:
     from whales_identify.reid.matching import MatchConfig

@@ -1,0 +1,103 @@
+"""The saved vote indexes (`MatchConfig.vote_index_dir`): a cache of `FaissVoteIndex` builds keyed by
+the photos and the settings, shared by workers (`_saved`: per-writer temporary names, a json
+written last, all but the newest few deleted), so that a start reads the index instead of
+building it, and a start after enrolments reads the one saved for the first photos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whales_identify.reid import _saved
+from whales_identify.reid.vote_index import _SUFFIXES, FaissVoteIndex, VoteIndex, extend
+
+log = logging.getLogger(__name__)
+SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
+
+
+def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings: str,
+                digests: Sequence[bytes] | None = None) -> str:
+    """A key for a saved index: the settings, and per image its id, descriptor count and first and
+    last descriptor (cheap at 100k photos; a changed photo changes its descriptors), or its
+    `digests` where given (`feature_pack.digest` of photos whose descriptors are mapped from a file:
+    reading their rows here would make the whole mapping resident)."""
+    h = hashlib.sha256(settings.encode())
+    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
+        h.update(f"{iid}|{len(p)}|".encode())
+        if digests is not None:
+            h.update(digests[i])
+        elif len(p):
+            h.update(p[0].tobytes())
+            h.update(p[-1].tobytes())
+    return h.hexdigest()[:24]
+
+
+def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], directory: str,
+                   settings: dict[str, Any], tag: str = "", fold_at: int = 20_000,
+                   digests: Sequence[bytes] | None = None,
+                   after_chunk: Callable[[], None] | None = None) -> VoteIndex:
+    """`FaissVoteIndex(parts, **settings)`, read from `directory` when one was saved there for the
+    same settings and these photos, or for a prefix of them (the photos enrolled after it was
+    saved are added, as `extend` does; when they hold `fold_at` descriptors or more, the grown
+    index is saved too, so that the next start does not add them again); a new build is saved
+    (index, owners, and a small json that names its key and number of photos). `digests`: per
+    photo, keys it instead of its rows (see `fingerprint`); `after_chunk`: called after each
+    chunk of descriptors is added (mapped features: drop the pages just read, so that a build
+    does not make the whole file resident)."""
+    if not directory:
+        return FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
+    tag = repr(sorted(settings.items())) + tag
+    folder = Path(directory)
+    saved: list[tuple[int, str]] = []
+    for info in _saved.list_saved(folder, "vote", tag):
+        try:
+            saved.append((int(info["images"]), str(info["key"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    # the largest saved prefix first; one covering under half the photos is not worth extending
+    # (its lists were sized for fewer descriptors): a new build is made and saved instead
+    candidates = sorted((c for c in saved if len(parts) / 2 <= c[0] <= len(parts)), reverse=True)
+    for n, key in candidates[:3]:  # each check hashes the photos it covers
+        if fingerprint(image_ids[:n], parts[:n], tag, None if digests is None else digests[:n]) != key:
+            continue
+        found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
+        if found is None:
+            continue
+        if n == len(parts):
+            return found
+        if sum(len(p) for p in parts[n:]) < fold_at:  # a few photos since: a delta tier, each start
+            grown = extend(found, n, parts[n:], fold_at, after_chunk)
+            if grown is not None:
+                return grown
+        # many photos since: the saved codes plus theirs, saved, so that the next start reads it
+        # instead of adding them again (minutes at 100k photos)
+        return _saved_index(found.extended(parts[n:], n, after_chunk), folder, image_ids, parts, tag, digests)
+    index = FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
+    return _saved_index(index, folder, image_ids, parts, tag, digests)
+
+
+def _saved_index(index: FaissVoteIndex, folder: Path, image_ids: Sequence[str], parts: Sequence[np.ndarray],
+                 tag: str, digests: Sequence[bytes] | None) -> FaissVoteIndex:
+    key = fingerprint(image_ids, parts, tag, digests)
+    # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
+    # start a rebuild, never this catalog load.
+    try:
+        index.save(folder / f"vote-{key}.faiss")
+        _saved.write_meta(folder, "vote", key, {"images": len(parts), "settings": tag})
+        prune_saved(folder, keep=key)
+    except OSError as exc:
+        log.warning("could not save the vote index in %s (%s); the next start rebuilds it", folder, exc)
+    return index
+
+
+def prune_saved(folder: Path, keep: str, newest: int = SAVED_INDEXES_KEPT) -> list[str]:
+    """Delete saved indexes but `keep` and the `newest` others (by modification time): every
+    removed photo changes the key, so without this each curation would leave a full index behind.
+    Returns the deleted keys."""
+    return _saved.prune(folder, "vote", keep, _SUFFIXES, newest)
