@@ -86,6 +86,12 @@ def _status(key: str) -> float | None:
     return None
 
 
+def _io() -> dict[str, float]:
+    """This process's reads so far: all (`rchar`, page cache included) and from the disk."""
+    got = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return {"read_all": int(got["rchar"]) / 2**20, "read_from_disk": int(got["read_bytes"]) / 2**20}
+
+
 # ------------------------------------------------------------------------------ the real part
 class _LazyEmbedder:
     """The embedder `compute_features` asks for; built only when the feature cache misses."""
@@ -272,6 +278,7 @@ def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_e
         rss_ready = _status("VmRSS")
         # mapped features count in RSS as file pages (the kernel may drop them): split it
         rss_ready_split = {k: _status(k) for k in ("RssAnon", "RssFile")}
+        io_ready = _io()
         peak_ready = _status("VmHWM")
         in_catalog = set(catalog._images)  # noqa: SLF001 - which real photos this size holds
         by_encounter: dict[str, list[str]] = {}
@@ -301,7 +308,8 @@ def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_e
                "config": config, "match_config": CONFIGS[config],
                "load_s": loaded, "ready_s": ready, "load_cpu_s": loaded_cpu, "ready_cpu_s": ready_cpu,
                "rss_start_mb": rss_start, "rss_ready_mb": rss_ready,
-               "rss_ready_split_mb": rss_ready_split, "peak_rss_at_ready_mb": peak_ready,
+               "rss_ready_split_mb": rss_ready_split, "io_at_ready_mb": io_ready,
+               "peak_rss_at_ready_mb": peak_ready,
                "queries": len(plan), "match_mean_s": float(np.mean(lat)), **{
                    f"{k}_s": v for k, v in _percentiles(lat).items() if k != "mean"},
                # CPU seconds of the query's thread: what the machine's load does not inflate
