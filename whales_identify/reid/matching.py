@@ -197,14 +197,18 @@ def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np
     if not pairs:
         return
     # in chunks of 16 photos: the same counts, a (Kq, 16, K) similarity block (16 MB at 500
-    # keypoints) instead of one (Kq, N, K) block (160 MB for 160 photos), and ~14 % faster
-    gallery = [ix.local[j] for _, j in pairs]
+    # keypoints) instead of one (Kq, N, K) block (160 MB for 160 photos), and ~14 % faster. A
+    # chunk is padded to its photo with the most keypoints, and a photo's count does not depend
+    # on the others in its chunk: photos of similar size go together (~5 % fewer products at 2k).
+    by_size = np.argsort([len(ix.local[j].descriptors) for _, j in pairs], kind="stable")
+    gallery = [ix.local[pairs[p][1]] for p in by_size]
     chunks = [gallery[s:s + VERIFY_CHUNK] for s in range(0, len(gallery), VERIFY_CHUNK)]
     run = partial(verify, local, ratio=cfg.ratio, max_keypoints=cfg.verify_keypoints,
                   threshold=cfg.ransac_threshold)
     threads = min(cfg.verify_threads, len(chunks))
-    counts = np.concatenate(list(_pool(threads).map(run, chunks)) if threads > 1 else
-                            [run(c) for c in chunks])
+    counts = np.empty(len(pairs), np.float32)
+    counts[by_size] = np.concatenate(list(_pool(threads).map(run, chunks)) if threads > 1 else
+                                     [run(c) for c in chunks])
     for (ind, j), c in zip(pairs, counts, strict=True):
         if c > inliers[ind]:
             inliers[ind] = c
