@@ -4,6 +4,7 @@ stored records: hand-written numbers (no data, no models)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -242,18 +243,27 @@ def test_target_for_rate_by_hand():
     assert np.sum(tie >= target_for_rate(tie, 0.34)) == 0  # a tie is not split
 
 
-def test_fit_calibration_fits_the_p_new_target_to_a_rate_of_known_queries():
-    rng = np.random.default_rng(3)
-    ids = [f"i{k}" for k in range(10)]
+def _mixed_queries(seed: int, n: int = 200, n_ids: int = 10, every_new: int = 4,
+                   split=lambda q: "calibration", prefix: str = "") -> list[QueryRecord]:
+    """Known queries (half with a truth that stands out, half ambiguous) and, every `every_new`-th,
+    a query of an individual the gallery lacks."""
+    rng = np.random.default_rng(seed)
+    ids = [f"i{k}" for k in range(n_ids)]
     recs = []
-    for q in range(200):
-        truth = ids[q % 10]
-        cos = rng.normal(0.3, 0.05, 10)
-        if q % 4:  # known, but half of them with a truth that does not stand out (ambiguous)
+    for q in range(n):
+        truth = ids[q % n_ids]
+        cos = rng.normal(0.3, 0.05, n_ids)
+        if q % every_new:
             cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
-            recs.append(_record(truth, "known", list(cos), ids))
+            rec = _record(truth, "known", list(cos), ids, split(q))
         else:
-            recs.append(_record("new_" + truth, "new", list(cos), ids))
+            rec = _record("new_" + truth, "new", list(cos), ids, split(q))
+        recs.append(replace(rec, relpath=f"{prefix}{q}_{rec.relpath}"))
+    return recs
+
+
+def test_fit_calibration_fits_the_p_new_target_to_a_rate_of_known_queries():
+    recs = _mixed_queries(3)
     known = [r for r in recs if r.mode == "known"]
     for rate in (0.05, 0.2):
         cal = fit_calibration(recs, "m", fusion="logistic", open_set="probability", new_rate_on_known=rate)
@@ -278,17 +288,7 @@ def test_threshold_for_rate_by_hand():
 def test_fit_calibration_fits_the_threshold_to_a_rate_of_known_queries():
     # the MAP@5-optimal threshold flags far more known whales than a biologist accepts; a stated
     # rate moves only the cut (same fusion, same ranking) and a stricter rate flags fewer
-    rng = np.random.default_rng(5)
-    ids = [f"i{k}" for k in range(10)]
-    recs = []
-    for q in range(200):
-        truth = ids[q % 10]
-        cos = rng.normal(0.3, 0.05, 10)
-        if q % 4:
-            cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
-            recs.append(_record(truth, "known", list(cos), ids))
-        else:
-            recs.append(_record("new_" + truth, "new", list(cos), ids))
+    recs = _mixed_queries(5)
     known = [r for r in recs if r.mode == "known"]
     new = [r for r in recs if r.mode == "new"]
     free = fit_calibration(recs, "m", fusion="linear", open_set="threshold")
@@ -324,22 +324,9 @@ def test_evaluate_cli_pools_record_files_and_fits_the_threshold_to_a_rate(tmp_pa
 
     from whales_cli import app
 
-    rng = np.random.default_rng(11)
-    ids = [f"i{k}" for k in range(12)]
     for fold in (0, 1):
-        recs = []
-        for q in range(120):
-            truth = ids[q % 12]
-            cos = rng.normal(0.3, 0.05, 12)
-            split = "calibration" if q % 12 < 5 else "report"
-            if q % 5:
-                cos[ids.index(truth)] += 0.3 if q % 2 else 0.05
-                recs.append(_record(truth, "known", list(cos), ids, split))
-            else:
-                recs.append(_record("new_" + truth, "new", list(cos), ids, split))
-        recs = [QueryRecord(f"f{fold}_{i}_{q.relpath}", *[getattr(q, f) for f in
-                            ("individual_id", "species", "source", "split", "mode", "scores", "seconds")])
-                for i, q in enumerate(recs)]
+        recs = _mixed_queries(11 + fold, n=120, n_ids=12, every_new=5, prefix=f"f{fold}_",
+                              split=lambda q: "calibration" if q % 12 < 5 else "report")
         save_records(recs, tmp_path / f"f{fold}.npz", meta={"model_id": "m", "crossfit": {
             "folds": 2, "salt": "s", "fold_models": [f"m_f{fold}"], "scored_folds": [fold]}})
     (tmp_path / "manifest.csv").write_text("relpath,individual_id\n")
