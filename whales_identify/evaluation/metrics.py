@@ -88,10 +88,12 @@ def coverage_at_precision(prob: np.ndarray, correct: np.ndarray, precision: floa
 
 # ------------------------------------------------------------------------------------- metrics
 def _ranked(q: QueryRecord, cal: Calibration | FusionWeights) -> tuple[list[str], np.ndarray]:
-    s = q.scores
-    fused = cal.fuse(s.cos, s.vote, s.inliers)
+    return _top5(q, cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers))
+
+
+def _top5(q: QueryRecord, fused: np.ndarray) -> tuple[list[str], np.ndarray]:
     order = np.argsort(-fused, kind="stable")[:5]
-    return [s.individual_ids[i] for i in order], fused[order]
+    return [q.scores.individual_ids[i] for i in order], fused[order]
 
 
 def _global_ranked(q: QueryRecord) -> list[str]:
@@ -203,14 +205,12 @@ def threshold_for_rate(top_known: np.ndarray, rate: float) -> float:
     return float(s[k])  # strictly below s[k] is "new": at most k queries (ties stay known)
 
 
-def _top_probability_input(q: QueryRecord, cal: Calibration) -> float:
-    """What the probability map reads for the query's top-1 (as `matching.rank` computes it)."""
-    s = q.scores
-    finite = np.isfinite(s.cos)
-    fused = np.where(finite, cal.fuse(np.where(finite, s.cos, -1.0), s.vote, s.inliers), -np.inf)
-    if not finite.any():
+def _top_probability_input(q: QueryRecord, fused: np.ndarray, cal: Calibration) -> float:
+    """What the probability map reads for the query's top-1 (as `matching.rank` computes it),
+    from the query's fused scores."""
+    if not len(fused):
         return -math.inf
-    return float(probability_inputs(s, cal, fused, finite)[int(np.argmax(fused))])
+    return float(probability_inputs(q.scores, cal, fused, np.isfinite(q.scores.cos))[int(np.argmax(fused))])
 
 
 FUSIONS = ("logistic", "linear")
@@ -262,16 +262,18 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                 if score > best[0] + 1e-9:
                     best = (score, w)
         cal = Calibration(model_id=model_id, weights=best[1])
-    top = [_ranked(q, cal) for q in records]
+    # fused once per record; a record's candidates all have a finite cosine (`harness._reduce`),
+    # so these are the scores `matching.rank` fuses for the query
+    fused = [cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers) for q in records]
+    top = [_top5(q, f) for q, f in zip(records, fused, strict=True)]
     top_score = np.array([sc[0] if len(sc) else -np.inf for _, sc in top])
     correct = np.array([bool(lab) and lab[0] == q.individual_id and q.mode == "known"
                         for (lab, _), q in zip(top, records, strict=True)])
     known_mask = np.array([q.mode == "known" for q in records])
     prov["fit_map5_closed"] = map_at_5([lab for (lab, _), k in zip(top, known_mask, strict=True) if k],
                                        truth)
-    prob = fit_isotonic(np.array([_top_probability_input(q, cal) for q, k in zip(records, known_mask,
-                                                                                strict=True) if k]),
-                        correct[known_mask])
+    prob = fit_isotonic(np.array([_top_probability_input(q, f, cal) for q, f, k in
+                                  zip(records, fused, known_mask, strict=True) if k]), correct[known_mask])
     threshold, new_model = -math.inf, None
     if open_set == "threshold" and new_rate_on_known is not None:
         threshold = threshold_for_rate(top_score[known_mask], new_rate_on_known)
@@ -287,7 +289,6 @@ def fit_calibration(records: Sequence[QueryRecord], model_id: str,
                 threshold, best_map = float(thr), m
         prov["fit_map5_open"] = best_map
     elif (~known_mask).any() and known_mask.any():
-        fused = [cal.fuse(q.scores.cos, q.scores.vote, q.scores.inliers) for q in records]
         new_model = fit_new_individual_model(np.stack([top_two(f) for f in fused]), ~known_mask)
         if new_rate_on_known is not None:
             p_known = [new_model.p_new(f) for f, k in zip(fused, known_mask, strict=True) if k]
