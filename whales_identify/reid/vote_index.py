@@ -206,7 +206,7 @@ class FaissVoteIndex:
         saved = getattr(self, "_path", None)
         if getattr(self, "_twin", None) is None and saved is not None:
             try:  # saved beside the index by `save` (an index saved before it was: none)
-                self._twin = faiss.read_index(str(saved.with_name(saved.name + ".empty")))
+                self._twin = faiss.read_index(str(_twin_path(saved)))
             except RuntimeError:
                 pass
         if getattr(self, "_twin", None) is None:  # a copy of the whole index, once
@@ -214,15 +214,10 @@ class FaissVoteIndex:
             twin.reset()
             self._twin = twin
             if saved is not None:  # so that the next start need not copy it again
-                target = saved.with_name(saved.name + ".empty")
-                tmp = _saved.partial(target)
                 try:
-                    faiss.write_index(twin, str(tmp))
-                    tmp.replace(target)
+                    _write_index(twin, _twin_path(saved))
                 except (RuntimeError, OSError):
                     pass
-                finally:
-                    tmp.unlink(missing_ok=True)
         return self._twin
 
     def save(self, path: Path) -> None:
@@ -233,18 +228,16 @@ class FaissVoteIndex:
         # Several workers may save the same key at once (a cold start with --workers 2): each writes
         # its own temporary files, and the renames make the last complete copy win.
         tmp, tmp_owner = _saved.partial(path), _saved.partial(path.with_name(path.name + ".owner"))
-        tmp_empty = _saved.partial(path.with_name(path.name + ".empty"))
         try:
             faiss.write_index(self.index, str(tmp))
             with open(tmp_owner, "wb") as fh:
                 np.save(fh, self.owner)
             if getattr(self, "_twin", None) is not None:  # ~1 MB: enrolment after a restart
-                faiss.write_index(self._twin, str(tmp_empty))
-                tmp_empty.replace(path.with_name(path.name + ".empty"))
+                _write_index(self._twin, _twin_path(path))
             tmp_owner.replace(path.with_name(path.name + ".owner.npy"))
             tmp.replace(path)
         finally:
-            for t in (tmp, tmp_owner, tmp_empty):
+            for t in (tmp, tmp_owner):
                 t.unlink(missing_ok=True)
 
     @classmethod
@@ -263,6 +256,23 @@ class FaissVoteIndex:
             return None
         new._twin, new._path = None, path
         return new if new.index.ntotal == len(new.owner) else None
+
+
+def _twin_path(index_path: Path) -> Path:
+    """Where the empty trained twin (`FaissVoteIndex.empty_twin`) is kept beside a saved index."""
+    return index_path.with_name(index_path.name + ".empty")
+
+
+def _write_index(index: Any, target: Path) -> None:
+    """Write a faiss index to a temporary name, then rename it: complete or absent."""
+    import faiss
+
+    tmp = _saved.partial(target)
+    try:
+        faiss.write_index(index, str(tmp))
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class TieredVoteIndex:
