@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +18,20 @@ from whales_identify.records.location_privacy import LocationPolicy
 
 _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 DEFAULT_ANALYSIS_MAX_SIDE = 1024  # the `whales identify` CLI downscales as the service does
+
+
+def process_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container's cpuset sets it), shared
+    with the other processes of the same uvicorn (WEB_CONCURRENCY); at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        processes = max(1, int(os.environ.get("WEB_CONCURRENCY") or 1))
+    except ValueError:
+        processes = 1
+    return max(1, cores // processes)
 
 
 def _split_csv(value: object) -> object:
@@ -74,6 +89,14 @@ class Settings(BaseSettings):
                            "fast-scan product quantiser such as PQ64x4fs (40 B, ~10x faster search, "
                            "top-1 0.64 vs 0.67 on the shared photos; for catalogs that do not fit "
                            "otherwise).")
+    vote_index_keypoints: int | None = Field(
+        None, ge=16, description="Descriptors per catalog photo put into the vote index (unset: the "
+                                 "library's default, 500; verification keeps its own 500). 250 halves "
+                                 "the index for catalogs of 50k+ photos (docs/REID.md, Scale).")
+    vote_index_max_lists: int | None = Field(
+        None, ge=0, description="Most inverted lists of the faiss vote index (unset or 0: one list "
+                                "per ~600 descriptors). A cap such as 1024 bounds the build time and "
+                                "the coarse search at 50k+ photos (docs/REID.md, Scale).")
     inference_backend: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Runtime of the embedding model: onnx (the export made by `whales "
                             "models export-onnx`, no torch in the process), torch, or auto (onnx "
@@ -134,13 +157,18 @@ class Settings(BaseSettings):
                                                "the stored query photo uses it too.")
 
     # concurrency
-    inference_workers: int = Field(1, ge=1, le=64, description="Threads running inference.")
+    inference_workers: int | None = Field(
+        None, ge=1, le=64, description="Threads running inference (requests in parallel); unset: one per "
+                                       "core this process may use, the cores shared among WEB_CONCURRENCY "
+                                       "processes, at most 8. On 2 cores, 2 workers of 1 thread each "
+                                       "served 1.7x the requests/s of 1 worker using both cores, at the "
+                                       "same latency alone (docs/DEPLOYMENT.md).")
     queue_size: int = Field(8, ge=0, description="Jobs allowed to wait for a worker (then 503).")
     inference_threads: int | None = Field(
         None, ge=1, validation_alias=AliasChoices("WHALES_INFERENCE_THREADS", "WHALES_TORCH_THREADS"),
         description="Threads of one inference (ONNX Runtime intra-op threads, or "
-                    "torch.set_num_threads; the catalog's faiss search too); unset: the "
-                    "runtimes' default (all cores). "
+                    "torch.set_num_threads; the catalog's faiss search too); unset: this process's "
+                    "cores / inference workers, at least 1. "
                     "WHALES_TORCH_THREADS is read too.")
     catalog_refresh_s: float = Field(
         0.0, ge=0.0, description="0 (default): before every request that reads the catalog, a worker "
@@ -199,6 +227,16 @@ class Settings(BaseSettings):
     def _precision(cls, value: str) -> str:
         LocationPolicy.parse(value)  # raises ValueError with the accepted forms
         return value
+
+    @model_validator(mode="after")
+    def _concurrency(self) -> Settings:
+        """Fill in the unset concurrency: together, the workers' threads use each core once."""
+        cores = process_cores()
+        if self.inference_workers is None:
+            self.inference_workers = min(cores, 8)
+        if self.inference_threads is None:
+            self.inference_threads = max(1, cores // self.inference_workers)
+        return self
 
     @model_validator(mode="after")
     def _dataset(self) -> Settings:

@@ -53,3 +53,25 @@ def test_full_queue_is_503_and_health_stays_fast():
             embedder.gate.set()
             assert [f.result().status_code for f in futures] == [200, 200]
         assert app.state.whales.pool.pending == 0
+
+
+def test_unset_concurrency_uses_each_core_once(monkeypatch):
+    """Unset WHALES_INFERENCE_WORKERS / _THREADS: one single-threaded worker per core of this process
+    (its share among WEB_CONCURRENCY processes); a value set is kept, and the threads follow it."""
+    from whales_be_service import settings as settings_module
+    from whales_be_service.settings import Settings
+
+    monkeypatch.delenv("WHALES_INFERENCE_WORKERS", raising=False)
+    monkeypatch.delenv("WHALES_INFERENCE_THREADS", raising=False)
+    monkeypatch.delenv("WHALES_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(4)))
+    s = Settings()
+    assert (s.inference_workers, s.inference_threads) == (4, 1)
+    assert Settings(inference_workers=1).inference_threads == 4
+    assert Settings(inference_workers=3).inference_threads == 1
+    assert Settings(inference_threads=2).inference_workers == 4  # both set by hand: kept as given
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")  # two uvicorn processes share the 4 cores
+    assert (Settings().inference_workers, Settings().inference_threads) == (2, 1)
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: {0})
+    assert (Settings().inference_workers, Settings().inference_threads) == (1, 1)

@@ -30,3 +30,26 @@ def test_vote_index_settings_reach_the_catalog(tmp_path):
     assert len(list((tmp_path / "features").glob("feat-*.desc"))) == 1  # WHALES_FEATURES_DIR
     assert _match_config(Settings()).vote_index_dir == ""  # unset: nothing saved
     assert _match_config(Settings()).features_dir == ""
+
+
+def test_vote_index_size_settings_reach_the_index(tmp_path, monkeypatch):
+    """WHALES_VOTE_INDEX_KEYPOINTS / WHALES_VOTE_INDEX_MAX_LISTS: the operator's knobs for 50k+
+    catalogs (the benchmark's `scale` configuration) reach the index build; unset, the library's."""
+    monkeypatch.setenv("WHALES_VOTE_INDEX_KEYPOINTS", "16")
+    monkeypatch.setenv("WHALES_VOTE_INDEX_MAX_LISTS", "2")
+    monkeypatch.setenv("WHALES_VOTE_INDEX_DIR", str(tmp_path / "vote"))
+    config = _match_config(Settings())
+    assert (config.index_keypoints, config.ivf_max_lists) == (16, 2)
+    default = _match_config(Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_keypoints=None,
+                                     vote_index_max_lists=None))
+    assert (default.index_keypoints, default.ivf_max_lists) == (500, 0)
+    rng = np.random.default_rng(1)
+    store = InMemoryStore()
+    store.add_catalog_images([CatalogImage(
+        image_id=f"im{i}", individual_id=f"ind{i // 2}", species="s", model_id=MODEL,
+        embedding=np.eye(4, dtype=np.float32)[i % 4],
+        keypoints=rng.uniform(0, 99, (30, 2)).astype(np.float32),
+        descriptors=rng.integers(0, 255, (30, 128), dtype=np.uint8)) for i in range(6)])
+    for cfg in (config, default):  # the saved index is keyed by the descriptors kept per photo
+        _catalog_class(None, None, cfg)(store, MODEL).load().warm_index()
+    assert len(list((tmp_path / "vote").glob("vote-*.faiss"))) == 2
