@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from whales_be_service.mapping import FILL_CATALOG_HINT, MASK_UNAVAILABLE, sighting_json
+from whales_be_service.settings import process_cores
 from whales_be_service.state import (
     CatalogWrite,
     ServiceState,
@@ -69,7 +70,9 @@ def predict_batch_use_case(state: ServiceState) -> PredictBatch:
 
 
 def enrol_photos(state: ServiceState) -> EnrolPhotos:
-    return EnrolPhotos(Enroller(state.embedder, state.gate), StateCatalog(state), state.settings)
+    # a several-photo enrolment extracts its local features on every core of this process
+    return EnrolPhotos(Enroller(state.embedder, state.gate, threads=process_cores()), StateCatalog(state),
+                       state.settings)
 
 
 def review_prediction(state: ServiceState) -> ReviewPrediction:

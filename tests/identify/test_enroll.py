@@ -140,3 +140,45 @@ def test_whales_catalog_import_refuses_what_the_gate_rejects(tmp_path):
     assert "1 not_cetacean" in refused.output
     added = CliRunner().invoke(app, [*args, "--gate", "off"])
     assert added.exit_code == 0 and "imported 1 photo(s)" in added.output, added.output
+
+
+def _textured(seed: int) -> Image.Image:
+    """A photo with corners and blobs, so that SIFT finds keypoints."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((192, 192), Image.NEAREST)
+
+
+def test_features_are_extracted_before_the_write_on_several_threads():
+    """`Enroller.features` (what the service runs before its write lock) gives, on 3 threads, the
+    features the catalog would extract itself, in the photos' order; the write stores exactly them."""
+    from whales_identify.reid.local_features import extract
+
+    photos = [_textured(s) for s in range(5)] + [Image.new("RGB", (64, 64), RED)]  # the red one is refused
+    enroller = Enroller(CountingEmbedder(), RedGate(), threads=3)
+    catalog = Catalog(InMemoryStore(), CountingEmbedder.model_id)
+    screened = enroller.screen(photos)
+    assert screened.accepted == [0, 1, 2, 3, 4]
+    local = enroller.features(catalog, screened, photos)
+    expected = [extract(p, catalog.config.local) for p in photos[:5]]
+    assert all(len(e.descriptors) > 10 for e in expected)
+    for got, want in zip(local, expected, strict=True):
+        assert np.array_equal(got.descriptors, want.descriptors)
+        assert np.array_equal(got.keypoints, want.keypoints)
+    done = enroller.write(catalog, screened, photos, "w1", "right_whale", local_features=local)
+    assert [len(r.descriptors) for r in done.added] == [len(e.descriptors) for e in expected]
+    assert len(done.refused) == 1
+    stored = {r.image_id: r for r in catalog.store.list_catalog_images()}
+    for rec, want in zip(done.added, expected, strict=True):
+        assert np.array_equal(stored[rec.image_id].descriptors, want.descriptors)
+
+
+def test_features_of_a_catalog_without_local_matching_are_none():
+    from dataclasses import replace
+
+    enroller = Enroller(CountingEmbedder(), None, threads=2)
+    catalog = Catalog(InMemoryStore(), CountingEmbedder.model_id)
+    catalog.config = replace(catalog.config, use_local=False)
+    photos = [_textured(1)]
+    assert enroller.features(catalog, enroller.screen(photos), photos) is None
+    assert enroller.features(SimpleNamespace(model_id="x"), enroller.screen(photos), photos) is None

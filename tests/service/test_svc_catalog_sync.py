@@ -74,3 +74,44 @@ def test_a_refresh_interval_trades_freshness_for_fewer_checks(tmp_path):
     finally:
         a.__exit__(None, None, None)
         b.__exit__(None, None, None)
+
+
+def test_enrolment_extracts_local_features_outside_the_catalog_write(tmp_path, monkeypatch):
+    """Local features of an enrolment are extracted before the worker's write lock (and so the
+    database transaction) is taken: other writers never wait for SIFT."""
+    import threading
+
+    from whales_identify import enroll
+    from whales_identify.reid import catalog as catalog_module
+
+    app = create_app(fake_settings(), store=open_store(f"sqlite:///{tmp_path / 'w.db'}"),
+                     embedder=FakeEmbedder(), gate=FakeGate(), catalog_factory=Catalog)
+    held_during_extraction: list[bool] = []
+    real_extract = enroll.extract
+
+    def watched(image, cfg=None):
+        got: list[bool] = []
+
+        def try_lock() -> None:  # from another thread: the lock is reentrant for its holder
+            lock = app.state.whales.write_lock
+            got.append(lock.acquire(blocking=False))
+            if got[0]:
+                lock.release()
+
+        probe = threading.Thread(target=try_lock)
+        probe.start()
+        probe.join()
+        held_during_extraction.append(not got[0])
+        return real_extract(image, cfg)
+
+    monkeypatch.setattr(enroll, "extract", watched)
+    monkeypatch.setattr(catalog_module, "extract", watched)  # were the catalog to extract, it is seen too
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        files = [("files", (f"fin{i}.jpg", image_bytes((40 + 30 * i, 90, 160)), "image/jpeg"))
+                 for i in range(3)]
+        r = client.post("/v1/individuals/bnd_lock_1/images", files=files,
+                        data={"species": "bottlenose_dolphin"}, headers={"X-API-Key": API_KEY})
+        assert r.status_code in (200, 201), r.text
+        assert len(r.json()["enrolled"]) == 3
+    assert held_during_extraction == [False, False, False]

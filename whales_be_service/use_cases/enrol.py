@@ -54,6 +54,8 @@ class EnrolPhotos:
                    for i, g in enumerate(screened.verdicts or []) if not g.is_cetacean]
         if not screened.accepted:
             return [], refused
+        # extracted before the catalog's write lock and the database transaction are taken
+        local = self.enroller.features(self.catalog.loaded(), screened, images)
         with self.catalog.write() as write:
             if before_write is not None:
                 write.touched = False  # a refused claim (409, 404) leaves the memory as it was
@@ -61,7 +63,7 @@ class EnrolPhotos:
                 write.touched = True
             done = self.enroller.write(self.catalog.loaded(), screened, images, individual_id, species,
                                        sightings=sightings, filenames=[it.name for it in items],
-                                       source=source)
+                                       source=source, local_features=local)
             if after_write is not None:
                 after_write(done.added)
         return done.added, refused
