@@ -61,3 +61,42 @@ def test_fresh_catalog_runs_small(tmp_path, data_dir):
     assert report["queried_individuals_seen_in_training"] == 0
     assert report["known_queries"] + report["new_queries"] >= 3
     assert report["catalog"]["photos"] > 0 and 0.0 <= report["top1"] <= report["top5"] <= 1.0
+
+
+def test_fewer_verified_zeroes_inliers_outside_the_budget(monkeypatch):
+    """`reid_fewer_verified.with_budget`: an individual outside the top G by cosine and the top V
+    by vote (vote > 0) loses its inliers, every other score is kept; budgets the records cannot
+    simulate exactly are refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from reid_fewer_verified import with_budget
+
+    ids = [f"w{i}" for i in range(6)]
+    cos = np.array([0.9, 0.8, 0.7, 0.6, 0.5, -np.inf])
+    vote = np.array([0.0, 0.0, 0.0, 3.0, 0.0, 9.0])  # w5 has the top vote but no usable photo
+    inliers = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 7.0])
+    q = QueryRecord("q.jpg", "w3", "s", "src", "report", "known",
+                    Scores(ids, ["s"] * 6, cos, vote, inliers, np.arange(6), ids, []), 0.0)
+    (out,) = with_budget([q], 2, 1)  # w0, w1 by cosine; the top vote w5 is not finite: none by vote
+    assert out.scores.inliers.tolist() == [5.0, 4.0, 0.0, 0.0, 0.0, 0.0]
+    (out,) = with_budget([q], 1, 2)  # w0 by cosine; w5 (not finite) and w3 by vote
+    assert out.scores.inliers.tolist() == [5.0, 0.0, 0.0, 2.0, 0.0, 0.0]
+    assert out.scores.cos is q.scores.cos and out.scores.vote is q.scores.vote
+    assert q.scores.inliers.tolist() == [5.0, 4.0, 3.0, 2.0, 1.0, 7.0]  # the input is untouched
+    with pytest.raises(ValueError, match="not exact"):
+        with_budget([q], 41, 10)
+
+
+def test_fewer_verified_reports_each_budget(tmp_path):
+    save_records(_records(), tmp_path / "r.npz", meta={"model_id": "m", "config": {
+        "global_candidates": 30, "vote_candidates": 80}})
+    out = tmp_path / "fewer.json"
+    res = subprocess.run([sys.executable, "scripts/reid_fewer_verified.py", str(tmp_path / "r.npz"),
+                          "--budgets", "5:5", "1:0", "--json", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["budgets"]) == {"30:80", "5:5", "1:0"} and report["stored_budget"] == "30:80"
+    assert report["budgets"]["30:80"]["paired_top1_vs_stored"] == {"right_only_here": 0,
+                                                                    "right_only_stored": 0}
+    for budget in report["budgets"].values():
+        assert 0 <= budget["mean_se"]["top1"]["mean"] <= 1
