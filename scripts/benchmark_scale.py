@@ -17,13 +17,24 @@ Distractors (labelled `synthetic` in the report) are drawn from the real statist
 - counts: descriptors per photo and photos per individual drawn from the real ones.
 Embedding the distractors from transformed photos would cost ~0.1 s each (3 h at 100k on 2 cores).
 
+The real queries (`HELD_OUT`, one per individual) are held out of every catalog size with their
+encounters, so that they can be sent as they are to the served `/v1/predict`.
+
 Per size, in a fresh process (so RSS is that size's): ready (load from a SQLite store + build the
 indexes), RSS, per-query match time (score + rank, features precomputed), top-1/top-5 of the real
 queries, enrolment (single-photo `add_images` followed by a query that sees it, plus the measured
 feature-extraction cost of a photo), and matching throughput with 1 and 4 threads.
 
+With `--http` the same store is served by the real service instead (uvicorn, one process, the
+configuration passed as WHALES_* settings; `_benchmark_scale_http.py`): start to `/ready`, the
+server's RSS, `/v1/predict` latency of the real query photos (p50/p95, the server's own match-stage
+mean from /metrics), top-1/top-5, throughput at concurrency 1 and 4 (2k), and enrolment of real
+photos through `POST /v1/individuals/{id}/images` end to end (decode, gate, embed, local features,
+catalog): single-photo requests, then requests of `--enrol-batch` photos.
+
 Usage: python scripts/benchmark_scale.py [--data ../shared/data/cetaceans] [--sizes 2000 10000 50000 100000]
-       [--configs baseline levers] [--queries 40] [--out reports/benchmark_scale.json]
+       [--configs baseline levers] [--queries 40] [--http --enrol 60 --enrol-batch 10]
+       [--out reports/benchmark_scale.json]
 """
 
 from __future__ import annotations
@@ -47,7 +58,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "efficientnet_lite0.imagenet"  # training-free: top-1 is never measured on training data
-SYNTH_VERSION = "1"  # bump when the distractor recipe changes (store caches are keyed by it)
+SYNTH_VERSION = "2"  # bump when the catalog recipe changes (store caches are keyed by it)
+HELD_OUT = 40  # real query photos kept out of every catalog size, their encounters with them
 TARGETS = {"100k": {"p95_s": 0.5, "peak_rss_mb": 3072, "ready_s": 30.0, "enrol_photos_per_s": 20.0},
            "2k": {"match_mean_s": 0.15, "p95_s": 0.25, "throughput_c4_over_c1": 1.7}}
 # MatchConfig overrides per named configuration (the levers, docs/REID.md "Scale"); a
@@ -56,8 +68,6 @@ TARGETS = {"100k": {"p95_s": 0.5, "peak_rss_mb": 3072, "ready_s": 30.0, "enrol_p
 CONFIGS: dict[str, dict] = {
     "baseline": {},
     "pq": {"ivf_codes": "PQ64x4fs"},
-    # fewer photos verified per query (verification is most of a query's time once the vote is PQ)
-    "pq_v30": {"ivf_codes": "PQ64x4fs", "vote_candidates": 30},
     # what the large sizes need on 2 cores: fewer descriptors per photo in the vote index (the
     # verification keeps 500), at most 1024 lists (a build ~ descriptors x lists), a saved index
     "scale": {"ivf_codes": "PQ64x4fs", "index_keypoints": 250, "ivf_max_lists": 1024,
@@ -65,6 +75,15 @@ CONFIGS: dict[str, dict] = {
     # `scale` with the verification descriptors and keypoints mapped from files, not on the heap
     "scale_mmap": {"ivf_codes": "PQ64x4fs", "index_keypoints": 250, "ivf_max_lists": 1024,
                    "vote_index_dir": "CACHE", "features_dir": "CACHE"},
+    # `scale_mmap` with 4x the lists: a quarter of the codes scanned per probe (the vote search is
+    # most of a query at 100k with 1024 lists), for a build ~4x as long
+    "scale_mmap_4k": {"ivf_codes": "PQ64x4fs", "index_keypoints": 250, "ivf_max_lists": 4096,
+                      "vote_index_dir": "CACHE", "features_dir": "CACHE"},
+    # `scale_mmap` verifying the candidate budget of before 2026-12-07 (30 by cosine + 80 by vote,
+    # now 20 + 30): what fewer photos verified gives at each size (in-process: no service setting)
+    "scale_mmap_wide": {"ivf_codes": "PQ64x4fs", "index_keypoints": 250, "ivf_max_lists": 1024,
+                        "vote_index_dir": "CACHE", "features_dir": "CACHE",
+                        "global_candidates": 30, "vote_candidates": 80},
 }
 
 
@@ -207,13 +226,43 @@ def distractors(n: int, rows, emb: np.ndarray, local, seed: int = 0,  # type: ig
         yield out
 
 
+def held_out(rows) -> tuple[list[int], set[str]]:  # type: ignore[no-untyped-def]
+    """The real queries (row indices) and the photos no catalog holds: each query's encounter.
+
+    Queries are spread evenly over the reported split's known queries (the calibration split's in
+    tiny test runs that have none), one per individual, from individuals with another encounter,
+    so that the same photos can be sent to the served `/v1/predict` at every size without finding
+    themselves, and the in-process measure needs no exclusion.
+    """
+    from whales_identify.data import encounter_key
+    from whales_identify.evaluation.harness import query_plan
+
+    encounters: dict[str, set[str]] = {}
+    for r in rows:
+        encounters.setdefault(r.individual_id, set()).add(encounter_key(r))
+    known = [i for i, m in query_plan(rows, None, fit=False) if m == "known"] or \
+        [i for i, m in query_plan(rows, None, fit=True) if m == "known"]
+    order = known[::max(1, len(known) // HELD_OUT)] + known
+    picks: list[int] = []
+    for i in order:
+        ind = rows[i].individual_id
+        if len(encounters[ind]) >= 2 and all(rows[j].individual_id != ind for j in picks):
+            picks.append(i)
+        if len(picks) == HELD_OUT:
+            break
+    keys = {encounter_key(rows[i]) for i in picks}
+    return picks, {r.relpath for r in rows if encounter_key(r) in keys}
+
+
 def real_records(rows, emb: np.ndarray, local) -> list:  # type: ignore[no-untyped-def]
+    """Every real photo but the held-out queries' encounters, as catalog records."""
     from whales_identify.records.store import CatalogImage
 
+    _, excluded = held_out(rows)
     return [CatalogImage(image_id=r.relpath, individual_id=r.individual_id, species=r.species,
                          model_id=MODEL, embedding=emb[i], keypoints=local[i].keypoints,
                          descriptors=local[i].descriptors, filename=r.relpath, source=r.source)
-            for i, r in enumerate(rows)]
+            for i, r in enumerate(rows) if r.relpath not in excluded]
 
 
 def store_path(cache: Path, size: int, n_real: int) -> Path:
@@ -261,8 +310,6 @@ def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_e
     from threadpoolctl import threadpool_limits
 
     from integrations.sqlite import SQLiteStore
-    from whales_identify.data import encounter_key
-    from whales_identify.evaluation.harness import query_plan
     from whales_identify.reid.catalog import Catalog
 
     rows, emb, local = real_part(data, cache)
@@ -280,21 +327,11 @@ def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_e
         rss_ready_split = {k: _status(k) for k in ("RssAnon", "RssFile")}
         io_ready = _io()
         peak_ready = _status("VmHWM")
-        in_catalog = set(catalog._images)  # noqa: SLF001 - which real photos this size holds
-        by_encounter: dict[str, list[str]] = {}
-        for r in rows:
-            by_encounter.setdefault(encounter_key(r), []).append(r.relpath)
-        plan = [(i, m) for i, m in query_plan(rows, None, fit=False)  # the reported split
-                if m == "known" and rows[i].relpath in in_catalog]
-        plan = plan or [(i, m) for i, m in query_plan(rows, None, fit=True)  # (tiny test runs)
-                        if m == "known" and rows[i].relpath in in_catalog]
-        plan = [plan[j] for j in np.linspace(0, len(plan) - 1, min(n_queries, len(plan))).astype(int)]
+        plan = query_subset(rows, {s.individual_id for s in catalog.list_individuals()}, n_queries)
 
-        def one(item: tuple[int, str]) -> tuple[float, int, float]:
-            i, _ = item
+        def one(i: int) -> tuple[float, int, float]:
             q0, c0 = time.perf_counter(), time.thread_time()
-            res = catalog.rank(catalog.score(emb[i], local[i], exclude=[rows[i].relpath, *by_encounter[
-                encounter_key(rows[i])]]), 5)
+            res = catalog.rank(catalog.score(emb[i], local[i]), 5)
             ids = [c.individual_id for c in res.candidates]
             hit = ids.index(rows[i].individual_id) + 1 if rows[i].individual_id in ids else 0
             return time.perf_counter() - q0, hit, time.thread_time() - c0
@@ -330,6 +367,12 @@ def measure(data: Path, cache: Path, size: int, config: str, n_queries: int, n_e
     return out
 
 
+def query_subset(rows, in_catalog: set[str], n: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """`n` of the held-out queries, evenly spread, whose individual this catalog size holds."""
+    plan = [i for i in held_out(rows)[0] if rows[i].individual_id in in_catalog]
+    return [plan[j] for j in np.linspace(0, len(plan) - 1, min(n, len(plan))).astype(int)]
+
+
 def _enrol(catalog, rows, emb, local, n: int) -> dict:  # type: ignore[no-untyped-def]
     """`n` single-photo enrolments of real photos as a new individual, each followed by the
     snapshot and vote index that the next query searches (so the photo is matchable at once).
@@ -349,6 +392,28 @@ def _enrol(catalog, rows, emb, local, n: int) -> dict:  # type: ignore[no-untype
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     catalog.remove_individual(f"enrol_test_{run}")  # the cached store stays as built
     return {"photos": n, "seconds": seconds, "cpu_seconds": cpu, "catalog_photos_per_s": n / seconds}
+
+
+def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
+    """One size, one configuration, served over HTTP by the real service (`_benchmark_scale_http`)."""
+    from _benchmark_scale_http import measure_http
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # the server runs on `make run`'s defaults
+        os.environ.pop(name, None)
+    rows, emb, local = real_part(args.data, args.cache)
+    real = real_records(rows, emb, local)[:size]  # the real part of this size's store
+    plan = query_subset(rows, {r.individual_id for r in real}, args.queries)
+    overrides = {k: v for k, v in vars(match_config(config, args.cache)).items()
+                 if k in CONFIGS[config]}
+    enrol = [r.filename for r in real[::max(1, len(real) // max(1, args.enrol))]][:args.enrol]
+    serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
+    out = measure_http(args.data, store_path(args.cache, size, len(rows)), overrides, MODEL,
+                       [(rows[i].relpath, rows[i].individual_id) for i in plan], enrol,
+                       args.enrol_batch, concurrency=size <= 2500,
+                       log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
+    return {"catalog_photos": size, "serve_env": serve_env,
+            "individuals": (out.get("served_catalog") or {}).get("individuals"),
+            "config": config, "match_config": CONFIGS[config], **out}
 
 
 def prepare(data: Path, cache: Path, size: int, config: str) -> dict:
@@ -393,6 +458,18 @@ def extraction_cost(data: Path, n: int = 12) -> dict:
 
 
 # ------------------------------------------------------------------------------ driver
+def _run_key(s: dict) -> tuple:
+    return (s.get("requested_photos", 0), s.get("config", ""), _label(s))
+
+
+def _label(s: dict) -> str:
+    """How a run was made beside its configuration: "" (in-process) or "+http[settings]"."""
+    if s.get("via", "in_process") == "in_process":
+        return ""
+    env = ",".join(f"{k}={v}" for k, v in sorted((s.get("serve_env") or {}).items()))
+    return "+http" + (f"[{env}]" if env else "")
+
+
 def _child(args: argparse.Namespace, *extra: str) -> dict:
     cmd = [sys.executable, __file__, "--data", str(args.data), "--cache", str(args.cache),
            "--real-limit", str(args.real_limit), *extra]
@@ -422,8 +499,8 @@ def check(sizes: list[dict]) -> dict:
                     continue
                 higher_is_better = key in ("enrol_photos_per_s", "throughput_c4_over_c1")
                 ok = value >= limit if higher_is_better else value <= limit
-                out[f"{label}:{key}:{s['config']}@{s['catalog_photos']}"] = {"value": value, "target": limit,
-                                                                        "met": bool(ok)}
+                out[f"{label}:{key}:{s['config']}{_label(s)}@{s['catalog_photos']}"] = {
+                    "value": value, "target": limit, "met": bool(ok)}
     return out
 
 
@@ -436,6 +513,13 @@ def main() -> None:
     ap.add_argument("--configs-small", nargs="*", default=[], choices=list(CONFIGS))
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--enrol", type=int, default=10)
+    ap.add_argument("--http", action="store_true",
+                    help="serve each size with the real service (uvicorn, one process) and measure over "
+                         "HTTP: ready, RSS, /v1/predict latency, enrolment through the API")
+    ap.add_argument("--serve-env", nargs="*", default=[], metavar="WHALES_X=V",
+                    help="(--http) more settings of the served process, e.g. WHALES_INFERENCE_WORKERS=2")
+    ap.add_argument("--enrol-batch", type=int, default=10,
+                    help="(--http) photos per enrolment request after as many single-photo ones")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmark_scale",
                     help="features and the built catalogs, kept between runs")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmark_scale.json")
@@ -454,6 +538,9 @@ def main() -> None:
     if args.prepare:
         print(json.dumps(prepare(args.data, args.cache, int(args.prepare[0]), args.prepare[1])))
         return
+    if args.measure and args.http:
+        print(json.dumps(measure_served(args, int(args.measure[0]), args.measure[1])))
+        return
     if args.measure:
         size, config = int(args.measure[0]), args.measure[1]
         print(json.dumps(measure(args.data, args.cache, size, config, args.queries, args.enrol,
@@ -470,8 +557,10 @@ def main() -> None:
                     if CONFIGS[config].get("vote_index_dir") else None)
             load = os.getloadavg()
             res = _child(args, "--measure", str(n), config, "--queries", str(args.queries),
-                         "--enrol", str(args.enrol))
+                         "--enrol", str(args.enrol), "--enrol-batch", str(args.enrol_batch),
+                         *(["--http", "--serve-env", *args.serve_env] if args.http else []))
             res.update({"requested_photos": n, "config": config, "cold_start": cold,
+                        "via": "http" if args.http else "in_process",
                         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                         "loadavg_before": list(load),
                         "loadavg_after": list(os.getloadavg())})
@@ -479,16 +568,16 @@ def main() -> None:
             print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}), file=sys.stderr)
     commands = ["python scripts/benchmark_scale.py " + " ".join(sys.argv[1:])]
     if args.out.is_file():  # keep the sizes and configurations this run did not measure
-        done = {(s["requested_photos"], s["config"]) for s in sizes}
+        done = {_run_key(s) for s in sizes}
         old = json.loads(args.out.read_text())
         commands = [*old.get("commands", []), *commands]
-        kept = [s for s in old.get("sizes", []) if (s.get("requested_photos"), s.get("config")) not in done]
+        kept = [s for s in old.get("sizes", []) if _run_key(s) not in done]
         sizes = kept + sizes
-        sizes.sort(key=lambda s: (s.get("requested_photos", 0), s.get("config", "")))
+        sizes.sort(key=_run_key)
         builds = {**old.get("catalog_builds", {}), **builds}
         extraction = extraction or old.get("feature_extraction")
     for res in sizes:  # enrolment = the catalog's work + extracting the photo's features
-        if "enrol" in res:
+        if "enrol" in res and res.get("via", "in_process") == "in_process":
             per = 1 / res["enrol"]["catalog_photos_per_s"] + (
                 extraction["seconds_per_photo"] if extraction else 0.0)
             res["enrol_photos_per_s"] = 1 / per

@@ -42,3 +42,37 @@ def test_benchmark_scale_runs_small(tmp_path, data_dir):
     assert runs[(40, "baseline")]["throughput_c4"] > 0  # 4 threads at the smallest size
     build = report["catalog_builds"]["90"]
     assert 20 <= build["real_photos"] <= 40 and build["synthetic_photos"] == 90 - build["real_photos"]
+
+
+@pytest.mark.timeout(900)
+def test_benchmark_scale_serves_small_over_http(tmp_path, data_dir):
+    """`--http`: the size is served by the real service (uvicorn), the held-out real photos go to
+    /v1/predict, real photos are enrolled through the API, found at once, and deleted again."""
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [sys.executable, "scripts/benchmark_scale.py", "--data", str(data_dir), "--sizes", "60",
+         "--configs", "scale_mmap", "--queries", "3", "--enrol", "3", "--enrol-batch", "2", "--http",
+         "--real-limit", "40", "--skip-extraction", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["sizes"]
+    assert "error" not in run, run["error"]
+    assert run["via"] == "http" and run["served_catalog"]["images"] == 60
+    assert run["queries"] == 3 and sum(run["outcomes"].values()) == 3
+    assert 0 < run["p50_s"] <= run["p95_s"] and run["ready_s"] > 0 and run["peak_rss_mb"] > 0
+    assert 0 <= run["top1_real_queries"] <= run["top5_real_queries"] <= 1
+    assert run["throughput_c4_over_c1"] > 0 and run["match_mean_s"] > 0
+    enrol = run["enrol"]
+    assert (enrol["single"]["photos"], enrol["batched"]["photos"]) == (2, 1)
+    assert enrol["single"]["enrolled"] + enrol["single"]["refused"] == 2
+    assert enrol["enrolled_photo_found_at_once"] and enrol["deleted"] == 200
+
+
+def test_a_configuration_without_a_service_setting_is_not_served(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from _benchmark_scale_http import service_env
+
+    env = service_env({"ivf_codes": "PQ64x4fs", "index_keypoints": 250}, Path("/x.db"), "m.t", "k")
+    assert env["WHALES_VOTE_INDEX_KEYPOINTS"] == "250" and env["WHALES_DATABASE_URL"] == "sqlite:////x.db"
+    with pytest.raises(ValueError, match="vote_candidates"):
+        service_env({"vote_candidates": 30}, Path("/x.db"), "m.t", "k")

@@ -1,0 +1,128 @@
+"""The served half of `scripts/benchmark_scale.py` (`--http`): one size's catalog served by the real
+service (uvicorn, one process, `make run`'s defaults plus the configuration's scale settings), the
+held-out real photos sent to `/v1/predict`, real photos enrolled through
+`POST /v1/individuals/{id}/images`, all timed over HTTP on loopback.
+
+Imported by `benchmark_scale.py` (run that one); kept apart so that each file stays readable.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from _benchmark_service import Server, _post, _throughput, _upload_field, _vm, percentiles
+
+# MatchConfig field -> the service setting that carries it (settings.py); a configuration using a
+# field that has no setting cannot be served and is refused rather than silently measured without it
+SERVICE_ENV = {"ivf_codes": "WHALES_VOTE_INDEX_CODES", "index_keypoints": "WHALES_VOTE_INDEX_KEYPOINTS",
+               "ivf_max_lists": "WHALES_VOTE_INDEX_MAX_LISTS", "vote_index_dir": "WHALES_VOTE_INDEX_DIR",
+               "features_dir": "WHALES_FEATURES_DIR"}
+
+
+def service_env(overrides: dict, store: Path, model_id: str, api_key: str) -> dict[str, str]:
+    unserved = sorted(set(overrides) - set(SERVICE_ENV))
+    if unserved:
+        raise ValueError(f"no service setting for {', '.join(unserved)}: "
+                         "this configuration is in-process only")
+    return {"WHALES_DATABASE_URL": f"sqlite:///{store}", "WHALES_EMBEDDING_MODEL": model_id,
+            "WHALES_API_KEYS": f"benchmark:{api_key}", "WHALES_RATE_LIMIT_ENABLED": "false",
+            **{SERVICE_ENV[k]: str(v) for k, v in overrides.items()}}
+
+
+def measure_http(data: Path, store: Path, overrides: dict, model_id: str, queries: list[tuple[str, str]],
+                 enrol: list[str], enrol_batch: int, concurrency: bool, log: Path,
+                 extra_env: dict[str, str] | None = None) -> dict:
+    """`queries`: (relpath, individual id) of held-out real photos; `enrol`: relpaths enrolled as one
+    new individual (single-photo requests for the first `enrol_batch`, then requests of
+    `enrol_batch` photos), which is deleted again through the API. `extra_env`: more WHALES_*
+    settings of the served process."""
+    import httpx
+
+    key = secrets.token_hex(8)
+    server = Server({**service_env(overrides, store, model_id, key), **(extra_env or {})}, log)
+    payloads = [(Path(rel).name, (data / rel).read_bytes()) for rel, _ in queries]
+    out: dict = {"via": "http", "server": "uvicorn whales_be_service.main:app, one process"}
+    try:
+        with httpx.Client(timeout=600) as client:
+            ready = server.wait_ready(client, timeout_s=900)
+            if ready is None:
+                return {**out, "error": "not ready: " + log.read_text()[-2000:]}
+            models = client.get(server.url + "/v1/models").json()
+            out.update(ready_s=ready, rss_ready_mb=_vm(server.proc.pid, "VmRSS"),
+                       peak_rss_at_ready_mb=_vm(server.proc.pid, "VmHWM"),
+                       served_catalog=models.get("catalog"))
+            field = _upload_field(client.get(server.url + "/openapi.json").json(), "/v1/predict")
+            url = server.url + "/v1/predict"
+            _post(client, url, field, *payloads[0])  # warm-up (the first request pays lazy imports)
+            lat, hits, outcomes = [], [], Counter()
+            for (name, body), (_, individual) in zip(payloads, queries, strict=True):
+                t0 = time.perf_counter()
+                r, _ = _post(client, url, field, name, body)
+                lat.append(time.perf_counter() - t0)
+                js = r.json() if r.status_code == 200 else {}
+                ids = [c["individual_id"] for c in js.get("candidates", [])][:5]
+                hits.append(ids.index(individual) + 1 if individual in ids else 0)
+                outcomes[f"http_{r.status_code}" if r.status_code != 200 else "rejected" if js["rejected"]
+                         else "new_individual" if js["is_new_individual"] else "matched"] += 1
+            pct = percentiles(lat)
+            out.update(queries=len(lat), p50_s=pct["p50"], p95_s=pct["p95"], latency_mean_s=pct["mean"],
+                       outcomes=dict(outcomes), top1_real_queries=sum(h == 1 for h in hits) / len(hits),
+                       top5_real_queries=sum(h > 0 for h in hits) / len(hits))
+            out["stage_mean_s"] = _stage_means(client.get(server.url + "/metrics").text)
+            out["match_mean_s"] = out["stage_mean_s"].get("match")
+            if concurrency:
+                for c in (1, 4):
+                    t = _throughput(url, field, payloads, c)
+                    out[f"throughput_c{c}"] = t["requests_per_s"]
+                out["throughput_c4_over_c1"] = out["throughput_c4"] / out["throughput_c1"]
+            if enrol:
+                out["enrol"] = _enrol(client, server.url, data, enrol, enrol_batch, key, field)
+                best = out["enrol"].get("batched") or out["enrol"]["single"]
+                out["enrol_photos_per_s"] = best["photos_per_s"]
+        out["peak_rss_mb"] = _vm(server.proc.pid, "VmHWM")
+    finally:
+        server.stop()
+    return out
+
+
+def _stage_means(text: str) -> dict[str, float]:
+    from _benchmark_service import _stage_totals
+
+    return {k: s / n for k, (s, n) in _stage_totals(text).items() if n}
+
+
+def _enrol(client, base: str, data: Path, relpaths: list[str], batch: int, key: str,  # type: ignore[no-untyped-def]
+           predict_field: str) -> dict:
+    """Enrol `relpaths` as a new individual, timed per mode; check that the service finds it at once;
+    delete it."""
+    individual = f"enrol_test_{uuid.uuid4().hex[:8]}"
+    url, headers = f"{base}/v1/individuals/{individual}/images", {"X-API-Key": key}
+    files = [(Path(rel).name, (data / rel).read_bytes()) for rel in relpaths]
+    out: dict = {"individual": individual}
+    try:
+        for mode, groups in (("single", [[f] for f in files[:batch]]),
+                             ("batched", [files[i:i + batch] for i in range(batch, len(files), batch)])):
+            if not groups:
+                continue
+            enrolled, refused, t0 = 0, 0, time.perf_counter()
+            for group in groups:
+                r = client.post(url, headers=headers, files=[("files", f) for f in group],
+                                data={"species": "right_whale"})
+                r.raise_for_status()
+                enrolled += len(r.json()["enrolled"])
+                refused += len(r.json()["refused"])
+            seconds = time.perf_counter() - t0
+            out[mode] = {"requests": len(groups), "photos": sum(map(len, groups)), "enrolled": enrolled,
+                         "refused": refused, "seconds": seconds,
+                         "photos_per_s": sum(map(len, groups)) / seconds}
+        # the enrolled photo is also in the catalog under its real whale (an exact tie): top-5, not top-1
+        r = client.post(base + "/v1/predict", files={predict_field: files[0]})
+        ids = [c["individual_id"] for c in r.json().get("candidates", [])[:5]] if r.status_code == 200 else []
+        out["enrolled_photo_found_at_once"] = individual in ids
+    finally:
+        out["deleted"] = client.delete(f"{base}/v1/individuals/{individual}", headers=headers).status_code
+    return out
