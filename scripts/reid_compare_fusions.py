@@ -56,13 +56,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.source and args.source in rep["per_source"]:
             scopes.append((args.source, rep["per_source"][args.source]["mean_se"]))
         for scope, ms in scopes:
-            cells = [f"{ms[c]['mean']:.3f} ± {ms[c]['se']:.3f}" if c in ms else "-" for c in COLUMNS]
             print(f"| {fusion} | {open_set} | {'-' if rate is None else rate} | {scope} | "
-                  + " | ".join(cells) + " |")
+                  + " | ".join(mean_se_cells(ms, COLUMNS)) + " |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        write_report(args.json, out)
     return 0
+
+
+def mean_se_cells(mean_se: dict, columns: tuple[str, ...]) -> list[str]:
+    """Table cells `mean ± SE` of a `repeated_splits` summary ("-" where a column is missing)."""
+    return [f"{mean_se[c]['mean']:.3f} ± {mean_se[c]['se']:.3f}" if c in mean_se else "-" for c in columns]
+
+
+def write_report(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -29,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from reid_compare_fusions import mean_se_cells, write_report  # noqa: E402
 
 from whales_identify.evaluation.metrics import QueryRecord, fit_calibration  # noqa: E402
 from whales_identify.evaluation.records import merge_records  # noqa: E402
@@ -111,12 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         scopes = [("all", rep["mean_se"])] + [(src, ps["mean_se"])
                                                for src, ps in sorted(rep["per_source"].items())]
         for scope, ms in scopes:
-            cells = [f"{ms[c]['mean']:.3f} ± {ms[c]['se']:.3f}" if c in ms else "-" for c in COLUMNS]
             pair = f"{paired['right_only_here']} / {paired['right_only_stored']}" if scope == "all" else ""
-            print(f"| {label} | {scope} | " + " | ".join(cells) + f" | {pair} |")
+            print(f"| {label} | {scope} | " + " | ".join(mean_se_cells(ms, COLUMNS)) + f" | {pair} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+        write_report(args.json, out)
     return 0
 
 

@@ -13,9 +13,8 @@ from whales_identify.records.store import CatalogImage, InMemoryStore
 MODEL = "synthetic.scale"
 
 
-def test_vote_index_settings_reach_the_catalog(tmp_path):
-    s = Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_codes="PQ64x4fs",
-                 features_dir=str(tmp_path / "features"))
+def _store() -> InMemoryStore:
+    """Six photos of three individuals with 30 random descriptors each."""
     rng = np.random.default_rng(0)
     store = InMemoryStore()
     store.add_catalog_images([CatalogImage(
@@ -23,6 +22,13 @@ def test_vote_index_settings_reach_the_catalog(tmp_path):
         embedding=np.eye(4, dtype=np.float32)[i % 4],
         keypoints=rng.uniform(0, 99, (30, 2)).astype(np.float32),
         descriptors=rng.integers(0, 255, (30, 128), dtype=np.uint8)) for i in range(6)])
+    return store
+
+
+def test_vote_index_settings_reach_the_catalog(tmp_path):
+    s = Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_codes="PQ64x4fs",
+                 features_dir=str(tmp_path / "features"))
+    store = _store()
     catalog = _catalog_class(None, None, _match_config(s))(store, MODEL)
     assert catalog.config.ivf_codes == "PQ64x4fs" and catalog.config.vote_index_dir == str(tmp_path / "vote")
     catalog.load().warm_index()
@@ -43,13 +49,7 @@ def test_vote_index_size_settings_reach_the_index(tmp_path, monkeypatch):
     default = _match_config(Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_keypoints=None,
                                      vote_index_max_lists=None))
     assert (default.index_keypoints, default.ivf_max_lists) == (500, 0)
-    rng = np.random.default_rng(1)
-    store = InMemoryStore()
-    store.add_catalog_images([CatalogImage(
-        image_id=f"im{i}", individual_id=f"ind{i // 2}", species="s", model_id=MODEL,
-        embedding=np.eye(4, dtype=np.float32)[i % 4],
-        keypoints=rng.uniform(0, 99, (30, 2)).astype(np.float32),
-        descriptors=rng.integers(0, 255, (30, 128), dtype=np.uint8)) for i in range(6)])
+    store = _store()
     for cfg in (config, default):  # the saved index is keyed by the descriptors kept per photo
         _catalog_class(None, None, cfg)(store, MODEL).load().warm_index()
     assert len(list((tmp_path / "vote").glob("vote-*.faiss"))) == 2
