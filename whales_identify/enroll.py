@@ -46,8 +46,8 @@ class Enroller:
         embedder: the catalog's embedding model (`catalog.model_id` must be its id).
         gate: refuses photos without a whale or dolphin; None enrols every photo (a reviewer's
             decision, or `--gate off`).
-        threads: the local features of a several-photo enrolment are extracted on this many
-            threads (OpenCV releases the GIL; ~1.6x on 2 cores).
+        threads: a several-photo enrolment is gated, embedded and its local features extracted on
+            this many threads (ONNX Runtime and OpenCV release the GIL).
     """
 
     def __init__(self, embedder: Embedder, gate: Gate | None = None, threads: int = 1):
@@ -56,8 +56,19 @@ class Enroller:
         self.threads = max(1, threads)
 
     def screen(self, images: Sequence[Image.Image], check_gate: bool = True) -> Screening:
-        """Gate (when asked and a gate is set) and embed, without writing anything."""
-        return screen(self.gate if check_gate else None, self.embedder, images)
+        """Gate (when asked and a gate is set) and embed, without writing anything; several photos
+        are screened in `threads` contiguous parts at once (the runtimes release the GIL)."""
+        gate = self.gate if check_gate else None
+        parts = min(self.threads, len(images))
+        if parts < 2:
+            return screen(gate, self.embedder, images)
+        bounds = np.linspace(0, len(images), parts + 1).astype(int)
+        with ThreadPoolExecutor(parts, thread_name_prefix="whales-enrol") as pool:
+            done = list(pool.map(lambda ab: screen(gate, self.embedder, images[ab[0]:ab[1]]),
+                                 zip(bounds[:-1], bounds[1:], strict=True)))
+        verdicts = None if gate is None else [v for d in done for v in d.verdicts or []]
+        return Screening(verdicts, [e for d in done for e in d.embeddings],
+                         sum(d.seconds_gate for d in done), sum(d.seconds_embed for d in done))
 
     def features(self, catalog: Any, screened: Screening,
                  images: Sequence[Image.Image]) -> list[LocalFeatures] | None:

@@ -182,3 +182,18 @@ def test_features_of_a_catalog_without_local_matching_are_none():
     photos = [_textured(1)]
     assert enroller.features(catalog, enroller.screen(photos), photos) is None
     assert enroller.features(SimpleNamespace(model_id="x"), enroller.screen(photos), photos) is None
+
+
+def test_screening_on_several_threads_equals_one():
+    """`Enroller(threads=3).screen` splits the photos into parts screened at once: the same verdicts
+    and embeddings, in order, as one screening (a refused photo has none)."""
+    colours = (BLUE, RED, (20, 200, 40), BLUE, RED, (90, 90, 90), BLUE)
+    photos = [Image.new("RGB", (32, 32), c) for c in colours]
+    one = Enroller(CountingEmbedder(), RedGate(), threads=1).screen(photos)
+    many = Enroller(CountingEmbedder(), RedGate(), threads=3).screen(photos)
+    assert [v.is_cetacean for v in many.verdicts] == [v.is_cetacean for v in one.verdicts]
+    assert many.accepted == one.accepted == [0, 2, 3, 5, 6]
+    for a, b in zip(one.embeddings, many.embeddings, strict=True):
+        assert (a is None and b is None) or np.allclose(a, b)
+    ungated = Enroller(CountingEmbedder(), RedGate(), threads=3).screen(photos, check_gate=False)
+    assert ungated.verdicts is None and len(ungated.accepted) == 7
