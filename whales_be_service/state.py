@@ -118,13 +118,26 @@ def _skip(state: ServiceState, name: str, needs: str) -> None:
     state.components[name] = f"not built because {needs} failed"
 
 
+def limit_native_threads(threads: int) -> None:
+    """The native thread pools to `threads`: faiss's OpenMP (the vote search), the BLAS libraries
+    (numpy's and faiss's own OpenBLAS) and OpenCV's (local features). Idle OpenBLAS threads spin: on
+    2 cores at 2k photos they burnt 0.26 CPU-s per request against 0.15 s of work, and held c4 / c1
+    at 1.4 (1.8 limited; reports/benchmark_scale.json). OpenMP's count (faiss's, and the OpenMP
+    build of OpenBLAS) belongs to the calling thread: each inference thread calls this too."""
+    import cv2
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(threads)
+    threadpool_limits(limits=threads)  # not a `with`: for the life of the process
+    cv2.setNumThreads(threads)
+
+
 def build_state(state: ServiceState, overrides: Overrides) -> None:
     """Build store, embedder, gate, catalog and identifier, then warm up with one inference."""
     s = state.settings
     if s.inference_threads:
-        import faiss  # the catalog's vote index searches with OpenMP threads too
-
-        faiss.omp_set_num_threads(s.inference_threads)
+        limit_native_threads(s.inference_threads)
     state.store = _step(state, "store",
                         lambda: _open_and_ping(overrides.store or open_store_url(s.database_url)))
     state.embedder = _step(state, "embedder", lambda: overrides.embedder or _create_embedder(s))

@@ -75,3 +75,41 @@ def test_unset_concurrency_uses_each_core_once(monkeypatch):
     assert (Settings().inference_workers, Settings().inference_threads) == (2, 1)
     monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: {0})
     assert (Settings().inference_workers, Settings().inference_threads) == (1, 1)
+
+
+def test_the_service_limits_every_native_thread_pool():
+    """WHALES_INFERENCE_THREADS reaches faiss's OpenMP, every BLAS library (idle OpenBLAS threads
+    spin: 40 % of a request's CPU on 2 cores) and OpenCV in the inference threads, once the app has
+    started. In a child process: the limits outlive the app."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import sys
+sys.path.insert(0, 'tests/service')
+import cv2, faiss, threadpoolctl
+from fastapi.testclient import TestClient
+from svc_fakes import FakeCatalog, FakeEmbedder, FakeGate, fake_settings, wait_ready
+from whales_be_service.main import create_app
+from whales_identify.records.store import InMemoryStore
+
+def threads():
+    return ({i["num_threads"] for i in threadpoolctl.threadpool_info()}, cv2.getNumThreads(),
+            faiss.omp_get_max_threads())
+
+assert 1 not in threads()[0] and threads()[2] == 3, threads()  # the child's environment, below
+app = create_app(fake_settings(inference_threads=1), store=InMemoryStore(), embedder=FakeEmbedder(),
+                 gate=FakeGate(), catalog_factory=FakeCatalog)
+with TestClient(app) as client:
+    wait_ready(client)
+    in_worker = app.state.whales.pool._executor.submit(threads).result()  # OpenMP's count is per thread
+    assert in_worker == ({1}, 1, 1), in_worker
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3"}  # not 1 before the app
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
