@@ -226,10 +226,10 @@ def bench_http(data: Path, queries: list[dict], catalog_info: dict, env: dict[st
     return out
 
 
-def _throughput(url: str, field: str, payloads: list, concurrency: int) -> dict:
+def _throughput(url: str, field: str, payloads: list, concurrency: int, requests: int = 32) -> dict:
     import httpx
 
-    n = max(32, 2 * concurrency)
+    n = max(requests, 2 * concurrency)
     refused = [0]
 
     def work(i: int) -> int:

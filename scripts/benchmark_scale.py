@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import time
@@ -407,10 +408,16 @@ def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
                  if k in CONFIGS[config]}
     enrol = [r.filename for r in real[::max(1, len(real) // max(1, args.enrol))]][:args.enrol]
     serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
-    out = measure_http(args.data, store_path(args.cache, size, len(rows)), overrides, MODEL,
-                       [(rows[i].relpath, rows[i].individual_id) for i in plan], enrol,
-                       args.enrol_batch, concurrency=size <= 2500,
-                       log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
+    store = store_path(args.cache, size, len(rows))
+    try:
+        out = measure_http(args.data, store, overrides, MODEL,
+                           [(rows[i].relpath, rows[i].individual_id) for i in plan], enrol,
+                           args.enrol_batch, concurrency=size <= 2500,
+                           log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
+    finally:  # the cached catalog stays as built: the served predictions would pile up run after run
+        with sqlite3.connect(store) as db:
+            db.execute("DELETE FROM prediction_images")
+            db.execute("DELETE FROM predictions")
     return {"catalog_photos": size, "serve_env": serve_env,
             "individuals": (out.get("served_catalog") or {}).get("individuals"),
             "config": config, "match_config": CONFIGS[config], **out}
