@@ -26,17 +26,13 @@ class InferencePool:
         workers: threads doing inference (each may use several torch threads).
         queue_size: jobs allowed to wait for a free worker.
         retry_after_s: the Retry-After advertised when full.
-        initializer: run once in each worker thread before its first job (per-thread native
-            settings, such as OpenMP's thread count).
     """
 
-    def __init__(self, workers: int = 1, queue_size: int = 8, retry_after_s: int = 5,
-                 initializer: Callable[[], None] | None = None):
+    def __init__(self, workers: int = 1, queue_size: int = 8, retry_after_s: int = 5):
         self.workers = workers
         self.capacity = workers + queue_size
         self.retry_after_s = retry_after_s
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whales-infer",
-                                            initializer=initializer)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whales-infer")
         self._lock = threading.Lock()
         self._pending = 0
 

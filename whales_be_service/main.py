@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from whales_be_service.routes import (
     sightings,
 )
 from whales_be_service.settings import Settings
-from whales_be_service.state import Overrides, ServiceState, build_state, limit_native_threads
+from whales_be_service.state import Overrides, ServiceState, build_state
 
 log = logging.getLogger("whales_be_service")
 
@@ -65,10 +64,7 @@ def _lifespan(overrides: Overrides) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings: Settings = app.state.settings
-        # OpenMP's thread count is per thread: each inference thread sets its own limits
-        threads = settings.inference_threads
-        pool = InferencePool(settings.inference_workers, settings.queue_size, settings.retry_after_s,
-                             initializer=partial(limit_native_threads, threads) if threads else None)
+        pool = InferencePool(settings.inference_workers, settings.queue_size, settings.retry_after_s)
         state = ServiceState(settings=settings, pool=pool)
         app.state.whales = state
         if not settings.api_keys:

@@ -119,17 +119,17 @@ def _skip(state: ServiceState, name: str, needs: str) -> None:
 
 
 def limit_native_threads(threads: int) -> None:
-    """The native thread pools to `threads`: faiss's OpenMP (the vote search), the BLAS libraries
-    (numpy's and faiss's own OpenBLAS) and OpenCV's (local features). Idle OpenBLAS threads spin: on
-    2 cores at 2k photos they burnt 0.26 CPU-s per request against 0.15 s of work, and held c4 / c1
-    at 1.4 (1.8 limited; reports/benchmark_scale.json). OpenMP's count (faiss's, and the OpenMP
-    build of OpenBLAS) belongs to the calling thread: each inference thread calls this too."""
+    """The process-wide native thread pools to `threads`: the pthreads builds of BLAS (numpy's, and
+    OpenCV's / faiss's bundled ones, through threadpoolctl) and OpenCV's (local features). Idle
+    pthreads-OpenBLAS threads spin: on 2 cores at 2k photos they burnt 0.26 CPU-s per request
+    against ~0.16 s of work and held c4 / c1 at 1.4. OpenMP (faiss's vote search, and the OpenMP
+    build of OpenBLAS inside faiss) keeps its default of all cores: its idle threads sleep after a
+    short spin, and the vote search, most of a lone query at 100k photos, runs on both cores
+    (100k served p95 0.32 s with it, 0.53 s on one thread; reports/benchmark_scale.json)."""
     import cv2
-    import faiss
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
-    faiss.omp_set_num_threads(threads)
-    threadpool_limits(limits=threads)  # not a `with`: for the life of the process
+    ThreadpoolController().select(user_api="blas", threading_layer="pthreads").limit(limits=threads)
     cv2.setNumThreads(threads)
 
 
