@@ -167,8 +167,9 @@ class Settings(BaseSettings):
     inference_threads: int | None = Field(
         None, ge=1, validation_alias=AliasChoices("WHALES_INFERENCE_THREADS", "WHALES_TORCH_THREADS"),
         description="Threads of one inference (ONNX Runtime intra-op threads, or "
-                    "torch.set_num_threads; the catalog's faiss search too); unset: this process's "
-                    "cores / inference workers, at least 1. "
+                    "torch.set_num_threads; the pthreads BLAS libraries and OpenCV too, "
+                    "process-wide; faiss's OpenMP vote search keeps all cores); unset: this "
+                    "process's cores / inference workers, at least 1. "
                     "WHALES_TORCH_THREADS is read too.")
     catalog_refresh_s: float = Field(
         0.0, ge=0.0, description="0 (default): before every request that reads the catalog, a worker "
