@@ -234,3 +234,18 @@ def _check_against_service(db, merged, summary, queries, data_dir, bad, archive)
         batch = client.post("/v1/predict-batch", files=files).json()["summary"]
     for key in ("images", "accepted", "rejected", "failed", "skipped"):
         assert summary[key] == batch[key], (key, summary, batch)
+
+
+def test_local_workers_share_the_cores_unless_told(monkeypatch):
+    """`whales batch`: each local worker process gets cores // workers threads; a thread count set
+    in the environment, or a joined cluster, is left alone (Settings fills an unset count itself,
+    so the CLI reads the environment)."""
+    from whales_cli import batch
+
+    monkeypatch.delenv("WHALES_INFERENCE_THREADS", raising=False)
+    monkeypatch.delenv("WHALES_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 8)
+    assert [batch.threads_per_worker(n, None) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    assert batch.threads_per_worker(2, "tcp://scheduler:8786") is None
+    monkeypatch.setenv("WHALES_INFERENCE_THREADS", "3")
+    assert batch.threads_per_worker(2, None) is None

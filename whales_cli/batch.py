@@ -53,8 +53,9 @@ def batch(
     started = time.perf_counter()
     settings = Settings(**({"database_url": database} if database else {}))
     n_workers = workers or os.cpu_count() or 1
-    if address is None and settings.inference_threads is None:  # cores shared by the processes
-        settings.inference_threads = max(1, (os.cpu_count() or 1) // n_workers)
+    threads = threads_per_worker(n_workers, address)
+    if threads is not None:
+        settings.inference_threads = threads
     results = ResultsDir(out)
     job_id = results.job_id()
     listing = list_photos(sources, root)
@@ -113,6 +114,16 @@ def _run_chunk(chunk: Sequence[tuple[PhotoRef, str]], settings: dict[str, Any], 
     from whales_cli._batch_worker import process_chunk  # imported on the worker
 
     return process_chunk(chunk, settings, job_id, top_k)
+
+
+def threads_per_worker(n_workers: int, address: str | None) -> int | None:
+    """A local cluster's worker processes share the cores: cores // workers threads each, unless
+    WHALES_INFERENCE_THREADS (or _TORCH_THREADS) is set; None (their own settings) on a cluster
+    joined with --address. Read from the environment, since Settings fills an unset count in."""
+    if address is not None or any(os.environ.get(k) for k in ("WHALES_INFERENCE_THREADS",
+                                                              "WHALES_TORCH_THREADS")):
+        return None
+    return max(1, (os.cpu_count() or 1) // n_workers)
 
 
 def _pending(refs: Sequence[PhotoRef], done: set[str], limit: int,
