@@ -40,6 +40,7 @@ Usage: python scripts/benchmark_scale.py [--data ../shared/data/cetaceans] [--si
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -414,10 +415,11 @@ def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
                            [(rows[i].relpath, rows[i].individual_id) for i in plan], enrol,
                            args.enrol_batch, concurrency=size <= 2500,
                            log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
-    finally:  # the cached catalog stays as built: the served predictions would pile up run after run
-        with sqlite3.connect(store) as db:
-            db.execute("DELETE FROM prediction_images")
-            db.execute("DELETE FROM predictions")
+    finally:  # the served predictions would pile up in the cached catalog run after run
+        if store.is_file():
+            with contextlib.suppress(sqlite3.Error), sqlite3.connect(store) as db:
+                db.execute("DELETE FROM prediction_images")
+                db.execute("DELETE FROM predictions")
     return {"catalog_photos": size, "serve_env": serve_env,
             "individuals": (out.get("served_catalog") or {}).get("individuals"),
             "config": config, "match_config": CONFIGS[config], **out}

@@ -247,5 +247,11 @@ def test_local_workers_share_the_cores_unless_told(monkeypatch):
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 8)
     assert [batch.threads_per_worker(n, None) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
     assert batch.threads_per_worker(2, "tcp://scheduler:8786") is None
+    from whales_be_service.settings import Settings
+
+    wire = batch.wire_settings(Settings(), "tcp://scheduler:8786")  # the remote workers size their own
+    assert "inference_threads" not in wire and "inference_workers" not in wire and "api_keys" not in wire
+    assert batch.wire_settings(Settings(), None)["inference_threads"] >= 1
     monkeypatch.setenv("WHALES_INFERENCE_THREADS", "3")
     assert batch.threads_per_worker(2, None) is None
+    assert batch.wire_settings(Settings(), "tcp://scheduler:8786")["inference_threads"] == 3

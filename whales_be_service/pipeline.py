@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from whales_be_service.mapping import FILL_CATALOG_HINT, MASK_UNAVAILABLE, sighting_json
-from whales_be_service.settings import process_cores
 from whales_be_service.state import (
     CatalogWrite,
     ServiceState,
@@ -70,9 +69,10 @@ def predict_batch_use_case(state: ServiceState) -> PredictBatch:
 
 
 def enrol_photos(state: ServiceState) -> EnrolPhotos:
-    # a several-photo enrolment extracts its local features on every core of this process
-    return EnrolPhotos(Enroller(state.embedder, state.gate, threads=process_cores()), StateCatalog(state),
-                       state.settings)
+    # a several-photo enrolment runs on all the threads inference is given (one per core by default)
+    s = state.settings
+    threads = (s.inference_workers or 1) * (s.inference_threads or 1)
+    return EnrolPhotos(Enroller(state.embedder, state.gate, threads=threads), StateCatalog(state), s)
 
 
 def review_prediction(state: ServiceState) -> ReviewPrediction:

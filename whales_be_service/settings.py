@@ -160,7 +160,9 @@ class Settings(BaseSettings):
     inference_workers: int | None = Field(
         None, ge=1, le=64, description="Threads running inference (requests in parallel); unset: one per "
                                        "core this process may use, the cores shared among WEB_CONCURRENCY "
-                                       "processes, at most 8. On 2 cores, 2 workers of 1 thread each "
+                                       "processes, at most 8 (with WHALES_INFERENCE_THREADS set: cores / "
+                                       "threads). "
+                                       "On 2 cores, 2 workers of 1 thread each "
                                        "served 1.7x the requests/s of 1 worker using both cores, at the "
                                        "same latency alone (docs/DEPLOYMENT.md).")
     queue_size: int = Field(8, ge=0, description="Jobs allowed to wait for a worker (then 503).")
@@ -231,10 +233,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _concurrency(self) -> Settings:
-        """Fill in the unset concurrency: together, the workers' threads use each core once."""
+        """Fill in the unset concurrency: together, the workers' threads use each core once (one
+        set by hand decides the other)."""
         cores = process_cores()
         if self.inference_workers is None:
-            self.inference_workers = min(cores, 8)
+            self.inference_workers = (min(cores, 8) if self.inference_threads is None
+                                      else max(1, cores // self.inference_threads))
         if self.inference_threads is None:
             self.inference_threads = max(1, cores // self.inference_workers)
         return self

@@ -119,8 +119,8 @@ def _skip(state: ServiceState, name: str, needs: str) -> None:
 
 
 def limit_native_threads(threads: int) -> None:
-    """The process-wide native thread pools to `threads`: the pthreads builds of BLAS (numpy's, and
-    OpenCV's / faiss's bundled ones, through threadpoolctl) and OpenCV's (local features). Idle
+    """The process-wide native thread pools to `threads`: the pthreads builds of BLAS loaded by then
+    (numpy's and OpenCV's, through threadpoolctl) and OpenCV's (local features). Idle
     pthreads-OpenBLAS threads spin: on 2 cores at 2k photos they burnt 0.26 CPU-s per request
     against ~0.16 s of work and held c4 / c1 at 1.4. OpenMP (faiss's vote search, and the OpenMP
     build of OpenBLAS inside faiss) keeps its default of all cores: its idle threads sleep after a

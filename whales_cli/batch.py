@@ -64,7 +64,7 @@ def batch(
         typer.echo(f"warning: {problem.source}: {problem.message}", err=True)
     pending, done_before = _pending(refs, results.done(), settings.max_upload_bytes, max_photos)
     chunks = list(_chunks(pending, chunk_size or settings.batch_size))
-    wire = settings.model_dump(mode="json", exclude={"api_keys"})
+    wire = wire_settings(settings, address)
     summary: dict[str, Any] = {"job_id": job_id, "sources": len(sources), "photos_listed": len(refs),
                                "done_before": done_before, "processed": 0, "interrupted": False,
                                "failed_chunks": [], "zip_entries_skipped": listing.skipped}
@@ -120,10 +120,20 @@ def threads_per_worker(n_workers: int, address: str | None) -> int | None:
     """A local cluster's worker processes share the cores: cores // workers threads each, unless
     WHALES_INFERENCE_THREADS (or _TORCH_THREADS) is set; None (their own settings) on a cluster
     joined with --address. Read from the environment, since Settings fills an unset count in."""
-    if address is not None or any(os.environ.get(k) for k in ("WHALES_INFERENCE_THREADS",
-                                                              "WHALES_TORCH_THREADS")):
+    if address is not None or _threads_set_in_env():
         return None
     return max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def wire_settings(settings: Any, address: str | None) -> dict[str, Any]:
+    """The settings sent to every worker (no API keys). A joined cluster's workers size their own
+    threads (their cores, their WHALES_INFERENCE_*): the counts filled in for this machine stay here."""
+    own = {"inference_workers", "inference_threads"} if address and not _threads_set_in_env() else set()
+    return dict(settings.model_dump(mode="json", exclude={"api_keys", *own}))
+
+
+def _threads_set_in_env() -> bool:
+    return any(os.environ.get(k) for k in ("WHALES_INFERENCE_THREADS", "WHALES_TORCH_THREADS"))
 
 
 def _pending(refs: Sequence[PhotoRef], done: set[str], limit: int,

@@ -57,7 +57,7 @@ def test_full_queue_is_503_and_health_stays_fast():
 
 def test_unset_concurrency_uses_each_core_once(monkeypatch):
     """Unset WHALES_INFERENCE_WORKERS / _THREADS: one single-threaded worker per core of this process
-    (its share among WEB_CONCURRENCY processes); a value set is kept, and the threads follow it."""
+    (its share among WEB_CONCURRENCY processes); a value set is kept, and the other follows it."""
     from whales_be_service import settings as settings_module
     from whales_be_service.settings import Settings
 
@@ -70,7 +70,10 @@ def test_unset_concurrency_uses_each_core_once(monkeypatch):
     assert (s.inference_workers, s.inference_threads) == (4, 1)
     assert Settings(inference_workers=1).inference_threads == 4
     assert Settings(inference_workers=3).inference_threads == 1
-    assert Settings(inference_threads=2).inference_workers == 4  # both set by hand: kept as given
+    assert Settings(inference_threads=2).inference_workers == 2  # threads set by hand: workers follow
+    assert Settings(inference_threads=8).inference_workers == 1
+    assert (Settings(inference_workers=3, inference_threads=3).inference_workers,
+            Settings(inference_workers=3, inference_threads=3).inference_threads) == (3, 3)  # kept
     monkeypatch.setenv("WEB_CONCURRENCY", "2")  # two uvicorn processes share the 4 cores
     assert (Settings().inference_workers, Settings().inference_threads) == (2, 1)
     monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: {0})
