@@ -7,10 +7,10 @@ unless the gate shares the embedder's backbone pass (`whales_identify.identify.s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,9 @@ from whales_identify.gate import Gate, GateResult
 from whales_identify.identify import Screening, screen
 from whales_identify.records.store import CatalogImage, Sighting
 from whales_identify.reid.local_features import LocalFeatures, extract
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class CatalogWriter(Protocol):
@@ -63,9 +66,8 @@ class Enroller:
         if parts < 2:
             return screen(gate, self.embedder, images)
         bounds = np.linspace(0, len(images), parts + 1).astype(int)
-        with ThreadPoolExecutor(parts, thread_name_prefix="whales-enrol") as pool:
-            done = list(pool.map(lambda ab: screen(gate, self.embedder, images[ab[0]:ab[1]]),
-                                 zip(bounds[:-1], bounds[1:], strict=True)))
+        done = self._map(lambda ab: screen(gate, self.embedder, images[ab[0]:ab[1]]),
+                         list(zip(bounds[:-1], bounds[1:], strict=True)))
         verdicts = None if gate is None else [v for d in done for v in d.verdicts or []]
         return Screening(verdicts, [e for d in done for e in d.embeddings],
                          sum(d.seconds_gate for d in done), sum(d.seconds_embed for d in done))
@@ -78,11 +80,16 @@ class Enroller:
         config = getattr(catalog, "config", None)
         if config is None or not getattr(config, "use_local", False) or not screened.accepted:
             return None
-        kept = [images[i] for i in screened.accepted]
-        if self.threads == 1 or len(kept) == 1:
-            return [extract(im, config.local) for im in kept]
-        with ThreadPoolExecutor(min(self.threads, len(kept)), thread_name_prefix="whales-enrol") as pool:
-            return list(pool.map(lambda im: extract(im, config.local), kept))
+        return self._map(lambda im: extract(im, config.local), [images[i] for i in screened.accepted])
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`fn` over `items`, in order, on up to `threads` threads (on the caller's when one is
+        enough)."""
+        threads = min(self.threads, len(items))
+        if threads < 2:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(threads, thread_name_prefix="whales-enrol") as pool:
+            return list(pool.map(fn, items))
 
     def write(self, catalog: CatalogWriter, screened: Screening, images: Sequence[Image.Image],
               individual_id: str, species: str, *, sightings: Sequence[Sighting] | None = None,
