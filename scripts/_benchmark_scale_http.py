@@ -14,7 +14,16 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from _benchmark_service import Server, _post, _throughput, _upload_field, _vm, percentiles
+from _benchmark_service import (
+    Server,
+    _post,
+    _stage_totals,
+    _throughput,
+    _upload_field,
+    _vm,
+    percentiles,
+    prediction_outcome,
+)
 
 # MatchConfig field -> the service setting that carries it (settings.py); a configuration using a
 # field that has no setting cannot be served and is refused rather than silently measured without it
@@ -66,8 +75,7 @@ def measure_http(data: Path, store: Path, overrides: dict, model_id: str, querie
                 js = r.json() if r.status_code == 200 else {}
                 ids = [c["individual_id"] for c in js.get("candidates", [])][:5]
                 hits.append(ids.index(individual) + 1 if individual in ids else 0)
-                outcomes[f"http_{r.status_code}" if r.status_code != 200 else "rejected" if js["rejected"]
-                         else "new_individual" if js["is_new_individual"] else "matched"] += 1
+                outcomes[f"http_{r.status_code}" if r.status_code != 200 else prediction_outcome(js)] += 1
             pct = percentiles(lat)
             out.update(queries=len(lat), p50_s=pct["p50"], p95_s=pct["p95"], latency_mean_s=pct["mean"],
                        outcomes=dict(outcomes), top1_real_queries=sum(h == 1 for h in hits) / len(hits),
@@ -90,8 +98,6 @@ def measure_http(data: Path, store: Path, overrides: dict, model_id: str, querie
 
 
 def _stage_means(text: str) -> dict[str, float]:
-    from _benchmark_service import _stage_totals
-
     return {k: s / n for k, (s, n) in _stage_totals(text).items() if n}
 
 

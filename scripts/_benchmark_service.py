@@ -64,6 +64,12 @@ def _upload_field(openapi: dict, path: str, prefer: str = "file") -> str:
     return prefer
 
 
+def prediction_outcome(answer: dict) -> str:
+    """`rejected`, `new_individual` or `matched`: what one /v1/predict answer decided."""
+    return ("rejected" if answer["rejected"] else
+            "new_individual" if answer["is_new_individual"] else "matched")
+
+
 def _stage_totals(text: str) -> dict[str, tuple[float, float]]:
     """(sum, count) of whales_inference_stage_seconds per stage, from the /metrics text."""
     sums, counts = {}, {}
@@ -206,9 +212,7 @@ def bench_http(data: Path, queries: list[dict], catalog_info: dict, env: dict[st
                 lat.append(time.perf_counter() - t0)
                 statuses[r.status_code] += 1
                 if r.status_code == 200:
-                    js = r.json()
-                    outcomes["rejected" if js["rejected"] else
-                             "new_individual" if js["is_new_individual"] else "matched"] += 1
+                    outcomes[prediction_outcome(r.json())] += 1
             after = _stage_totals(client.get(server.url + "/metrics").text)
             out["latency_c1_s"] = percentiles(lat)
             out["latency_c1_statuses"] = dict(statuses)

@@ -34,6 +34,7 @@ from reid_compare_fusions import mean_se_cells, write_report  # noqa: E402
 from whales_identify.evaluation.metrics import QueryRecord, fit_calibration  # noqa: E402
 from whales_identify.evaluation.records import merge_records  # noqa: E402
 from whales_identify.evaluation.repeated import repeated_splits  # noqa: E402
+from whales_identify.reid.matching import rank  # noqa: E402
 
 COLUMNS = ("top1", "top5", "map5", "coverage_at_98", "open_set.new_rate_on_known", "open_set.new_recall")
 LIMIT = 40  # harness.KEEP: the records hold the 40 best individuals by each score
@@ -59,13 +60,10 @@ def with_budget(records: list[QueryRecord], global_candidates: int,
 
 
 def _top1(records: list[QueryRecord], cal) -> np.ndarray:  # type: ignore[no-untyped-def]
-    hits = []
-    for q in records:
-        s = q.scores
-        fused = cal.fuse(np.where(np.isfinite(s.cos), s.cos, -1.0), s.vote, s.inliers)
-        fused = np.where(np.isfinite(s.cos), fused, -np.inf)
-        hits.append(s.individual_ids[int(np.argmax(fused))] == q.individual_id)
-    return np.array(hits)
+    """Whether each query's top-1 under `cal` is its whale, as the matcher ranks (`matching.rank`)."""
+    firsts = [rank(q.scores, cal, 1).candidates for q in records]
+    return np.array([bool(c) and c[0].individual_id == q.individual_id for c, q in zip(firsts, records,
+                                                                                        strict=True)])
 
 
 def main(argv: list[str] | None = None) -> int:
