@@ -237,14 +237,17 @@ def _check_against_service(db, merged, summary, queries, data_dir, bad, archive)
 
 
 def test_local_workers_share_the_cores_unless_told(monkeypatch):
-    """`whales batch`: each local worker process gets cores // workers threads; a thread count set
-    in the environment, or a joined cluster, is left alone (Settings fills an unset count itself,
-    so the CLI reads the environment)."""
+    """`whales batch`: each local worker process gets cores // workers threads, the cores being the
+    ones this process may run on (its CPU affinity, as a container's cpuset sets it, not the
+    machine's count); a thread count set in the environment, or a joined cluster, is left alone
+    (Settings fills an unset count itself, so the CLI reads the environment)."""
+    from whales_be_service import settings as settings_module
     from whales_cli import batch
 
     monkeypatch.delenv("WHALES_INFERENCE_THREADS", raising=False)
     monkeypatch.delenv("WHALES_TORCH_THREADS", raising=False)
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 64)  # the machine's: not ours
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(8)))
     assert [batch.threads_per_worker(n, None) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
     assert batch.threads_per_worker(2, "tcp://scheduler:8786") is None
     from whales_be_service.settings import Settings

@@ -20,13 +20,19 @@ _DEFAULT_FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
 DEFAULT_ANALYSIS_MAX_SIDE = 1024  # the `whales identify` CLI downscales as the service does
 
 
-def process_cores() -> int:
-    """The cores this process may run on (its CPU affinity, as a container's cpuset sets it), shared
-    with the other processes of the same uvicorn (WEB_CONCURRENCY); at least 1."""
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (as a container's cpuset or `taskset`
+    sets it), not the machine's count; at least 1. A CPU quota (`docker --cpus`) is not seen."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def process_cores() -> int:
+    """`available_cores`, shared with the other processes of the same uvicorn (WEB_CONCURRENCY);
+    at least 1."""
+    cores = available_cores()
     try:
         processes = max(1, int(os.environ.get("WEB_CONCURRENCY") or 1))
     except ValueError:

@@ -47,12 +47,12 @@ def batch(
     try:
         from distributed import Client, LocalCluster, as_completed
 
-        from whales_be_service.settings import Settings
+        from whales_be_service.settings import Settings, available_cores
     except ImportError as exc:
         fail(f"{exc}; install the batch extra: pip install 'ecomarineai[batch]'")
     started = time.perf_counter()
     settings = Settings(**({"database_url": database} if database else {}))
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = workers or available_cores()  # the cores this process may use (its affinity)
     threads = threads_per_worker(n_workers, address)
     if threads is not None:
         settings.inference_threads = threads
@@ -120,9 +120,11 @@ def threads_per_worker(n_workers: int, address: str | None) -> int | None:
     """A local cluster's worker processes share the cores: cores // workers threads each, unless
     WHALES_INFERENCE_THREADS (or _TORCH_THREADS) is set; None (their own settings) on a cluster
     joined with --address. Read from the environment, since Settings fills an unset count in."""
+    from whales_be_service.settings import available_cores
+
     if address is not None or _threads_set_in_env():
         return None
-    return max(1, (os.cpu_count() or 1) // n_workers)
+    return max(1, available_cores() // n_workers)
 
 
 def wire_settings(settings: Any, address: str | None) -> dict[str, Any]:

@@ -62,25 +62,52 @@ class Enroller:
         """Gate (when asked and a gate is set) and embed, without writing anything; several photos
         are screened in `threads` contiguous parts at once (the runtimes release the GIL)."""
         gate = self.gate if check_gate else None
-        parts = min(self.threads, len(images))
-        if parts < 2:
+        parts = self._parts(images)
+        if len(parts) < 2:
             return screen(gate, self.embedder, images)
-        bounds = np.linspace(0, len(images), parts + 1).astype(int)
-        done = self._map(lambda ab: screen(gate, self.embedder, images[ab[0]:ab[1]]),
-                         list(zip(bounds[:-1], bounds[1:], strict=True)))
-        verdicts = None if gate is None else [v for d in done for v in d.verdicts or []]
-        return Screening(verdicts, [e for d in done for e in d.embeddings],
-                         sum(d.seconds_gate for d in done), sum(d.seconds_embed for d in done))
+        return _joined(self._map(lambda ab: screen(gate, self.embedder, images[ab[0]:ab[1]]), parts),
+                       gated=gate is not None)
 
     def features(self, catalog: Any, screened: Screening,
                  images: Sequence[Image.Image]) -> list[LocalFeatures] | None:
         """The local features of the photos `screened` accepted, as `catalog` extracts them, made
         before any write so that a caller's lock or transaction does not wait for them (None: the
         catalog matches without local features, or extracts its own)."""
-        config = getattr(catalog, "config", None)
-        if config is None or not getattr(config, "use_local", False) or not screened.accepted:
+        config = _local_config(catalog)
+        if config is None or not screened.accepted:
             return None
         return self._map(lambda im: extract(im, config.local), [images[i] for i in screened.accepted])
+
+    def prepare(self, catalog: Any, images: Sequence[Image.Image],
+                check_gate: bool = True) -> tuple[Screening, list[LocalFeatures] | None]:
+        """`screen` and `features` at once: on several threads, the photos' local features are
+        extracted while they are gated and embedded, so that one photo uses two cores (a
+        one-photo enrolment took the sum of both on one). The features of photos the gate refuses
+        are dropped, and those not yet started are not extracted. Same results as the two steps."""
+        config = _local_config(catalog)
+        if config is None or self.threads < 2:
+            screened = self.screen(images, check_gate)
+            return screened, self.features(catalog, screened, images)
+        gate = self.gate if check_gate else None
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="whales-enrol")
+        try:
+            # the screening parts first: they decide which extractions are needed
+            parts = [pool.submit(screen, gate, self.embedder, images[a:b]) for a, b in self._parts(images)]
+            extractions = [pool.submit(extract, im, config.local) for im in images]
+            screened = _joined([p.result() for p in parts], gated=gate is not None)
+            keep = set(screened.accepted)
+            for i, job in enumerate(extractions):
+                if i not in keep:
+                    job.cancel()
+            local = [extractions[i].result() for i in screened.accepted]
+        finally:  # on an error too: what has not started is not run
+            pool.shutdown(wait=True, cancel_futures=True)
+        return screened, local or None
+
+    def _parts(self, images: Sequence[Image.Image]) -> list[tuple[int, int]]:
+        """`images` as up to `threads` contiguous (start, stop) parts of near-equal length."""
+        bounds = np.linspace(0, len(images), min(self.threads, len(images)) + 1).astype(int)
+        return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """`fn` over `items`, in order, on up to `threads` threads (on the caller's when one is
@@ -126,10 +153,22 @@ class Enroller:
         Returns:
             The `Enrolment` (records added, refused indices with the gate's verdicts).
         """
-        screened = self.screen(images, check_gate)
+        screened, local = self.prepare(catalog, images, check_gate)
         return self.write(catalog, screened, images, individual_id, species, sightings=sightings,
-                          filenames=filenames, source=source,
-                          local_features=self.features(catalog, screened, images))
+                          filenames=filenames, source=source, local_features=local)
+
+
+def _local_config(catalog: Any) -> Any:
+    """The catalog's matching config where it matches with local features, else None."""
+    config = getattr(catalog, "config", None)
+    return config if config is not None and getattr(config, "use_local", False) else None
+
+
+def _joined(done: Sequence[Screening], gated: bool) -> Screening:
+    """The screenings of consecutive parts of a batch as one."""
+    return Screening([v for d in done for v in d.verdicts or []] if gated else None,
+                     [e for d in done for e in d.embeddings],
+                     sum(d.seconds_gate for d in done), sum(d.seconds_embed for d in done))
 
 
 def describe_refusal(verdict: GateResult) -> str:

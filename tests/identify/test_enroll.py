@@ -197,3 +197,49 @@ def test_screening_on_several_threads_equals_one():
         assert (a is None and b is None) or np.allclose(a, b)
     ungated = Enroller(CountingEmbedder(), RedGate(), threads=3).screen(photos, check_gate=False)
     assert ungated.verdicts is None and len(ungated.accepted) == 7
+
+
+def test_prepare_extracts_while_screening_and_gives_the_two_steps_results(monkeypatch):
+    """`Enroller.prepare` (the service's enrolment) extracts local features on a second thread while
+    the photos are gated and embedded, so one photo uses two cores; its results equal `screen` then
+    `features`, and a refused photo's features are dropped."""
+    import threading
+
+    from whales_identify import enroll
+
+    started = threading.Event()
+    real_extract = enroll.extract
+
+    def extract(image, config):
+        started.set()
+        return real_extract(image, config)
+
+    class WaitingEmbedder(CountingEmbedder):
+        """Records whether an extraction had begun while it was embedding."""
+
+        overlapped: list[bool] = []
+
+        def features(self, images):
+            self.overlapped.append(started.wait(timeout=10))
+            return super().features(images)
+
+    monkeypatch.setattr(enroll, "extract", extract)
+    catalog = Catalog(InMemoryStore(), CountingEmbedder.model_id)
+    one = [_textured(7)]
+    screened, local = Enroller(WaitingEmbedder(), RedGate(), threads=2).prepare(catalog, one)
+    assert WaitingEmbedder.overlapped == [True] and screened.accepted == [0]
+    assert np.array_equal(local[0].descriptors, real_extract(one[0], catalog.config.local).descriptors)
+
+    photos = [_textured(s) for s in range(4)] + [Image.new("RGB", (64, 64), RED), _textured(9)]
+    for threads in (1, 2, 3):
+        enroller = Enroller(CountingEmbedder(), RedGate(), threads=threads)
+        screened, local = enroller.prepare(catalog, photos)
+        two_steps = enroller.screen(photos)
+        assert screened.accepted == two_steps.accepted == [0, 1, 2, 3, 5]
+        for a, b in zip(screened.embeddings, two_steps.embeddings, strict=True):
+            assert (a is None and b is None) or np.allclose(a, b)
+        want = enroller.features(catalog, two_steps, photos)
+        assert [x.descriptors.tobytes() for x in local] == [x.descriptors.tobytes() for x in want]
+    refused_only = Enroller(CountingEmbedder(), RedGate(), threads=2).prepare(
+        catalog, [Image.new("RGB", (64, 64), RED)])
+    assert refused_only[0].accepted == [] and refused_only[1] is None

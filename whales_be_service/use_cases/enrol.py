@@ -49,13 +49,13 @@ class EnrolPhotos:
         if not items:
             return [], []
         images = [it.image for it in items]
-        screened = self.enroller.screen(images, check_gate)
+        # local features are extracted alongside the screening, before the catalog's write lock
+        # and the database transaction are taken
+        screened, local = self.enroller.prepare(self.catalog.loaded(), images, check_gate)
         refused = [{"image_ind": items[i].name, "code": REFUSED_CODE, "message": describe_refusal(g)}
                    for i, g in enumerate(screened.verdicts or []) if not g.is_cetacean]
         if not screened.accepted:
             return [], refused
-        # extracted before the catalog's write lock and the database transaction are taken
-        local = self.enroller.features(self.catalog.loaded(), screened, images)
         with self.catalog.write() as write:
             if before_write is not None:
                 write.touched = False  # a refused claim (409, 404) leaves the memory as it was

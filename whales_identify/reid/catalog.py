@@ -13,8 +13,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,20 +26,12 @@ from whales_identify.reid.calibrate import Calibration, resolve_calibration
 from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
+from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
 from whales_identify.results import MatchResult
 
 __all__ = ["Catalog", "IndividualSummary", "MatchConfig", "Scores", "make_thumbnail", "with_model"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IndividualSummary:
-    individual_id: str
-    species: str
-    n_images: int
-    image_ids: list[str]
-    last_seen: datetime | None
 
 
 class Catalog:
@@ -75,6 +66,7 @@ class Catalog:
         self.calibration = cal
         self._lock = threading.RLock()
         self._images: dict[str, CatalogImage] = {}
+        self._tally = CatalogTally()  # who is in `_images` (individuals, species, counts)
         self._index: MatchIndex | None = None
         # the last snapshot while only enrolments happened since, and the photos enrolled since
         # (in order): the next snapshot is it with them appended (`MatchIndex.appended`)
@@ -179,6 +171,7 @@ class Catalog:
             self._appended = []
             self._pack = packer.pack if packer is not None else None
             self._digests = packer.digests if packer is not None else None
+            self._tally = CatalogTally(images.values())
         return self
 
     def _in_memory(self, image: CatalogImage) -> CatalogImage:
@@ -229,9 +222,13 @@ class Catalog:
             ids = [im.image_id for im in images]
             replaced = len(set(ids)) < len(ids) or any(iid in self._images for iid in ids)
             for im in images:
-                self._images[im.image_id] = self._in_memory(im)
+                old = self._images.get(im.image_id)
+                if old is not None:
+                    self._tally.remove(old)
+                self._images[im.image_id] = held = self._in_memory(im)
                 if self._digests is not None:  # a replaced photo's packed digest is stale
                     self._digests.pop(im.image_id, None)
+                self._tally.add(held)
             # new photos only: the next snapshot extends this one (no index rebuild)
             if replaced or (self._index is None and self._grow_from is None):
                 self._grow_from, self._appended = None, []
@@ -280,8 +277,9 @@ class Catalog:
         """Delete an individual and all its photos; returns the number of photos removed."""
         with self._lock:
             n = self.store.remove_individual(individual_id)
-            doomed = [k for k, im in self._images.items() if im.individual_id == individual_id]
+            doomed = self._tally.photos_of(individual_id)
             for k in doomed:
+                self._tally.remove(self._images[k])
                 del self._images[k]
             self._index = self._grow_from = None
             self._appended = []
@@ -292,23 +290,22 @@ class Catalog:
         for im in list(self._images.values()):
             if species is None or im.species == species:
                 by_id.setdefault(im.individual_id, []).append(im)
-        return [_summary(ind, ims) for ind, ims in sorted(by_id.items())]
+        return [summary(ind, ims) for ind, ims in sorted(by_id.items())]
 
     def get_individual(self, individual_id: str) -> IndividualSummary | None:
-        ims = [im for im in list(self._images.values()) if im.individual_id == individual_id]
-        return _summary(individual_id, ims) if ims else None
+        found = (self._images.get(k) for k in self._tally.photos_of(individual_id))
+        ims = [im for im in found if im is not None]  # (one removed meanwhile is left out)
+        return summary(individual_id, ims) if ims else None
 
     def stats(self) -> dict[str, Any]:
-        ims = list(self._images.values())
-        per_species: dict[str, set[str]] = {}
-        for im in ims:
-            per_species.setdefault(im.species, set()).add(im.individual_id)
+        """The catalog's counts, from its tally (asked on every enrolment: no walk over the photos)."""
+        tally = self._tally
         return {
             "model_id": self.model_id,
-            "images": len(ims),
-            "individuals": len({im.individual_id for im in ims}),
-            "species": {s: len(v) for s, v in sorted(per_species.items())},
-            "with_local_features": sum(im.descriptors is not None for im in ims),
+            "images": len(self._images),
+            "individuals": tally.individuals,
+            "species": tally.individuals_per_species(),
+            "with_local_features": tally.with_local_features,
             "calibrated": self.calibration.fitted,
         }
 
@@ -385,13 +382,6 @@ def _pixels_sha256(image: Image.Image) -> str:
     import hashlib
 
     return hashlib.sha256(image.tobytes()).hexdigest()
-
-
-def _summary(individual_id: str, ims: list[CatalogImage]) -> IndividualSummary:
-    seen = [im.sighting.observed_at for im in ims if im.sighting.observed_at is not None]
-    return IndividualSummary(individual_id=individual_id, species=ims[0].species, n_images=len(ims),
-                             image_ids=sorted(im.image_id for im in ims),
-                             last_seen=max(seen) if seen else None)
 
 
 def with_model(image: CatalogImage, model_id: str, embedding: np.ndarray) -> CatalogImage:
