@@ -69,6 +69,9 @@ TARGETS = {"100k": {"p95_s": 0.5, "peak_rss_mb": 3072, "ready_s": 30.0, "enrol_p
 # the packed features are made once, by the cold start, then read)
 CONFIGS: dict[str, dict] = {
     "baseline": {},
+    # the vote index of `make run` before 2026-12-07: IVF-SQ8 searched whole (the default re-ranks
+    # a fast-scan search with the same SQ8 codes)
+    "sq8": {"ivf_codes": "SQ8"},
     "pq": {"ivf_codes": "PQ64x4fs"},
     # what the large sizes need on 2 cores: fewer descriptors per photo in the vote index (the
     # verification keeps 500), at most 1024 lists (a build ~ descriptors x lists), a saved index

@@ -90,11 +90,13 @@ class Settings(BaseSettings):
         None, description="Folder where the catalog's verification features (descriptors and keypoints) "
                           "are packed into files mapped read-only instead of held in RAM (~6 GB at "
                           "100k photos); workers share it; unset: in RAM (docs/REID.md, Scale).")
-    vote_index_codes: str = Field(
-        "SQ8", description="Codes of the faiss vote index: SQ8 (default, 136 B per descriptor) or a "
-                           "fast-scan product quantiser such as PQ64x4fs (40 B, ~10x faster search, "
-                           "top-1 0.64 vs 0.67 on the shared photos; for catalogs that do not fit "
-                           "otherwise).")
+    vote_index_codes: str | None = Field(
+        None, description="Codes of the faiss vote index (unset: the library's default, "
+                          "PQ64x4fs,Refine(SQ8): a fast-scan search re-ranked by 8-bit codes, 168 B "
+                          "per descriptor); SQ8 alone (136 B, ~4x slower search, the same neighbours); "
+                          "or a fast-scan product quantiser alone such as PQ64x4fs (40 B, lower "
+                          "neighbour recall: for catalogs that do not fit otherwise; docs/REID.md, "
+                          "Scale).")
     vote_index_keypoints: int | None = Field(
         None, ge=16, description="Descriptors per catalog photo put into the vote index (unset: the "
                                  "library's default, 500; verification keeps its own 500). 250 halves "

@@ -205,9 +205,9 @@ def _match_config(s: Settings) -> Any:
     from whales_identify.reid.catalog import MatchConfig
 
     # unset knobs keep the library's defaults (MatchConfig is their one source)
-    optional = {"index_keypoints": s.vote_index_keypoints, "ivf_max_lists": s.vote_index_max_lists}
-    return MatchConfig(vote_index_dir=s.vote_index_dir or "", ivf_codes=s.vote_index_codes,
-                       features_dir=s.features_dir or "",
+    optional = {"index_keypoints": s.vote_index_keypoints, "ivf_max_lists": s.vote_index_max_lists,
+                "ivf_codes": s.vote_index_codes}
+    return MatchConfig(vote_index_dir=s.vote_index_dir or "", features_dir=s.features_dir or "",
                        **{k: v for k, v in optional.items() if v is not None})
 
 

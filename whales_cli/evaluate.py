@@ -33,6 +33,9 @@ def evaluate(
         "--fit-calibration", help="Fit weights/threshold/probabilities on the calibration split and "
         "write them here before reporting.")] = None,
     no_local: Annotated[bool, typer.Option("--no-local", help="Global embedding only.")] = False,
+    vote_index_codes: Annotated[str | None, typer.Option(
+        "--vote-index-codes", help="Codes of the faiss vote index, as WHALES_VOTE_INDEX_CODES sets "
+        "them for the service (default: the library's; docs/REID.md, Scale).")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: "
                                                    "<tmp>/whales_reid_cache).")] = None,
     latest: Annotated[Path, typer.Option("--latest", help="Where the latest metrics are kept.")]
@@ -75,7 +78,8 @@ def evaluate(
     if not manifest.is_file():
         fail(f"manifest not found: {manifest}")
     cache = cache_dir or Path(tempfile.gettempdir()) / "whales_reid_cache"
-    config = MatchConfig(use_local=not no_local)
+    config = MatchConfig(use_local=not no_local,
+                         **({"ivf_codes": vote_index_codes} if vote_index_codes else {}))
     if fusion not in ("logistic", "linear") or open_set not in ("probability", "threshold"):
         fail("--fusion is logistic or linear, --open-set probability or threshold")
     fit = FitOptions(fusion=fusion, open_set=open_set, seeds=seeds, records_out=records_out,

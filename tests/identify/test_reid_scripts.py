@@ -100,3 +100,33 @@ def test_fewer_verified_reports_each_budget(tmp_path):
                                                                     "right_only_stored": 0}
     for budget in report["budgets"].values():
         assert 0 <= budget["mean_se"]["top1"]["mean"] <= 1
+
+
+def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
+    """`reid_compare_runs.py`: one run per configuration over the same queries; a run equal to the
+    first pairs 0 / 0, one whose true whale lost its inliers pairs 0 / n, and runs over other
+    queries are refused."""
+    from dataclasses import replace
+
+    records = _records()
+    save_records(records, tmp_path / "a.npz", meta={"model_id": "m", "config": {"ivf_codes": "SQ8"}})
+    save_records(records, tmp_path / "same.npz", meta={"model_id": "m", "config": {"ivf_codes": "X"}})
+    worse = [replace(q, scores=replace(q.scores, cos=q.scores.cos - 0.15 * (
+        np.array(q.scores.individual_ids) == q.individual_id))) for q in records]
+    save_records(worse, tmp_path / "worse.npz", meta={"model_id": "m", "config": {"ivf_codes": "Y"}})
+    out = tmp_path / "runs.json"
+    res = subprocess.run([sys.executable, "scripts/reid_compare_runs.py", *(str(tmp_path / f"{n}.npz")
+                          for n in ("a", "same", "worse")), "--json", str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = json.loads(out.read_text())["runs"]
+    first, same, lost = (runs[str(tmp_path / f"{n}.npz")] for n in ("a", "same", "worse"))
+    assert first["paired_top1_vs_first"] is None and same["ivf_codes"] == "X"
+    assert same["paired_top1_vs_first"] == {"right_only_here": 0, "right_only_first": 0,
+                                            "known_queries": len([q for q in records if q.mode == "known"])}
+    assert lost["paired_top1_vs_first"]["right_only_first"] > 20
+    assert lost["mean_se"]["top1"]["mean"] < first["mean_se"]["top1"]["mean"]
+    save_records(records[:100], tmp_path / "other.npz", meta={"model_id": "m"})
+    res = subprocess.run([sys.executable, "scripts/reid_compare_runs.py", str(tmp_path / "a.npz"),
+                          str(tmp_path / "other.npz")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "not the same known queries" in res.stderr

@@ -37,7 +37,7 @@ def _top_owner(index, labels: np.ndarray, q: np.ndarray) -> int:
     return int(np.bincount(owners).argmax())
 
 
-@pytest.mark.parametrize("codes", ["PQ32x4fs", "PQ64x4fs", "SQ8"])
+@pytest.mark.parametrize("codes", ["PQ32x4fs", "PQ64x4fs", "SQ8", "PQ64x4fs,Refine(SQ8)"])
 def test_quantised_ivf_finds_the_same_individual_as_exact_search(codes):
     parts, labels, queries = _clusters(0, n_ind=40, photos=3, k=60)
     exact = FaissVoteIndex(parts)  # below exact_below: brute force
@@ -46,6 +46,37 @@ def test_quantised_ivf_finds_the_same_individual_as_exact_search(codes):
     for i, q in queries.items():
         assert _top_owner(exact, labels, q) == i
         assert _top_owner(ivf, labels, q) == i
+
+
+def test_refined_codes_have_sq8_recall_and_keep_their_factor_saved_and_enrolled(tmp_path):
+    """`PQ64x4fs,Refine(SQ8)` (the default): the fast-scan search keeps `refine_factor` x k
+    neighbours and SQ8 codes re-rank them, so its neighbour recall is SQ8's, not the PQ's; the factor
+    is saved with the index and the enrolment tier (the trained twin) searches the same way."""
+    from whales_identify.reid.local_features import as_float
+
+    parts, _, queries = _clusters(2, n_ind=30, photos=3, k=60)
+    q = as_float(np.concatenate(list(queries.values())))  # stored descriptors are unit vectors
+    want = FaissVoteIndex(parts).search(q, 6)[0]  # exact
+
+    def recall(index) -> float:
+        return float(np.mean([len(set(a) & set(b)) / 6 for a, b in zip(index.search(q, 6)[0], want,
+                                                                        strict=True)]))
+
+    def ivf(codes: str, **kw) -> FaissVoteIndex:
+        return FaissVoteIndex(parts, exact_below=0, list_size=100, nprobe=8, codes=codes, **kw)
+
+    refined, sq8, pq = ivf("PQ64x4fs,Refine(SQ8)"), ivf("SQ8"), ivf("PQ64x4fs")
+    assert recall(refined) >= recall(sq8) - 0.02 and recall(refined) >= recall(pq) + 0.06
+    assert recall(ivf("PQ64x4fs,Refine(SQ8)", refine_factor=1)) == recall(pq)  # nothing re-ranked
+    refined.save(tmp_path / "vote.faiss")
+    loaded = FaissVoteIndex.load(tmp_path / "vote.faiss")
+    assert loaded is not None and loaded.index.k_factor == 8 and recall(loaded) == recall(refined)
+    new_parts, _, new_queries = _clusters(3, n_ind=2, photos=2, k=60)
+    tiered = extend(loaded, len(parts), new_parts)
+    assert isinstance(tiered, TieredVoteIndex) and tiered.delta.k_factor == 8
+    for i, nq in new_queries.items():  # the enrolled photos are found in the tier
+        idx, _ = tiered.search(as_float(nq), 2)  # its two photos
+        assert set(tiered.owners(idx[idx >= 0]).tolist()) <= {len(parts) + 2 * i, len(parts) + 2 * i + 1}
 
 
 def test_extend_tiers_then_folds_and_answers_like_a_rebuild():

@@ -49,6 +49,12 @@ def test_vote_index_size_settings_reach_the_index(tmp_path, monkeypatch):
     default = _match_config(Settings(vote_index_dir=str(tmp_path / "vote"), vote_index_keypoints=None,
                                      vote_index_max_lists=None))
     assert (default.index_keypoints, default.ivf_max_lists) == (500, 0)
+    from whales_identify.reid.matching import MatchConfig
+
+    # unset codes are the library's (one source of truth), set ones are the operator's
+    assert default.ivf_codes == MatchConfig().ivf_codes
+    monkeypatch.setenv("WHALES_VOTE_INDEX_CODES", "SQ8")
+    assert _match_config(Settings()).ivf_codes == "SQ8"
     store = _store()
     for cfg in (config, default):  # the saved index is keyed by the descriptors kept per photo
         _catalog_class(None, None, cfg)(store, MODEL).load().warm_index()

@@ -4,9 +4,9 @@
    product), best score per individual.
 2. **Local vote** (HotSpotter's LNBNN): every query RootSIFT descriptor looks up its nearest
    gallery descriptors in one approximate-nearest-neighbour index over all reference descriptors
-   (faiss IVF-SQ8 by default, see `vote_index.py`); each individual among the first k neighbours
-   gets the distance margin to the (k+1)-th neighbour. Summed per individual, this recovers
-   candidates the global embedding ranks low.
+   (faiss IVF, fast-scan codes re-ranked by SQ8 codes by default, see `vote_index.py`); each
+   individual among the first k neighbours gets the distance margin to the (k+1)-th neighbour.
+   Summed per individual, this recovers candidates the global embedding ranks low.
 3. **Geometric verification** of a bounded candidate set (top individuals by global score and by
    vote, at most two images each): ratio-test matches in one batched matrix product, then RANSAC
    inliers of a similarity transform.
@@ -53,8 +53,10 @@ class MatchConfig:
         vote_shard_size: most descriptors per FLANN shard (bounds the memory peak of a build).
         vote_index / ivf_nprobe: "flann" (k-d trees) or "faiss" (IVF, `ivf_nprobe` lists
             searched per descriptor); see `vote_index.py`.
-        ivf_codes / ivf_list_size / ivf_max_lists: the faiss index's codes ("SQ8", or product
-            quantised fast-scan codes such as "PQ64x4fs": less memory, faster, lower recall),
+        ivf_codes / ivf_list_size / ivf_max_lists: the faiss index's codes (default: a
+            fast-scan search re-ranked by 8-bit codes, "PQ64x4fs,Refine(SQ8)": SQ8's neighbours at
+            ~4x its speed; "SQ8" alone; or fast-scan codes alone such as "PQ64x4fs": 4x less
+            memory, lower recall),
             descriptors per list, and a cap on the number of lists (0: none); docs/REID.md "Scale".
         vote_index_dir: where built faiss vote indexes are saved and read back at start-up ("":
             nowhere, always built); keyed by the photos and these settings.
@@ -85,7 +87,7 @@ class MatchConfig:
     vote_shard_size: int = 400_000
     vote_index: str = "faiss"
     ivf_nprobe: int = 16
-    ivf_codes: str = "SQ8"
+    ivf_codes: str = "PQ64x4fs,Refine(SQ8)"
     ivf_list_size: int = 600
     ivf_max_lists: int = 0
     vote_index_dir: str = ""

@@ -4,11 +4,12 @@ Implementations with one interface (`len`, `owner`, `search(q, k) -> (idx, d2)`)
 
 - `FlannVoteIndex`: OpenCV FLANN randomised k-d trees over float32 descriptors, built in shards.
 - `FaissVoteIndex`: a faiss inverted-file index. Its codes are a faiss factory string: `SQ8`
-  (8-bit scalar quantiser, 128 B per descriptor, the default) or a product quantiser such as
-  `PQ64x4fs` (32 B, searched with SIMD "fast scan": 3-4x less memory and ~10x faster search, at a
-  lower neighbour recall; docs/REID.md "Scale" measures both). Built incrementally (no second
-  copy), saved and read back by `save`/`load` so that a restart does not rebuild it
-  (`vote_saved.saved_or_built`: the cache of saved indexes).
+  (8-bit scalar quantiser, 128 B per descriptor), a product quantiser such as `PQ64x4fs` (32 B,
+  searched with SIMD "fast scan": 3-4x less memory and ~10x faster search, at a lower neighbour
+  recall), or a fast-scan search whose `refine_factor` x k best are re-ranked by SQ8 codes,
+  `PQ64x4fs,Refine(SQ8)` (160 B: SQ8's recall at ~4x its speed); docs/REID.md "Scale" measures
+  them. Built incrementally (no second copy), saved and read back by `save`/`load` so that a
+  restart does not rebuild it (`vote_saved.saved_or_built`: the cache of saved indexes).
 - `TieredVoteIndex`: a snapshot's index after enrolments: the previous index plus an exact index
   over the descriptors added since, folded into a copy of the base when it grows (`extend`), so
   that enrolling one photo does not rebuild the whole index.
@@ -112,7 +113,10 @@ class FaissVoteIndex:
         list_size: descriptors per inverted list, on average (sets the number of lists).
         exact_below: catalogs with fewer descriptors are searched exhaustively.
         seed: sampling and k-means seed (the index, hence every result, is reproducible).
-        codes: faiss factory codes: "SQ8", or a product quantiser such as "PQ64x4fs".
+        codes: faiss factory codes: "SQ8", a product quantiser such as "PQ64x4fs", or one refined
+            by finer codes, "PQ64x4fs,Refine(SQ8)".
+        refine_factor: with refined codes, the fast-scan search keeps this many times the asked
+            neighbours for the finer codes to re-rank (saved with the index).
         max_lists: at most this many lists (0: no cap). Adding a descriptor costs one distance per
             list, so uncapped lists make a 100k-photo build hours long on two cores.
         after_chunk: called after the training sample and each chunk are read (mapped features:
@@ -121,7 +125,8 @@ class FaissVoteIndex:
 
     def __init__(self, parts: Sequence[np.ndarray], *, nprobe: int = 16, list_size: int = 600,
                  exact_below: int = 50_000, seed: int = 0, chunk: int = 100_000,
-                 codes: str = "SQ8", max_lists: int = 0, after_chunk: Callable[[], None] | None = None):
+                 codes: str = "SQ8", max_lists: int = 0, refine_factor: int = 8,
+                 after_chunk: Callable[[], None] | None = None):
         import faiss
 
         self.owner = _owners(parts)
@@ -133,6 +138,8 @@ class FaissVoteIndex:
             nlist = max(16, n // list_size)
             nlist = min(nlist, max_lists) if max_lists > 0 else nlist
             self.index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_L2)
+            if isinstance(self.index, faiss.IndexRefine):
+                self.index.k_factor = float(refine_factor)
             ivf = faiss.extract_index_ivf(self.index)
             ivf.cp.niter = 10  # k-means iterations: bounded start-up time
             ivf.cp.seed = seed
