@@ -46,8 +46,8 @@ def measure_http(data: Path, store: Path, overrides: dict, model_id: str, querie
                  enrol: list[str], enrol_batch: int, concurrency: bool, log: Path,
                  extra_env: dict[str, str] | None = None) -> dict:
     """`queries`: (relpath, individual id) of held-out real photos; `enrol`: relpaths enrolled as one
-    new individual (single-photo requests for the first `enrol_batch`, then requests of
-    `enrol_batch` photos), which is deleted again through the API. `extra_env`: more WHALES_*
+    new individual (`enrol_batch` single-photo requests spread over the list, then the others in
+    requests of `enrol_batch` photos), which is deleted again through the API. `extra_env`: more WHALES_*
     settings of the served process."""
     import httpx
 
@@ -108,10 +108,16 @@ def _enrol(client, base: str, data: Path, relpaths: list[str], batch: int, key: 
     individual = f"enrol_test_{uuid.uuid4().hex[:8]}"
     url, headers = f"{base}/v1/individuals/{individual}/images", {"X-API-Key": key}
     files = [(Path(rel).name, (data / rel).read_bytes()) for rel in relpaths]
+    # the one-photo requests take every step-th photo, the batched ones the others: both modes get
+    # the same mix of sources (a full-resolution photo costs ~5x a 224 px crop to gate and extract)
+    step = max(1, len(files) // max(1, batch))
+    picked = set(range(0, len(files), step)[:batch])
+    singles, rest = [f for i, f in enumerate(files) if i in picked], [f for i, f in enumerate(files)
+                                                                       if i not in picked]
     out: dict = {"individual": individual}
     try:
-        for mode, groups in (("single", [[f] for f in files[:batch]]),
-                             ("batched", [files[i:i + batch] for i in range(batch, len(files), batch)])):
+        for mode, groups in (("single", [[f] for f in singles]),
+                             ("batched", [rest[i:i + batch] for i in range(0, len(rest), batch)])):
             if not groups:
                 continue
             enrolled, refused, t0 = 0, 0, time.perf_counter()
