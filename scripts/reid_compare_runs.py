@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid_compare_fusions import mean_se_cells, write_report  # noqa: E402
-from reid_fewer_verified import COLUMNS, _top1  # noqa: E402
+from reid_fewer_verified import COLUMNS, _top1, add_refit_options  # noqa: E402
 
 from whales_identify.evaluation.metrics import fit_calibration  # noqa: E402
 from whales_identify.evaluation.records import load_records  # noqa: E402
@@ -34,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("records", type=Path, nargs="+",
                     help="one record file per configuration; the first is the reference")
-    ap.add_argument("--fusion", default="linear")
-    ap.add_argument("--open-set", default="threshold")
-    ap.add_argument("--rate", type=float, default=0.10, help="new-individual rate on known queries the "
-                                                             "open-set cut is fitted to (negative: none)")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--json", type=Path)
+    add_refit_options(ap)
     args = ap.parse_args(argv)
     rate = None if args.rate < 0 else args.rate
     out: dict = {"fusion": args.fusion, "open_set": args.open_set, "new_rate_on_known": rate,

@@ -66,18 +66,23 @@ def _top1(records: list[QueryRecord], cal) -> np.ndarray:  # type: ignore[no-unt
                                                                                         strict=True)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("records", type=Path, nargs="+", help="record files of one run (folds are pooled)")
-    ap.add_argument("--budgets", nargs="+",
-                    default=["30:40", "20:40", "20:30", "15:30", "15:20", "10:20", "10:10"],
-                    help="G:V pairs (global_candidates:vote_candidates), each <= 40")
+def add_refit_options(ap: argparse.ArgumentParser) -> None:
+    """How each variant is refitted and where the report goes (shared with `reid_compare_runs.py`)."""
     ap.add_argument("--fusion", default="linear")
     ap.add_argument("--open-set", default="threshold")
     ap.add_argument("--rate", type=float, default=0.10, help="new-individual rate on known queries the "
                                                              "open-set cut is fitted to (negative: none)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", type=Path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("records", type=Path, nargs="+", help="record files of one run (folds are pooled)")
+    ap.add_argument("--budgets", nargs="+",
+                    default=["30:40", "20:40", "20:30", "15:30", "15:20", "10:20", "10:10"],
+                    help="G:V pairs (global_candidates:vote_candidates), each <= 40")
+    add_refit_options(ap)
     args = ap.parse_args(argv)
     records, meta = merge_records(args.records)
     model_id, rate = str(meta.get("model_id", "")), (None if args.rate < 0 else args.rate)
