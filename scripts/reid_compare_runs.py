@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.records:
         records, meta = load_records(path)
         model_id = str(meta.get("model_id", ""))
-        codes = str(meta.get("config", {}).get("ivf_codes", "?"))
+        codes = str((meta.get("config") or {}).get("ivf_codes", "?"))
         known = sorted((q for q in records if q.mode == "known"), key=lambda q: q.relpath)
         hits = _top1(known, fit_calibration(records, model_id, fusion=args.fusion, open_set=args.open_set,
                                             new_rate_on_known=rate))

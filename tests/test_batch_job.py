@@ -247,7 +247,7 @@ def test_local_workers_share_the_cores_unless_told(monkeypatch):
     monkeypatch.delenv("WHALES_INFERENCE_THREADS", raising=False)
     monkeypatch.delenv("WHALES_TORCH_THREADS", raising=False)
     monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 64)  # the machine's: not ours
-    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert [batch.threads_per_worker(n, None) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
     assert batch.threads_per_worker(2, "tcp://scheduler:8786") is None
     from whales_be_service.settings import Settings

@@ -227,6 +227,12 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("vote_index_codes", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `WHALES_VOTE_INDEX_CODES=` in a compose file means "the default", not empty faiss codes
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("api_keys")
     @classmethod
     def _named_keys(cls, value: list[str]) -> list[str]:

@@ -33,7 +33,8 @@ def batch(
         "--address", help="Join an existing Dask scheduler (tcp://host:8786) instead of starting a "
         "local cluster.")] = None,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Worker processes of the local cluster (default: every core).")] = None,
+        "--workers", min=1, help="Worker processes of the local cluster (default: one per core "
+        "this process may use, its CPU affinity).")] = None,
     chunk_size: Annotated[int | None, typer.Option(
         "--chunk-size", min=1, help="Photos per task (default: $WHALES_BATCH_SIZE).")] = None,
     max_photos: Annotated[int | None, typer.Option(

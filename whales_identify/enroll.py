@@ -89,6 +89,8 @@ class Enroller:
             screened = self.screen(images, check_gate)
             return screened, self.features(catalog, screened, images)
         gate = self.gate if check_gate else None
+        for im in images:  # two threads read each photo: a lazily opened file must not load twice
+            im.load()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="whales-enrol")
         try:
             # the screening parts first: they decide which extractions are needed
@@ -100,8 +102,9 @@ class Enroller:
                 if i not in keep:
                     job.cancel()
             local = [extractions[i].result() for i in screened.accepted]
-        finally:  # on an error too: what has not started is not run
-            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # what has not started is not run; a refused photo's running extraction is
+            # not waited for (its result is dropped)
+            pool.shutdown(wait=False, cancel_futures=True)
         return screened, local or None
 
     def _parts(self, images: Sequence[Image.Image]) -> list[tuple[int, int]]:
@@ -123,7 +126,8 @@ class Enroller:
               filenames: Sequence[str] | None = None, source: str = "",
               local_features: Sequence[LocalFeatures] | None = None) -> Enrolment:
         """Add the photos `screened` accepted to `catalog` (a caller's transaction may wrap this).
-        `local_features`: `features(...)` of the same screening (else the catalog extracts them)."""
+        `local_features`: `prepare(...)`'s (or `features(...)` of the same screening); else the
+        catalog extracts them."""
         refused = [(i, g) for i, g in enumerate(screened.verdicts or []) if not g.is_cetacean]
         keep = screened.accepted
         if not keep:

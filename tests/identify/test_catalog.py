@@ -261,9 +261,14 @@ def test_stats_and_individuals_follow_enrolment_replacement_removal_and_reload()
     assert cat.stats()["with_local_features"] == 5
     cat.add_images([replace(moved, image_id="second", species="blue_whale")])  # whale_d in 2 species
     _assert_tally_agrees(cat)
+    same = cat.get_individual("whale_a").image_ids[0]  # stored again, same whale, another species
+    cat.add_images([replace(cat.store.get_catalog_image(same), species="sei_whale")])
+    _assert_tally_agrees(cat)
+    in_order = [k for k, im in cat._images.items() if im.individual_id == "whale_a"]  # noqa: SLF001
+    assert cat._tally.photos_of("whale_a") == in_order  # noqa: SLF001 - kept in its place
     assert cat.remove_individual("whale_d") == 2 and cat.remove_individual("whale_c") == 1
     _assert_tally_agrees(cat)
-    assert cat.stats()["species"] == {"humpback_whale": 2}
+    assert cat.stats()["species"] == {"humpback_whale": 2, "sei_whale": 1}
     assert cat.remove_individual("whale_c") == 0
     reloaded = Catalog(cat.store, MODEL, calibration=_cal()).load()
     _assert_tally_agrees(reloaded)

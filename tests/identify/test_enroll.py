@@ -217,7 +217,9 @@ def test_prepare_extracts_while_screening_and_gives_the_two_steps_results(monkey
     class WaitingEmbedder(CountingEmbedder):
         """Records whether an extraction had begun while it was embedding."""
 
-        overlapped: list[bool] = []
+        def __init__(self) -> None:
+            super().__init__()
+            self.overlapped: list[bool] = []
 
         def features(self, images):
             self.overlapped.append(started.wait(timeout=10))
@@ -226,8 +228,9 @@ def test_prepare_extracts_while_screening_and_gives_the_two_steps_results(monkey
     monkeypatch.setattr(enroll, "extract", extract)
     catalog = Catalog(InMemoryStore(), CountingEmbedder.model_id)
     one = [_textured(7)]
-    screened, local = Enroller(WaitingEmbedder(), RedGate(), threads=2).prepare(catalog, one)
-    assert WaitingEmbedder.overlapped == [True] and screened.accepted == [0]
+    waiting = WaitingEmbedder()
+    screened, local = Enroller(waiting, RedGate(), threads=2).prepare(catalog, one)
+    assert waiting.overlapped == [True] and screened.accepted == [0]
     assert np.array_equal(local[0].descriptors, real_extract(one[0], catalog.config.local).descriptors)
 
     photos = [_textured(s) for s in range(4)] + [Image.new("RGB", (64, 64), RED), _textured(9)]
@@ -243,3 +246,24 @@ def test_prepare_extracts_while_screening_and_gives_the_two_steps_results(monkey
     refused_only = Enroller(CountingEmbedder(), RedGate(), threads=2).prepare(
         catalog, [Image.new("RGB", (64, 64), RED)])
     assert refused_only[0].accepted == [] and refused_only[1] is None
+
+
+def test_prepare_drops_a_refused_photos_extraction_error_and_raises_an_accepted_ones(monkeypatch):
+    import pytest
+
+    from whales_identify import enroll
+
+    real_extract = enroll.extract
+
+    def extract(image, config):
+        if image.getpixel((0, 0)) == RED:
+            raise ValueError("unreadable")
+        return real_extract(image, config)
+
+    monkeypatch.setattr(enroll, "extract", extract)
+    catalog = Catalog(InMemoryStore(), CountingEmbedder.model_id)
+    photos = [_textured(1), Image.new("RGB", (64, 64), RED)]
+    screened, local = Enroller(CountingEmbedder(), RedGate(), threads=2).prepare(catalog, photos)
+    assert screened.accepted == [0] and len(local) == 1  # the red photo is refused: its error is moot
+    with pytest.raises(ValueError, match="unreadable"):  # enrolled without the gate: it must raise
+        Enroller(CountingEmbedder(), RedGate(), threads=2).prepare(catalog, photos, check_gate=False)

@@ -55,6 +55,8 @@ def test_vote_index_size_settings_reach_the_index(tmp_path, monkeypatch):
     assert default.ivf_codes == MatchConfig().ivf_codes
     monkeypatch.setenv("WHALES_VOTE_INDEX_CODES", "SQ8")
     assert _match_config(Settings()).ivf_codes == "SQ8"
+    monkeypatch.setenv("WHALES_VOTE_INDEX_CODES", " ")  # blank, as a compose file may leave it
+    assert _match_config(Settings()).ivf_codes == MatchConfig().ivf_codes
     store = _store()
     for cfg in (config, default):  # the saved index is keyed by the descriptors kept per photo
         _catalog_class(None, None, cfg)(store, MODEL).load().warm_index()

@@ -223,12 +223,13 @@ class Catalog:
             replaced = len(set(ids)) < len(ids) or any(iid in self._images for iid in ids)
             for im in images:
                 old = self._images.get(im.image_id)
-                if old is not None:
-                    self._tally.remove(old)
                 self._images[im.image_id] = held = self._in_memory(im)
                 if self._digests is not None:  # a replaced photo's packed digest is stale
                     self._digests.pop(im.image_id, None)
-                self._tally.add(held)
+                if old is None:
+                    self._tally.add(held)
+                else:
+                    self._tally.replace(old, held)
             # new photos only: the next snapshot extends this one (no index rebuild)
             if replaced or (self._index is None and self._grow_from is None):
                 self._grow_from, self._appended = None, []
@@ -279,8 +280,9 @@ class Catalog:
             n = self.store.remove_individual(individual_id)
             doomed = self._tally.photos_of(individual_id)
             for k in doomed:
-                self._tally.remove(self._images[k])
-                del self._images[k]
+                gone = self._images.pop(k, None)  # (the store's delete is committed: never raise here)
+                if gone is not None:
+                    self._tally.remove(gone)
             self._index = self._grow_from = None
             self._appended = []
             return max(n, len(doomed))

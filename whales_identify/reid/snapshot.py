@@ -15,7 +15,7 @@ import numpy as np
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.feature_pack import digest
 from whales_identify.reid.local_features import LocalFeatures
-from whales_identify.reid.vote_index import FlannVoteIndex, VoteIndex, extend
+from whales_identify.reid.vote_index import REFINE_FACTOR, FlannVoteIndex, VoteIndex, extend
 from whales_identify.reid.vote_saved import saved_or_built
 
 if TYPE_CHECKING:
@@ -213,5 +213,7 @@ def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: Mat
     """Build the faiss index, or read the one saved for these photos (or the first of them)."""
     settings = dict(nprobe=cfg.ivf_nprobe, list_size=cfg.ivf_list_size, codes=cfg.ivf_codes,
                     max_lists=cfg.ivf_max_lists)
+    if "Refine" in cfg.ivf_codes:  # saved inside the index file: part of its key too
+        settings["refine_factor"] = REFINE_FACTOR
     return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
                           fold_at=cfg.vote_fold_at, digests=digests, after_chunk=after_chunk)

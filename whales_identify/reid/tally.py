@@ -37,8 +37,9 @@ class CatalogTally:
     """Counts over a catalog's photo records; `remove` takes a record with the individual,
     species and presence of local features it was added with.
 
-    Readers do not lock: each answer is one copy made by a single C-level call (CPython's GIL), so
-    it is the state before or after a concurrent write, never a broken one."""
+    Readers do not lock (the catalog's lock is held while snapshots build): an answer read during a
+    concurrent write may mix the counts from just before and just after it, never a broken
+    structure (each container is copied by one C-level call under CPython's GIL)."""
 
     def __init__(self, images: Iterable[CatalogImage] = ()):
         # individual -> its photo ids, in the order they were added (a dict as an ordered set)
@@ -60,6 +61,21 @@ class CatalogTally:
         del photos[image.image_id]
         if not photos:
             del self._photos[image.individual_id]
+        self._uncount(image)
+
+    def replace(self, old: CatalogImage, new: CatalogImage) -> None:
+        """A photo stored again under the same id: counted once, and where its individual is the
+        same, kept in its place (its individual never looks absent in between)."""
+        self._species.setdefault(new.species, Counter())[new.individual_id] += 1
+        self._with_local += new.descriptors is not None
+        if old.individual_id != new.individual_id:
+            self._photos.setdefault(new.individual_id, {})[new.image_id] = None
+            self.remove(old)  # from its old individual, species and local-feature counts
+            return
+        self._photos.setdefault(new.individual_id, {})[new.image_id] = None  # (already there)
+        self._uncount(old)
+
+    def _uncount(self, image: CatalogImage) -> None:
         per = self._species[image.species]
         per[image.individual_id] -= 1
         if per[image.individual_id] <= 0:
@@ -82,4 +98,5 @@ class CatalogTally:
 
     def individuals_per_species(self) -> dict[str, int]:
         """Species -> individuals with at least one photo of that species, sorted by species."""
-        return {s: len(per) for s, per in sorted(self._species.items())}
+        counts = {s: len(per) for s, per in sorted(self._species.items())}
+        return {s: n for s, n in counts.items() if n}  # (a species emptied while this was read)
