@@ -262,19 +262,26 @@ def sync_catalog(state: ServiceState) -> bool:
     """
     if not catalog_sync_due(state):
         return False
-    state.catalog_checked_at = time.monotonic()
+    # The check counts from when the generation was read, and only once the memory matches it: a
+    # request arriving while another thread reloads must wait for that reload, not answer from
+    # the catalog it replaces (it was marked checked at the start of the reload, and a change
+    # already acknowledged to a client could be missed by the next request).
+    started = time.monotonic()
     generation = read_catalog_generation(state)
     if generation is None or generation == state.catalog_generation:
+        state.catalog_checked_at = max(state.catalog_checked_at, started)
         return False
     from whales_identify.identify import Identifier
 
     with state.write_lock:
+        started = time.monotonic()
         generation = read_catalog_generation(state)  # read before loading: memory is never older
         if generation == state.catalog_generation:
             return False  # another thread of this worker reloaded meanwhile
         catalog = _load_catalog(state.catalog_factory, state)
         state.identifier = Identifier(state.gate, state.embedder, catalog)
         state.catalog, state.catalog_generation = catalog, generation
+        state.catalog_checked_at = started
     log.info("catalog reloaded at generation %s (changed by another worker or replica)", generation)
     refresh_catalog_metrics(state)
     return True

@@ -115,3 +115,41 @@ def test_enrolment_extracts_local_features_outside_the_catalog_write(tmp_path, m
         assert r.status_code in (200, 201), r.text
         assert len(r.json()["enrolled"]) == 3
     assert held_during_extraction == [False, False, False]
+
+
+def test_a_request_during_another_threads_reload_waits_for_it(tmp_path, monkeypatch):
+    """With a refresh interval, the request that finds the generation changed reloads; one arriving
+    on another thread meanwhile must wait for that reload, not answer from the catalog it replaces
+    (the check was marked done when the reload began: a stale answer after an acknowledged
+    enrolment, seen in the stack test with two workers)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from whales_be_service import state as state_module
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = _worker(url, 0.0), _worker(url, 0.2)
+    try:
+        _ids(b)
+        files = [("files", ("fin.jpg", image_bytes((40, 90, 160)), "image/jpeg"))]
+        assert a.post("/v1/individuals/slow_reload/images", files=files,
+                      headers={"X-API-Key": API_KEY}).status_code in (200, 201)
+        real_load, reloading = state_module._load_catalog, threading.Event()
+
+        def slow_load(factory, state):
+            reloading.set()
+            time.sleep(0.8)  # a reload at scale takes seconds
+            return real_load(factory, state)
+
+        monkeypatch.setattr(state_module, "_load_catalog", slow_load)
+        time.sleep(0.3)  # past b's refresh interval
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(_ids, b)
+            assert reloading.wait(10)
+            second = pool.submit(_ids, b)  # arrives while the first is reloading
+            assert "slow_reload" in first.result(timeout=30)
+            assert "slow_reload" in second.result(timeout=30)
+    finally:
+        a.__exit__(None, None, None)
+        b.__exit__(None, None, None)
