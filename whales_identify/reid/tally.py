@@ -51,8 +51,7 @@ class CatalogTally:
 
     def add(self, image: CatalogImage) -> None:
         self._photos.setdefault(image.individual_id, {})[image.image_id] = None
-        self._species.setdefault(image.species, Counter())[image.individual_id] += 1
-        self._with_local += image.descriptors is not None
+        self._count(image)
 
     def remove(self, image: CatalogImage) -> None:
         photos = self._photos.get(image.individual_id, {})
@@ -66,14 +65,16 @@ class CatalogTally:
     def replace(self, old: CatalogImage, new: CatalogImage) -> None:
         """A photo stored again under the same id: counted once, and where its individual is the
         same, kept in its place (its individual never looks absent in between)."""
-        self._species.setdefault(new.species, Counter())[new.individual_id] += 1
-        self._with_local += new.descriptors is not None
         if old.individual_id != new.individual_id:
-            self._photos.setdefault(new.individual_id, {})[new.image_id] = None
+            self.add(new)
             self.remove(old)  # from its old individual, species and local-feature counts
             return
-        self._photos.setdefault(new.individual_id, {})[new.image_id] = None  # (already there)
+        self._count(new)  # its entry among the individual's photos stays where it is
         self._uncount(old)
+
+    def _count(self, image: CatalogImage) -> None:
+        self._species.setdefault(image.species, Counter())[image.individual_id] += 1
+        self._with_local += image.descriptors is not None
 
     def _uncount(self, image: CatalogImage) -> None:
         per = self._species[image.species]
@@ -98,5 +99,5 @@ class CatalogTally:
 
     def individuals_per_species(self) -> dict[str, int]:
         """Species -> individuals with at least one photo of that species, sorted by species."""
-        counts = {s: len(per) for s, per in sorted(self._species.items())}
-        return {s: n for s, n in counts.items() if n}  # (a species emptied while this was read)
+        # (a species emptied by a concurrent removal while this was read is left out)
+        return {s: n for s, per in sorted(self._species.items()) if (n := len(per))}
