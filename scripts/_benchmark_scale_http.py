@@ -138,3 +138,63 @@ def _enrol(client, base: str, data: Path, relpaths: list[str], batch: int, key: 
     finally:
         out["deleted"] = client.delete(f"{base}/v1/individuals/{individual}", headers=headers).status_code
     return out
+
+
+def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, queries: list[tuple[str, str]],
+                    log: Path, extra_env: dict[str, str] | None = None) -> dict:
+    """A curator's removals at this size, on a copy of the store (the cached one stays as built): one
+    individual deleted (`DELETE /v1/individuals/{id}`) and one photo of another removed (`DELETE
+    /v1/images/{id}`, a curation: the worker reloads the catalog); each timed, then the next queries;
+    then a restart on the changed store (the saved vote index is read and the removed photos masked)."""
+    import shutil
+
+    import httpx
+
+    copy = store.with_name(f"removal-{store.name}")
+    shutil.copyfile(store, copy)
+    key = secrets.token_hex(8)
+    env = {**service_env(overrides, copy, model_id, key), **(extra_env or {})}
+    headers = {"X-API-Key": key}
+    payloads = [(Path(rel).name, (data / rel).read_bytes()) for rel, _ in queries[:3]]
+    asked = {individual for _, individual in queries}
+    out: dict = {"on": "a copy of the store"}
+    try:
+        with httpx.Client(timeout=900) as client:
+            server = Server(env, log)
+            try:
+                out["ready_s"] = server.wait_ready(client, timeout_s=900)
+                field = _upload_field(client.get(server.url + "/openapi.json").json(), "/v1/predict")
+                url = server.url + "/v1/predict"
+                _post(client, url, field, *payloads[0])  # warm-up
+                page = client.get(server.url + "/v1/individuals", params={"limit": 200}).json()["items"]
+                doomed = [i for i in page if i["individual_id"] not in asked and i["n_images"] >= 2][:2]
+                for step, ind in zip(("delete_individual", "remove_photo"), doomed, strict=False):
+                    target = f"{server.url}/v1/individuals/{ind['individual_id']}"
+                    if step == "remove_photo":
+                        image = client.get(target).json()["images"][0]["image_id"]
+                        target = f"{server.url}/v1/images/{image}"
+                    t0 = time.perf_counter()
+                    r = client.delete(target, headers=headers)
+                    took = time.perf_counter() - t0
+                    after = []
+                    for name, body in payloads:
+                        t0 = time.perf_counter()
+                        _post(client, url, field, name, body)[0].raise_for_status()
+                        after.append(time.perf_counter() - t0)
+                    photos = ind["n_images"] if step == "delete_individual" else 1
+                    out[step] = {"status": r.status_code, "photos": photos, "request_s": took,
+                                 "next_queries_s": after}
+            finally:
+                server.stop()
+            restart = Server(env, log)
+            try:
+                out["restart_ready_s"] = restart.wait_ready(client, timeout_s=900)
+                t0 = time.perf_counter()
+                _post(client, restart.url + "/v1/predict", field, *payloads[0])[0].raise_for_status()
+                out["restart_first_query_s"] = time.perf_counter() - t0
+                out["restart_peak_rss_mb"] = _vm(restart.proc.pid, "VmHWM")
+            finally:
+                restart.stop()
+    finally:
+        copy.unlink(missing_ok=True)
+    return out

@@ -401,7 +401,7 @@ def _enrol(catalog, rows, emb, local, n: int) -> dict:  # type: ignore[no-untype
 
 def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
     """One size, one configuration, served over HTTP by the real service (`_benchmark_scale_http`)."""
-    from _benchmark_scale_http import measure_http
+    from _benchmark_scale_http import measure_http, measure_removal
 
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # the server runs on `make run`'s defaults
         os.environ.pop(name, None)
@@ -418,6 +418,10 @@ def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
                            [(rows[i].relpath, rows[i].individual_id) for i in plan], enrol,
                            args.enrol_batch, concurrency=size <= 2500,
                            log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
+        if args.removal:
+            out["removal"] = measure_removal(
+                args.data, store, overrides, MODEL, [(rows[i].relpath, rows[i].individual_id) for i in plan],
+                log=args.cache / f"removal-{size}-{config}.log", extra_env=serve_env)
     finally:  # the served predictions would pile up in the cached catalog run after run
         if store.is_file():
             with contextlib.suppress(sqlite3.Error), sqlite3.connect(store) as db:
@@ -530,6 +534,9 @@ def main() -> None:
                          "HTTP: ready, RSS, /v1/predict latency, enrolment through the API")
     ap.add_argument("--serve-env", nargs="*", default=[], metavar="WHALES_X=V",
                     help="(--http) more settings of the served process, e.g. WHALES_INFERENCE_WORKERS=2")
+    ap.add_argument("--removal", action="store_true",
+                    help="(--http) also time a deleted individual, a removed photo and a restart after them, "
+                         "on a copy of the cached store")
     ap.add_argument("--enrol-batch", type=int, default=10,
                     help="(--http) photos per enrolment request after as many single-photo ones")
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "benchmark_scale",
@@ -570,7 +577,8 @@ def main() -> None:
             load = os.getloadavg()
             res = _child(args, "--measure", str(n), config, "--queries", str(args.queries),
                          "--enrol", str(args.enrol), "--enrol-batch", str(args.enrol_batch),
-                         *(["--http", "--serve-env", *args.serve_env] if args.http else []))
+                         *(["--http", "--serve-env", *args.serve_env] if args.http else []),
+                         *(["--removal"] if args.removal else []))
             res.update({"requested_photos": n, "config": config, "cold_start": cold,
                         "via": "http" if args.http else "in_process",
                         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

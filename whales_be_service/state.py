@@ -234,6 +234,9 @@ def _catalog_class(calibration: str | None = None, new_target: float | None = No
 def _load_catalog(factory: Callable[[Any, str], Any], state: ServiceState) -> Any:
     catalog = factory(state.store, state.embedder.model_id)
     catalog.load()
+    reuse = getattr(catalog, "reuse_index_of", None)
+    if callable(reuse) and state.catalog is not None and type(state.catalog) is type(catalog):
+        reuse(state.catalog)  # a reload: photos removed since are masked, not the index rebuilt
     warm = getattr(catalog, "warm_index", None)
     if callable(warm):
         warm()  # the vote index is built at start-up, not by the first query

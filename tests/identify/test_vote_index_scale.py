@@ -8,27 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from whales_identify.records.store import CatalogImage, InMemoryStore
+from tests.identify.vote_fakes import MODEL
+from tests.identify.vote_fakes import clusters as _clusters
+from tests.identify.vote_fakes import records as _records
+from tests.identify.vote_fakes import scores as _scores
+from whales_identify.records.store import InMemoryStore
 from whales_identify.reid.calibrate import Calibration
 from whales_identify.reid.catalog import Catalog, MatchConfig
 from whales_identify.reid.vote_index import FaissVoteIndex, TieredVoteIndex, extend
-
-MODEL = "synthetic.scale"
-
-
-def _clusters(seed: int, n_ind: int, photos: int, k: int, spread: float = 6.0):
-    """Per individual a set of `k` descriptor centres; each photo sees them with noise (so that
-    an individual's photos share near neighbours, as real re-sightings do)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.uniform(20, 235, (n_ind, k, 128))
-    parts, labels = [], []
-    for i in range(n_ind):
-        for _ in range(photos):
-            parts.append(np.clip(centres[i] + rng.normal(0, spread, (k, 128)), 0, 255).astype(np.uint8))
-            labels.append(i)
-    query = {i: np.clip(centres[i] + rng.normal(0, spread, (k, 128)), 0, 255).astype(np.float32)
-             for i in range(n_ind)}
-    return parts, np.array(labels), query
+from whales_identify.reid.vote_masked import MaskedVoteIndex
 
 
 def _top_owner(index, labels: np.ndarray, q: np.ndarray) -> int:
@@ -93,25 +81,6 @@ def test_extend_tiers_then_folds_and_answers_like_a_rebuild():
         want_idx, want_d2 = fresh.search(q, 5)
         np.testing.assert_allclose(d2, want_d2, rtol=1e-5)
         np.testing.assert_array_equal(index.owner[idx], fresh.owner[want_idx])
-
-
-def _records(parts, labels, start: int = 0) -> list[CatalogImage]:
-    rng = np.random.default_rng(start)
-    out = []
-    for j, (p, lab) in enumerate(zip(parts, labels, strict=True)):
-        e = rng.normal(size=8).astype(np.float32)
-        out.append(CatalogImage(image_id=f"im{start + j:04d}", individual_id=f"ind{lab}", species="s",
-                                model_id=MODEL, embedding=e / np.linalg.norm(e),
-                                keypoints=rng.uniform(0, 200, (len(p), 2)).astype(np.float32),
-                                descriptors=p))
-    return out
-
-
-def _scores(cat: Catalog, q: np.ndarray):
-    from whales_identify.reid.local_features import LocalFeatures
-
-    local = LocalFeatures(np.zeros((len(q), 2), np.float32), np.clip(q, 0, 255).astype(np.uint8))
-    return cat.score(np.ones(8, np.float32) / np.sqrt(8), local)
 
 
 def test_enrolment_extends_the_snapshot_instead_of_rebuilding(monkeypatch):
@@ -212,8 +181,12 @@ def test_a_saved_index_of_under_half_the_photos_is_not_extended(tmp_path):
     saved_or_built(ids[:6], parts[:6], str(tmp_path), settings)
     assert isinstance(saved_or_built(ids, parts, str(tmp_path), settings), FaissVoteIndex)  # built
     assert len(list(tmp_path.glob("vote-*.json"))) == 2
-    assert isinstance(saved_or_built(ids[:18], parts[:18], str(tmp_path), settings), FaissVoteIndex)
-    assert len(list(tmp_path.glob("vote-*.json"))) == 3  # 6 of 18 photos: under half, rebuilt
+    # the last 2 of the 20 photos removed: the 20-photo index, masked (vote_masked)
+    assert isinstance(saved_or_built(ids[:18], parts[:18], str(tmp_path), settings), MaskedVoteIndex)
+    assert len(list(tmp_path.glob("vote-*.json"))) == 2
+    # 7 of 20 removed (over MASK_SHARE) and 6 of 13 photos saved (under half): rebuilt
+    assert isinstance(saved_or_built(ids[:13], parts[:13], str(tmp_path), settings), FaissVoteIndex)
+    assert len(list(tmp_path.glob("vote-*.json"))) == 3
 
 
 def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_path, monkeypatch):
@@ -225,9 +198,10 @@ def test_saved_indexes_are_pruned_and_a_failed_save_costs_only_the_cache(tmp_pat
     parts, _, _ = _clusters(6, n_ind=10, photos=2, k=20)
     ids = [f"im{i}" for i in range(len(parts))]
     settings = dict(nprobe=4, list_size=50, codes="SQ8", max_lists=0)
-    # every removed photo gives a new key: five curations leave the newest one plus SAVED_INDEXES_KEPT
+    # every catalog that no saved index covers gives a new key (here: other photo ids, so that none
+    # is masked): five of them leave the newest one plus SAVED_INDEXES_KEPT
     for drop in range(5):
-        saved_or_built(ids[drop + 1:], parts[drop + 1:], str(tmp_path), settings)
+        saved_or_built([f"{i}-{drop}" for i in ids], parts, str(tmp_path), settings)
         time.sleep(0.01)  # distinct modification times: pruning keeps the newest
     assert len(list(tmp_path.glob("vote-*.json"))) == 1 + vote_saved.SAVED_INDEXES_KEPT
     assert len(list(tmp_path.glob("vote-*.faiss"))) == 1 + vote_saved.SAVED_INDEXES_KEPT

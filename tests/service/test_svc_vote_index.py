@@ -5,6 +5,7 @@ and the verification features are packed in theirs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from whales_be_service.settings import Settings
 from whales_be_service.state import _catalog_class, _match_config
@@ -61,3 +62,26 @@ def test_vote_index_size_settings_reach_the_index(tmp_path, monkeypatch):
     for cfg in (config, default):  # the saved index is keyed by the descriptors kept per photo
         _catalog_class(None, None, cfg)(store, MODEL).load().warm_index()
     assert len(list((tmp_path / "vote").glob("vote-*.faiss"))) == 2
+
+
+def test_a_reload_after_a_removal_masks_the_earlier_index(monkeypatch):
+    """`sync_catalog` reloads the catalog after curation or another worker's change: the new
+    catalog reuses the one it replaces (the removed photos masked), not a rebuild (minutes at 100k)."""
+    from types import SimpleNamespace
+
+    from whales_be_service.state import ServiceState, _load_catalog
+    from whales_identify.reid.vote_index import FaissVoteIndex
+    from whales_identify.reid.vote_masked import MaskedVoteIndex
+
+    store = _store()
+    factory = _catalog_class(None, None, _match_config(Settings()))
+    state = ServiceState(settings=Settings(), pool=None, store=store,  # type: ignore[arg-type]
+                         embedder=SimpleNamespace(model_id=MODEL))
+    state.catalog = _load_catalog(factory, state)
+    before = state.catalog._snapshot().vote_index()  # noqa: SLF001
+    store.remove_catalog_image("im5", "tester")
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    reloaded = _load_catalog(factory, state)
+    index = reloaded._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(index, MaskedVoteIndex) and index.inner is before
+    assert len(index) == 5 * 30

@@ -72,6 +72,8 @@ class Catalog:
         # (in order): the next snapshot is it with them appended (`MatchIndex.appended`)
         self._grow_from: MatchIndex | None = None
         self._appended: list[str] = []
+        # the last snapshot before a removal or replacement: its vote index is reused (`MatchIndex`)
+        self._donor: MatchIndex | None = None
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
         self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
         self._embeddings: np.ndarray | None = None  # the loaded photos' (`_share_embeddings`)
@@ -204,10 +206,25 @@ class Catalog:
                 else:  # the load's embedding matrix, where its rows are still the photos'
                     self._index = MatchIndex(list(self._images.values()), self.config,
                                              digests=self._digests, release=release,
-                                             embeddings=self._embeddings)
+                                             embeddings=self._embeddings, donor=self._donor)
                     self._embeddings = None  # one snapshot owns it (its spare rows are written)
-                self._grow_from, self._appended = None, []
+                self._grow_from, self._appended, self._donor = None, [], None
             return self._index
+
+    def _latest_snapshot(self) -> MatchIndex | None:
+        """The newest snapshot with a vote index built (a donor for the next full one), if any."""
+        for snapshot in (self._index, self._grow_from, self._donor):
+            built = snapshot.with_vote_index() if snapshot is not None else None
+            if built is not None:
+                return built
+        return None
+
+    def reuse_index_of(self, earlier: Catalog) -> None:
+        """This newly loaded catalog's first snapshot reuses `earlier`'s vote index (a reload after
+        curation or another worker's change: photos removed since are masked, not rebuilt)."""
+        with self._lock:
+            if self._index is None and self._grow_from is None:
+                self._donor = earlier._latest_snapshot()
 
     def add_images(self, images: Iterable[CatalogImage]) -> None:
         """Add ready-made records (embedding and local features computed) to store and index."""
@@ -232,6 +249,7 @@ class Catalog:
                     self._tally.replace(old, held)
             # new photos only: the next snapshot extends this one (no index rebuild)
             if replaced or (self._index is None and self._grow_from is None):
+                self._donor = self._latest_snapshot()
                 self._grow_from, self._appended = None, []
             elif self._index is not None:
                 self._grow_from, self._appended = self._index, ids
@@ -283,6 +301,7 @@ class Catalog:
                 gone = self._images.pop(k, None)  # (the store's delete is committed: never raise here)
                 if gone is not None:
                     self._tally.remove(gone)
+            self._donor = self._latest_snapshot()
             self._index = self._grow_from = None
             self._appended = []
             return max(n, len(doomed))

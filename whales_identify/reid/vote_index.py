@@ -30,7 +30,7 @@ from whales_identify.reid import _saved
 from whales_identify.reid.local_features import as_float
 
 log = logging.getLogger(__name__)
-_SUFFIXES = (".faiss", ".faiss.owner.npy", ".faiss.empty")
+_SUFFIXES = (".faiss", ".faiss.owner.npy", ".faiss.empty", ".faiss.photos.npy")
 # an IVF delta tier is folded into a copy of the base past this share of the base's descriptors
 FOLD_SHARE = 0.25
 # refined codes: the fast-scan search keeps this many times the asked neighbours for the finer
@@ -160,6 +160,8 @@ class FaissVoteIndex:
         # enrolments fill a copy of it (`empty_twin`) instead of copying the whole index
         self._twin: Any = faiss.clone_index(self.index) if n >= exact_below else None
         self._path: Path | None = None
+        # `vote_masked.photo_keys` of its images, where known: lets a later snapshot reuse it
+        self.photos: np.ndarray | None = None
         # a chunk of images at a time, in float32: no second copy of all descriptors (5.9 GB at 100k)
         first = 0
         while first < len(parts):
@@ -195,6 +197,7 @@ class FaissVoteIndex:
                 after_chunk()
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
         new._twin, new._path = twin, None  # the same quantiser and codebooks
+        new.photos = None  # the caller knows the new photos' keys (`MatchIndex.vote_index`)
         return new
 
     def empty_twin(self) -> Any:
@@ -244,6 +247,7 @@ class FaissVoteIndex:
                 np.save(fh, self.owner)
             if getattr(self, "_twin", None) is not None:  # ~1 MB: enrolment after a restart
                 _write_index(self._twin, _twin_path(path))
+            self.save_photos(path)
             tmp_owner.replace(path.with_name(path.name + ".owner.npy"))
             tmp.replace(path)
         finally:
@@ -264,8 +268,29 @@ class FaissVoteIndex:
             new.owner = np.load(owners)
         except (RuntimeError, OSError, ValueError):
             return None
-        new._twin, new._path = None, path
+        new._twin, new._path, new.photos = None, path, None
+        try:  # written beside it since photo removals reuse it (an older save has none)
+            photos = np.load(_photos_path(path))
+            new.photos = photos if photos.dtype == np.dtype("S16") else None
+        except (OSError, ValueError):
+            pass
         return new if new.index.ntotal == len(new.owner) else None
+
+    def save_photos(self, path: Path) -> None:
+        """Write `photos` beside the index saved at `path` (complete or absent)."""
+        if self.photos is None:
+            return
+        tmp = _saved.partial(_photos_path(path))
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.photos)
+            tmp.replace(_photos_path(path))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _photos_path(index_path: Path) -> Path:
+    return index_path.with_name(index_path.name + ".photos.npy")
 
 
 def _twin_path(index_path: Path) -> Path:
@@ -351,6 +376,9 @@ def extend(index: VoteIndex, n_images: int, parts: Sequence[np.ndarray],
     base once it holds `fold_at` descriptors (an exact search over a large delta would cost more
     than the IVF). An IVF one (the base's twin) costs what the base's lists do, so it is folded only
     past `FOLD_SHARE` of the base: until then no enrolment copies the base (0.5 GB at 50k photos)."""
+    grown = getattr(index, "grown", None)  # a masked index (`vote_masked`) extends its inner one
+    if grown is not None:
+        return grown(n_images, parts, fold_at, after_chunk)
     if isinstance(index, TieredVoteIndex):
         base, base_images, delta = index.base, index.base_images, [*index.delta_parts, *parts]
         previous: TieredVoteIndex | None = index

@@ -16,6 +16,7 @@ import numpy as np
 
 from whales_identify.reid import _saved
 from whales_identify.reid.vote_index import _SUFFIXES, FaissVoteIndex, VoteIndex, extend
+from whales_identify.reid.vote_masked import MaskedVoteIndex, photo_keys, reuse
 
 log = logging.getLogger(__name__)
 SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
@@ -49,9 +50,14 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
     (index, owners, and a small json that names its key and number of photos). `digests`: per
     photo, keys it instead of its rows (see `fingerprint`); `after_chunk`: called after each
     chunk of descriptors is added (mapped features: drop the pages just read, so that a build
-    does not make the whole file resident)."""
+    does not make the whole file resident).
+
+    After photo removals no saved prefix matches: a saved index that holds most of the photos is
+    read and the removed ones masked (`vote_masked.reuse`; each saved index keeps its photos' keys
+    beside it), instead of a rebuild."""
+    keys = photo_keys(image_ids, parts, digests)
     if not directory:
-        return FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
+        return _with_photos(FaissVoteIndex(parts, **settings, after_chunk=after_chunk), keys)
     tag = repr(sorted(settings.items())) + tag
     folder = Path(directory)
     saved: list[tuple[int, str]] = []
@@ -69,6 +75,12 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
         found = FaissVoteIndex.load(folder / f"vote-{key}.faiss")
         if found is None:
             continue
+        if found.photos is None:  # saved before photo keys were: add them for later removals
+            found.photos = keys[:n]
+            try:
+                found.save_photos(folder / f"vote-{key}.faiss")
+            except OSError:
+                pass
         if n == len(parts):
             return found
         if sum(len(p) for p in parts[n:]) < fold_at:  # a few photos since: a delta tier, each start
@@ -77,19 +89,58 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
                 return grown
         # many photos since: the saved codes plus theirs, saved, so that the next start reads it
         # instead of adding them again (minutes at 100k photos)
-        return _saved_index(found.extended(parts[n:], n, after_chunk), folder, image_ids, parts, tag, digests)
-    index = FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
-    return _saved_index(index, folder, image_ids, parts, tag, digests)
+        grown = _with_photos(found.extended(parts[n:], n, after_chunk), keys)
+        return _saved_index(grown, folder, fingerprint(image_ids, parts, tag, digests), tag)
+    masked = _masked(folder, tag, keys, parts, fold_at, after_chunk)
+    if masked is not None:
+        return masked
+    index = _with_photos(FaissVoteIndex(parts, **settings, after_chunk=after_chunk), keys)
+    return _saved_index(index, folder, fingerprint(image_ids, parts, tag, digests), tag)
 
 
-def _saved_index(index: FaissVoteIndex, folder: Path, image_ids: Sequence[str], parts: Sequence[np.ndarray],
-                 tag: str, digests: Sequence[bytes] | None) -> FaissVoteIndex:
-    key = fingerprint(image_ids, parts, tag, digests)
+def _with_photos(index: FaissVoteIndex, keys: np.ndarray) -> FaissVoteIndex:
+    index.photos = keys
+    return index
+
+
+def _masked(folder: Path, tag: str, keys: np.ndarray, parts: Sequence[np.ndarray], fold_at: int,
+            after_chunk: Callable[[], None] | None) -> VoteIndex | None:
+    """A saved index of most of these photos and some removed since, masked (`vote_masked.reuse`);
+    where the photos added since were folded into it, the grown index is saved under a key of its
+    own photos (it holds the removed ones too, so no fingerprint of the catalog names it)."""
+    for info in _saved.list_saved(folder, "vote", tag)[:3]:
+        try:
+            path = folder / f"vote-{info['key']}.faiss"
+            if int(info["images"]) < len(keys) / 2:
+                continue
+            photos = np.load(path.with_name(path.name + ".photos.npy"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if np.isin(keys, photos).sum() < len(keys) / 2:  # cheap: before reading the index
+            continue
+        found = FaissVoteIndex.load(path)
+        if found is None or found.photos is None:
+            continue
+        index = reuse(found, keys, parts, fold_at, after_chunk)
+        if index is None:
+            continue
+        inner = index.inner if isinstance(index, MaskedVoteIndex) else index
+        if isinstance(inner, FaissVoteIndex) and inner is not found and inner.photos is not None:
+            h = hashlib.sha256(tag.encode() + inner.photos.tobytes())
+            _saved_index(inner, folder, "p" + h.hexdigest()[:23], tag)
+        log.info("vote index: reused the saved %s, %d removed photo(s) masked", path.name,
+                 len(found.photos) - int(np.isin(found.photos, keys).sum()))
+        return index
+    return None
+
+
+def _saved_index(index: FaissVoteIndex, folder: Path, key: str, tag: str) -> FaissVoteIndex:
     # The saved index is a cache: a failed write (disk full, read-only folder) costs the next
     # start a rebuild, never this catalog load.
     try:
         index.save(folder / f"vote-{key}.faiss")
-        _saved.write_meta(folder, "vote", key, {"images": len(parts), "settings": tag})
+        images = len(index.photos) if index.photos is not None else int(index.owner[-1]) + 1
+        _saved.write_meta(folder, "vote", key, {"images": images, "settings": tag})
         prune_saved(folder, keep=key)
     except OSError as exc:
         log.warning("could not save the vote index in %s (%s); the next start rebuilds it", folder, exc)

@@ -1,0 +1,178 @@
+"""Photo removals reuse the vote index with the removed photos masked (issue 18): a curator's
+delete must not make the next query wait for a rebuild (minutes at 100k photos). The masked index
+answers exactly like the same index holding only the photos still in the catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.identify.vote_fakes import MODEL, clusters, records, scores
+from whales_identify.records.store import InMemoryStore
+from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.catalog import Catalog, MatchConfig
+from whales_identify.reid.local_features import as_float
+from whales_identify.reid.vote_index import FaissVoteIndex, TieredVoteIndex
+from whales_identify.reid.vote_masked import MASK_SHARE, MaskedVoteIndex, photo_keys, reuse
+
+CFG = dict(global_candidates=0, vote_candidates=0)
+
+
+def _catalog(store=None, **cfg) -> Catalog:
+    return Catalog(store or InMemoryStore(), MODEL, config=MatchConfig(**CFG, **cfg),
+                   calibration=Calibration(model_id=MODEL))
+
+
+def _fresh_scores(recs, q):
+    fresh = _catalog()
+    fresh.add_images(recs)
+    return scores(fresh, q)
+
+
+def _no_rebuild(monkeypatch):
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+
+
+@pytest.mark.parametrize("codes", ["PQ64x4fs,Refine(SQ8)", "SQ8", "PQ64x4fs"])
+def test_a_masked_ivf_answers_like_the_same_index_holding_only_the_kept_photos(codes):
+    """Same trained lists and codebooks, only the kept photos' codes added (the empty twin): the
+    same neighbours and distances for every query descriptor, and never a removed photo."""
+    parts, _, queries = clusters(7, n_ind=30, photos=3, k=40)
+    ids = [f"im{i}" for i in range(len(parts))]
+    index = FaissVoteIndex(parts, exact_below=0, list_size=60, codes=codes, nprobe=6)
+    index.photos = photo_keys(ids, parts)
+    keep = [i for i in range(len(parts)) if i % 7 != 2]  # 13 of 90 photos removed
+    kept_parts = [parts[i] for i in keep]
+    masked = reuse(index, photo_keys([ids[i] for i in keep], kept_parts), kept_parts)
+    assert isinstance(masked, MaskedVoteIndex)
+    assert len(masked) == sum(len(parts[i]) for i in keep)
+    twin = index.empty_twin()
+    twin.add(as_float(np.concatenate([parts[i] for i in keep])))
+    owner = np.concatenate([np.full(len(parts[i]), j) for j, i in enumerate(keep)])
+    q = as_float(np.concatenate(list(queries.values())).clip(0, 255).astype(np.uint8))
+    idx, d2 = masked.search(q, 8)
+    want_d2, want_idx = twin.search(q, 8)
+    np.testing.assert_array_equal(masked.owners(idx), owner[want_idx])
+    np.testing.assert_allclose(d2, want_d2, rtol=1e-6)
+    assert (idx >= 0).all()
+
+
+def test_removing_an_individual_reuses_the_index_and_scores_like_a_rebuild(monkeypatch):
+    parts, labels, queries = clusters(8, n_ind=12, photos=3, k=30)
+    recs = records(parts, labels)
+    cat = _catalog()
+    cat.add_images(recs)
+    cat.warm_index()
+    _no_rebuild(monkeypatch)
+    assert cat.remove_individual("ind4") == 3
+    got = scores(cat, queries[9])
+    index = cat._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(index, MaskedVoteIndex) and len(index) == 33 * 30
+    # then enrolments (a tier over the masked index) and a second removal: still no rebuild
+    more_parts, more_labels, _ = clusters(9, n_ind=2, photos=2, k=30)
+    more = records(more_parts, more_labels + 20, start=100)
+    cat.add_images(more[:2])
+    scores(cat, queries[9])
+    cat.add_images(more[2:])
+    scores(cat, queries[9])
+    assert cat.remove_individual("ind7") == 3
+    got2 = scores(cat, queries[9])
+    assert isinstance(cat._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+    monkeypatch.undo()
+    # exact indexes (small catalogs): the same votes as a catalog built without those photos
+    kept = [r for r in recs if r.individual_id != "ind4"]
+    np.testing.assert_allclose(got.vote, _fresh_scores(kept, queries[9]).vote, rtol=1e-5)
+    kept2 = [r for r in kept + more if r.individual_id != "ind7"]
+    want2 = _fresh_scores(kept2, queries[9])
+    assert got2.individual_ids == want2.individual_ids
+    np.testing.assert_allclose(got2.vote, want2.vote, rtol=1e-5)
+    assert int(np.argmax(got2.vote)) == want2.individual_ids.index("ind9")
+
+
+def test_a_replaced_photo_is_masked_and_its_new_features_added(monkeypatch):
+    parts, labels, queries = clusters(10, n_ind=8, photos=2, k=30)
+    recs = records(parts, labels)
+    cat = _catalog()
+    cat.add_images(recs)
+    cat.warm_index()
+    changed = records([parts[0][::-1].copy()], [0])[0]  # same id, other descriptors
+    _no_rebuild(monkeypatch)
+    cat.add_images([changed])
+    got = scores(cat, queries[0])
+    assert isinstance(cat._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+    monkeypatch.undo()
+    np.testing.assert_allclose(got.vote, _fresh_scores([changed, *recs[1:]], queries[0]).vote, rtol=1e-5)
+
+
+def test_removing_most_descriptors_rebuilds():
+    parts, labels, _ = clusters(11, n_ind=8, photos=2, k=30)
+    cat = _catalog()
+    cat.add_images(records(parts, labels))
+    cat.warm_index()
+    for ind in ("ind0", "ind1", "ind2"):  # 6 of 16 photos: over MASK_SHARE
+        cat.remove_individual(ind)
+    assert 6 / 16 > MASK_SHARE
+    assert type(cat._snapshot().vote_index()) is FaissVoteIndex  # noqa: SLF001
+
+
+def test_a_reloaded_catalog_reuses_the_earlier_ones_index(monkeypatch):
+    """The service reloads the catalog after curation or another worker's change
+    (`state.sync_catalog`): the new catalog masks what the store no longer holds."""
+    parts, labels, queries = clusters(12, n_ind=10, photos=2, k=30)
+    recs = records(parts, labels)
+    store = InMemoryStore()
+    store.add_catalog_images(recs)
+    first = _catalog(store).load()
+    first.warm_index()
+    store.remove_individual("ind3")
+    _no_rebuild(monkeypatch)
+    second = _catalog(store).load()
+    second.reuse_index_of(first)
+    second.warm_index()
+    got = scores(second, queries[5])
+    assert isinstance(second._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+    monkeypatch.undo()
+    other = _catalog(store, lnbnn_k=4).load()  # other settings: never another's index
+    other.reuse_index_of(first)
+    assert type(other._snapshot().vote_index()) is FaissVoteIndex  # noqa: SLF001
+    kept = [r for r in recs if r.individual_id != "ind3"]
+    np.testing.assert_allclose(got.vote, _fresh_scores(kept, queries[5]).vote, rtol=1e-5)
+
+
+def test_a_start_after_removals_masks_the_saved_index(tmp_path, monkeypatch):
+    """Another process (a restart, or a worker that never held the index) reads the saved index and
+    masks the photos removed since; photos enrolled since are added as a tier."""
+    parts, labels, queries = clusters(13, n_ind=10, photos=2, k=30)
+    recs = records(parts, labels)
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:18])
+    _catalog(store, vote_index_dir=str(tmp_path)).load().warm_index()
+    store.remove_individual("ind2")
+    store.add_catalog_images(recs[18:])
+    _no_rebuild(monkeypatch)
+    restarted = _catalog(store, vote_index_dir=str(tmp_path)).load()
+    got = scores(restarted, queries[9])
+    index = restarted._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(index, MaskedVoteIndex) and isinstance(index.inner, TieredVoteIndex)
+    assert len(list(tmp_path.glob("vote-*.json"))) == 1  # nothing new saved
+    monkeypatch.undo()
+    kept = [r for r in recs if r.individual_id != "ind2"]
+    np.testing.assert_allclose(got.vote, _fresh_scores(kept, queries[9]).vote, rtol=1e-5)
+
+
+def test_an_index_saved_before_photo_keys_gets_them_when_read(tmp_path, monkeypatch):
+    """Indexes saved by an earlier release have no photo keys: the first start that reads one writes
+    them, so that a later removal can mask it instead of rebuilding."""
+    parts, labels, queries = clusters(14, n_ind=8, photos=2, k=30)
+    store = InMemoryStore()
+    store.add_catalog_images(records(parts, labels))
+    _catalog(store, vote_index_dir=str(tmp_path)).load().warm_index()
+    (keys_file,) = tmp_path.glob("vote-*.faiss.photos.npy")
+    keys_file.unlink()
+    _catalog(store, vote_index_dir=str(tmp_path)).load().warm_index()
+    assert keys_file.is_file()
+    store.remove_individual("ind1")
+    _no_rebuild(monkeypatch)
+    restarted = _catalog(store, vote_index_dir=str(tmp_path)).load()
+    scores(restarted, queries[0])
+    assert isinstance(restarted._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001

@@ -1,0 +1,180 @@
+"""A vote index reused after photos were removed: the photos removed since it was built are
+masked out of every search instead of rebuilding the index (a rebuild takes ~10 s at 2k photos
+and 5-8 minutes at 100k, and a curator's removal would make the next query wait for it).
+
+`reuse` takes an index built for other photos (a donor: the previous snapshot's, or one saved on
+disk) and the photos of the snapshot now, each named by a `photo_keys` key (its id and
+descriptors), and returns `MaskedVoteIndex`: the donor's descriptors of the photos still in the
+catalog, its image numbers mapped to the snapshot's, and the photos it lacks added as a tier
+(`vote_index.extend`). The mask is a faiss ID selector applied inside the search, so a query's k
+neighbours are all current photos: the neighbours, distances and LNBNN votes are those of the
+donor index with only the kept photos added (tests). Past `MASK_SHARE` of masked descriptors
+(scanned for nothing) or with under half the photos covered, the index is rebuilt instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from whales_identify.reid.vote_index import FaissVoteIndex, TieredVoteIndex, VoteIndex, _merge, extend
+
+# a donor with more than this share of its descriptors removed is rebuilt, not masked
+MASK_SHARE = 0.25
+KEY_DTYPE = "S16"
+
+
+def photo_keys(image_ids: Sequence[str], parts: Sequence[np.ndarray],
+               digests: Sequence[bytes] | None = None) -> np.ndarray:
+    """One 16-byte key per photo: its id, descriptor count and first and last descriptor (what
+    `vote_saved.fingerprint` hashes for the whole catalog), or its pack digest where given."""
+    keys = np.empty(len(image_ids), KEY_DTYPE)
+    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
+        h = hashlib.blake2b(f"{iid}|{len(p)}|".encode(), digest_size=16)
+        if digests is not None:
+            h.update(digests[i])
+        elif len(p):
+            h.update(p[0].tobytes())
+            h.update(p[-1].tobytes())
+        keys[i] = h.digest()
+    return keys
+
+
+def base_of(index: VoteIndex | None) -> FaissVoteIndex | None:
+    """The full faiss index under a tier or a mask (the reusable part), None for FLANN."""
+    if isinstance(index, MaskedVoteIndex):
+        return base_of(index.inner)
+    if isinstance(index, TieredVoteIndex):
+        return index.base
+    return index if isinstance(index, FaissVoteIndex) else None
+
+
+def reuse(donor: FaissVoteIndex, keys: np.ndarray, parts: Sequence[np.ndarray], fold_at: int = 20_000,
+          after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
+    """The index of the photos `keys` (descriptors `parts`, in snapshot order) made from `donor`
+    (`donor.photos`: the keys of its images), or None where it is not worth it (see the module)."""
+    if donor.photos is None or (len(donor.owner) and len(donor.photos) <= int(donor.owner[-1])):
+        return None
+    position = {k: i for i, k in enumerate(donor.photos.tolist())}
+    image_of = np.full(len(donor.photos), -1, np.int64)
+    new: list[int] = []
+    for j, k in enumerate(keys.tolist()):
+        i = position.get(k)
+        if i is None or image_of[i] >= 0:
+            new.append(j)
+        else:
+            image_of[i] = j
+    kept = len(keys) - len(new)
+    counts = np.bincount(donor.owner, minlength=len(image_of))
+    masked = int(counts[image_of < 0].sum())
+    if kept < len(keys) / 2 or masked > MASK_SHARE * len(donor):
+        return None
+    inner: VoteIndex = donor
+    if new:
+        grown = extend(donor, len(image_of), [parts[j] for j in new], fold_at, after_chunk)
+        if grown is None:
+            return None
+        if isinstance(grown, FaissVoteIndex):  # folded: a copy of the donor plus the new photos
+            grown.photos = np.concatenate([donor.photos, keys[new]])
+        inner = grown
+        image_of = np.concatenate([image_of, np.asarray(new, np.int64)])
+    if not masked and np.array_equal(image_of, np.arange(len(keys))):
+        return inner  # photos appended in order only: the tier itself (or the donor)
+    return MaskedVoteIndex(inner, image_of)
+
+
+class MaskedVoteIndex:
+    """`inner` (an index over more photos) with its image i shown as image `image_of[i]` of the
+    snapshot, and the images where it is -1 left out of every search (module docstring)."""
+
+    def __init__(self, inner: FaissVoteIndex | TieredVoteIndex, image_of: np.ndarray,
+                 previous: MaskedVoteIndex | None = None):
+        self.inner, self.image_of = inner, image_of
+        kept = image_of >= 0
+        base = inner.base if isinstance(inner, TieredVoteIndex) else inner
+        if previous is not None and base_of(previous) is base:  # appended since: same base mask
+            self._base_bits, self._base_params, base_kept = (
+                previous._base_bits, previous._base_params, previous._base_kept)
+        else:
+            keep = kept[base.owner]
+            self._base_bits = np.packbits(keep, bitorder="little")
+            self._base_params = _params(base.index, self._base_bits)
+            base_kept = int(keep.sum())
+        self._base_kept = base_kept
+        self._delta_params: Any = None
+        delta_kept = 0
+        if isinstance(inner, TieredVoteIndex) and len(inner.delta_owner):
+            keep = kept[inner.delta_owner]
+            self._delta_bits = np.packbits(keep, bitorder="little")
+            self._delta_params = _params(inner.delta, self._delta_bits)
+            delta_kept = int(keep.sum())
+        self._len = base_kept + delta_kept
+
+    @property
+    def owner(self) -> np.ndarray:
+        """Every indexed descriptor's snapshot image (-1: a removed photo's, never returned)."""
+        return self.image_of[self.inner.owner]
+
+    def owners(self, idx: np.ndarray) -> np.ndarray:
+        return self.image_of[self.inner.owners(idx)].astype(np.int32)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(q, np.float32)
+        inner = self.inner
+        base = inner.base if isinstance(inner, TieredVoteIndex) else inner
+        results = []
+        if self._base_kept:
+            d2, idx = base.index.search(q, min(k, self._base_kept), params=self._base_params)
+            results.append((idx.astype(np.int64), d2))
+        if self._delta_params is not None and self._len > self._base_kept:
+            assert isinstance(inner, TieredVoteIndex)
+            d2, idx = inner.delta.search(q, min(k, self._len - self._base_kept), params=self._delta_params)
+            results.append((np.where(idx >= 0, idx + len(base), -1).astype(np.int64), d2))
+        if not results:
+            return np.full((len(q), k), -1, np.int64), np.full((len(q), k), np.inf, np.float32)
+        return _pad(_merge(results, k), k)
+
+    def grown(self, n_images: int, parts: Sequence[np.ndarray], fold_at: int,
+              after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
+        """`vote_index.extend` of this index: the new photos (numbered from `n_images`, the
+        snapshot's count) are added to the inner index, the mask kept."""
+        inner = extend(self.inner, len(self.image_of), parts, fold_at, after_chunk)
+        if not isinstance(inner, FaissVoteIndex | TieredVoteIndex):
+            return None
+        image_of = np.concatenate([self.image_of, np.arange(n_images, n_images + len(parts), dtype=np.int64)])
+        return MaskedVoteIndex(inner, image_of, previous=self)
+
+
+def _pad(result: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    idx, d2 = result
+    if idx.shape[1] >= k:
+        return idx, d2
+    fill = k - idx.shape[1]
+    return (np.pad(idx, ((0, 0), (0, fill)), constant_values=-1),
+            np.pad(d2, ((0, 0), (0, fill)), constant_values=np.inf))
+
+
+def _params(index: Any, bits: np.ndarray) -> Any:
+    """faiss search parameters that leave out the ids whose bit is 0 (`bits`: little-endian
+    packed, kept alive by the caller), with the index's own search budget."""
+    import faiss
+
+    sel = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
+    if isinstance(index, faiss.IndexRefine):
+        params = faiss.IndexRefineSearchParameters()
+        params.k_factor = index.k_factor
+        params.base_index_params = _params(index.base_index, bits)
+    else:
+        ivf = faiss.try_extract_index_ivf(index)
+        params = faiss.SearchParametersIVF() if ivf is not None else faiss.SearchParameters()
+        if ivf is not None:
+            params.nprobe = ivf.nprobe
+    params.sel = sel
+    params._keep = (sel, bits)  # the selector reads `bits`; faiss holds neither
+    return params
