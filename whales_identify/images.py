@@ -154,3 +154,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def make_thumbnail(image: Image.Image, side: int) -> bytes:
+    """A JPEG of at most `side` px a side (what the catalog stores and the web page shows)."""
+    thumb = image.convert("RGB").copy()
+    thumb.thumbnail((side, side))
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def pixels_sha256(image: Image.Image) -> str:
+    """The SHA-256 of the decoded pixels (the same photo re-encoded gives the same hash)."""
+    import hashlib
+
+    return hashlib.sha256(image.tobytes()).hexdigest()

@@ -13,7 +13,7 @@ from whales_identify.reid.calibrate import Calibration
 from whales_identify.reid.catalog import Catalog, MatchConfig
 from whales_identify.reid.local_features import as_float
 from whales_identify.reid.vote_index import FaissVoteIndex, TieredVoteIndex
-from whales_identify.reid.vote_masked import MASK_SHARE, MaskedVoteIndex, photo_keys, reuse
+from whales_identify.reid.vote_masked import MASK_SHARE, MaskedVoteIndex, Reusable, photo_keys, reuse
 
 CFG = dict(global_candidates=0, vote_candidates=0)
 
@@ -40,10 +40,10 @@ def test_a_masked_ivf_answers_like_the_same_index_holding_only_the_kept_photos(c
     parts, _, queries = clusters(7, n_ind=30, photos=3, k=40)
     ids = [f"im{i}" for i in range(len(parts))]
     index = FaissVoteIndex(parts, exact_below=0, list_size=60, codes=codes, nprobe=6)
-    index.photos = photo_keys(ids, parts)
     keep = [i for i in range(len(parts)) if i % 7 != 2]  # 13 of 90 photos removed
     kept_parts = [parts[i] for i in keep]
-    masked = reuse(index, photo_keys([ids[i] for i in keep], kept_parts), kept_parts)
+    masked = reuse(Reusable(index, photo_keys(ids, parts)), photo_keys([ids[i] for i in keep], kept_parts),
+                   kept_parts)
     assert isinstance(masked, MaskedVoteIndex)
     assert len(masked) == sum(len(parts[i]) for i in keep)
     twin = index.empty_twin()
@@ -176,3 +176,77 @@ def test_an_index_saved_before_photo_keys_gets_them_when_read(tmp_path, monkeypa
     restarted = _catalog(store, vote_index_dir=str(tmp_path)).load()
     scores(restarted, queries[0])
     assert isinstance(restarted._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+
+
+
+class _AlwaysIVF(FaissVoteIndex):
+    """The IVF a 2k+ catalog gets (these small ones would get an exact index)."""
+
+    def __init__(self, parts, **settings):
+        super().__init__(parts, exact_below=0, **settings)
+
+
+def test_a_removal_after_enrolments_keeps_their_tier_even_from_an_unsearched_snapshot(monkeypatch):
+    """An IVF catalog: the photos enrolled since the build sit in a tier. A removal masks base and
+    tier alike (the tier's photos are not added again), also when the newest snapshot was never
+    searched (its photos are the only ones added); no removed photo is ever a neighbour."""
+    from whales_identify.reid import vote_saved
+
+    monkeypatch.setattr(vote_saved, "FaissVoteIndex", _AlwaysIVF)
+    parts, labels, queries = clusters(15, n_ind=20, photos=3, k=40)
+    recs = records(parts, labels)
+    cat = _catalog(ivf_list_size=60, ivf_nprobe=8)
+    cat.add_images(recs[:48])
+    cat.warm_index()
+    base = cat._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(base, _AlwaysIVF)
+    cat.add_images(recs[48:54])  # enrolments: a tier over the base
+    scores(cat, queries[16])
+    assert isinstance(cat._snapshot().vote_index(), TieredVoteIndex)  # noqa: SLF001
+    cat.add_images(recs[54:])  # a snapshot made and never searched
+    cat._snapshot()  # noqa: SLF001
+    added = []
+    tier_init = TieredVoteIndex.__init__
+
+    def counting(self, base, base_images, delta_parts, previous=None):
+        added.append(len(delta_parts) - (len(previous.delta_parts) if previous else 0))
+        tier_init(self, base, base_images, delta_parts, previous)
+
+    monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr(TieredVoteIndex, "__init__", counting)
+    assert cat.remove_individual("ind3") == 3
+    got = scores(cat, queries[17])
+    index = cat._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(index, MaskedVoteIndex) and index.inner.base is base
+    assert added == [6]  # the unsearched snapshot's six photos; the tier's six kept as they were
+    assert len(index) == 57 * 40
+    snapshot = cat._snapshot()  # noqa: SLF001
+    q = as_float(np.concatenate([queries[3], queries[17]]).clip(0, 255).astype(np.uint8))
+    idx, _ = index.search(q, 12)
+    owners = index.owners(idx[idx >= 0])
+    assert (owners >= 0).all() and "ind3" not in {snapshot.images[o].individual_id for o in owners}
+    assert got.individual_ids[int(np.argmax(got.vote))] == "ind17"
+
+
+def test_a_restart_after_a_removal_and_many_enrolments_saves_the_grown_index_once(tmp_path, monkeypatch):
+    """Photos enrolled after a removal past `vote_fold_at`: the start that adds them folds them into
+    a copy of the saved index (removed photos still masked) and saves it under a key of its own
+    photos; the next start reads that one and adds nothing."""
+    parts, labels, queries = clusters(16, n_ind=12, photos=2, k=30)
+    recs = records(parts, labels)
+    store = InMemoryStore()
+    store.add_catalog_images(recs[:20])
+    _catalog(store, vote_index_dir=str(tmp_path), vote_fold_at=100).load().warm_index()
+    store.remove_individual("ind1")
+    store.add_catalog_images(recs[20:])  # 4 photos x 30 descriptors >= vote_fold_at
+    _no_rebuild(monkeypatch)
+    _catalog(store, vote_index_dir=str(tmp_path), vote_fold_at=100).load().warm_index()
+    assert len(list(tmp_path.glob("vote-p*.json"))) == 1
+    monkeypatch.setattr(FaissVoteIndex, "extended", lambda *a, **k: pytest.fail("added again"))
+    again = _catalog(store, vote_index_dir=str(tmp_path), vote_fold_at=100).load()
+    got = scores(again, queries[11])
+    index = again._snapshot().vote_index()  # noqa: SLF001
+    assert isinstance(index, MaskedVoteIndex) and type(index.inner) is FaissVoteIndex
+    monkeypatch.undo()
+    kept = [r for r in recs if r.individual_id != "ind1"]
+    np.testing.assert_allclose(got.vote, _fresh_scores(kept, queries[11]).vote, rtol=1e-5)

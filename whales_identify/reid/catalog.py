@@ -8,7 +8,6 @@ matched (global embedding, LNBNN vote, geometric verification, calibrated fusion
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import uuid
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from whales_identify.errors import CatalogModelMismatchError
+from whales_identify.images import make_thumbnail, pixels_sha256
 from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
 from whales_identify.reid.calibrate import Calibration, resolve_calibration
@@ -27,6 +27,7 @@ from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_d
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
+from whales_identify.reid.vote_masked import Reusable
 from whales_identify.results import MatchResult
 
 __all__ = ["Catalog", "IndividualSummary", "MatchConfig", "Scores", "make_thumbnail", "with_model"]
@@ -73,7 +74,7 @@ class Catalog:
         self._grow_from: MatchIndex | None = None
         self._appended: list[str] = []
         # the last snapshot before a removal or replacement: its vote index is reused (`MatchIndex`)
-        self._donor: MatchIndex | None = None
+        self._donor: Reusable | None = None
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
         self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
         self._embeddings: np.ndarray | None = None  # the loaded photos' (`_share_embeddings`)
@@ -211,20 +212,20 @@ class Catalog:
                 self._grow_from, self._appended, self._donor = None, [], None
             return self._index
 
-    def _latest_snapshot(self) -> MatchIndex | None:
-        """The newest snapshot with a vote index built (a donor for the next full one), if any."""
-        for snapshot in (self._index, self._grow_from, self._donor):
-            built = snapshot.with_vote_index() if snapshot is not None else None
-            if built is not None:
-                return built
-        return None
+    def _reusable(self) -> Reusable | None:
+        """The newest vote index a next full snapshot can reuse (`MatchIndex.reusable`), if any."""
+        for snapshot in (self._index, self._grow_from):
+            found = snapshot.reusable() if snapshot is not None else None
+            if found is not None:
+                return found
+        return self._donor
 
     def reuse_index_of(self, earlier: Catalog) -> None:
         """This newly loaded catalog's first snapshot reuses `earlier`'s vote index (a reload after
         curation or another worker's change: photos removed since are masked, not rebuilt)."""
-        with self._lock:
+        with self._lock, earlier._lock:
             if self._index is None and self._grow_from is None:
-                self._donor = earlier._latest_snapshot()
+                self._donor = earlier._reusable()
 
     def add_images(self, images: Iterable[CatalogImage]) -> None:
         """Add ready-made records (embedding and local features computed) to store and index."""
@@ -249,7 +250,7 @@ class Catalog:
                     self._tally.replace(old, held)
             # new photos only: the next snapshot extends this one (no index rebuild)
             if replaced or (self._index is None and self._grow_from is None):
-                self._donor = self._latest_snapshot()
+                self._donor = self._reusable()
                 self._grow_from, self._appended = None, []
             elif self._index is not None:
                 self._grow_from, self._appended = self._index, ids
@@ -285,7 +286,7 @@ class Catalog:
                 keypoints=lf.keypoints if lf is not None else None,
                 descriptors=lf.descriptors if lf is not None else None,
                 thumbnail=make_thumbnail(image, self.config.thumbnail_side),
-                image_sha256=_pixels_sha256(image),
+                image_sha256=pixels_sha256(image),
                 filename=filenames[i] if filenames else "", source=source,
                 sighting=sightings[i] if sightings else Sighting(),
                 feature_size=feature_frame(image.size, self.config.local) if lf is not None else None))
@@ -301,7 +302,7 @@ class Catalog:
                 gone = self._images.pop(k, None)  # (the store's delete is committed: never raise here)
                 if gone is not None:
                     self._tally.remove(gone)
-            self._donor = self._latest_snapshot()
+            self._donor = self._reusable()
             self._index = self._grow_from = None
             self._appended = []
             return max(n, len(doomed))
@@ -389,20 +390,6 @@ def _first(rows: np.ndarray | None, keep: int) -> np.ndarray | None:
     if rows is None or len(rows) <= keep:
         return rows
     return rows[:keep].copy()
-
-
-def make_thumbnail(image: Image.Image, side: int) -> bytes:
-    thumb = image.convert("RGB").copy()
-    thumb.thumbnail((side, side))
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _pixels_sha256(image: Image.Image) -> str:
-    import hashlib
-
-    return hashlib.sha256(image.tobytes()).hexdigest()
 
 
 def with_model(image: CatalogImage, model_id: str, embedding: np.ndarray) -> CatalogImage:

@@ -15,8 +15,8 @@ import numpy as np
 from whales_identify.records.store import CatalogImage
 from whales_identify.reid.feature_pack import digest
 from whales_identify.reid.local_features import LocalFeatures
-from whales_identify.reid.vote_index import REFINE_FACTOR, FaissVoteIndex, FlannVoteIndex, VoteIndex, extend
-from whales_identify.reid.vote_masked import MaskedVoteIndex, base_of, photo_keys, reuse
+from whales_identify.reid.vote_index import REFINE_FACTOR, FlannVoteIndex, VoteIndex, extend
+from whales_identify.reid.vote_masked import Reusable, photo_keys, reuse
 from whales_identify.reid.vote_saved import saved_or_built
 
 if TYPE_CHECKING:
@@ -39,14 +39,14 @@ class MatchIndex:
     catalog's load makes one: `Catalog._share_embeddings`); it becomes this snapshot's buffer
     instead of a copy (0.5 GB at 100k photos). Given only once: appended snapshots write its
     spare rows.
-    `donor`: an earlier snapshot (before photos were removed or replaced): its vote index, where
-    built, is reused with the photos no longer here masked (`vote_masked.reuse`), not rebuilt.
+    `donor`: an earlier snapshot's vote index (`MatchIndex.reusable`, taken before photos were
+    removed or replaced): reused with the photos no longer here masked (`vote_masked.reuse`).
     """
 
     def __init__(self, images: Sequence[CatalogImage], cfg: MatchConfig,
                  digests: Mapping[str, bytes] | None = None,
                  release: Callable[[], None] | None = None, embeddings: np.ndarray | None = None,
-                 donor: MatchIndex | None = None):
+                 donor: Reusable | None = None):
         self.images = list(images)
         self.image_ids = [im.image_id for im in self.images]
         self.individuals = sorted({im.individual_id for im in self.images})
@@ -65,6 +65,7 @@ class MatchIndex:
         self._previous: MatchIndex | None = None
         self._finish(cfg, digests, release)
         self._donor = donor
+
     def _group(self, by_label: np.ndarray) -> None:
         counts = np.bincount(self.labels, minlength=len(self.individuals))
         self.by_label = by_label  # image indices grouped by individual (stable: image order)
@@ -77,7 +78,7 @@ class MatchIndex:
         self.digests, self.release = digests, release
         self._vote_index: VoteIndex | None = None
         self._vote_lock = threading.Lock()
-        self._donor: MatchIndex | None = None
+        self._donor: Reusable | None = None
 
     def members(self, label: int) -> np.ndarray:
         """The indices of one individual's images, in image order."""
@@ -139,63 +140,46 @@ class MatchIndex:
         snapshot extends its previous one's: `vote_index.extend`)."""
         with self._vote_lock:
             if self._vote_index is None:
-                k, cfg = self.cfg.index_keypoints, self.cfg
-                prev, self._previous = self._previous, None
-                # a previous snapshot never searched builds (or extends) its index first
-                base = prev.vote_index() if prev is not None and cfg.vote_index == "faiss" else None
-                if base is not None and prev is not None:
-                    n0 = len(prev.images)
-                    parts = [lf.descriptors[:k] for lf in self.local[n0:]]  # the new photos only
-                    self._vote_index = extend(base, n0, parts, fold_at=cfg.vote_fold_at)
-                    self._vote_index = self._with_photos(self._vote_index)
-                if self._vote_index is not None:
-                    return self._vote_index
-                parts = [lf.descriptors[:k] for lf in self.local]
-                if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
-                    return None
-                donor, self._donor = self._donor, None
-                reused = self._reused(donor, parts) if donor is not None else None
-                if reused is not None:
-                    self._vote_index = reused
-                    return reused
-                if cfg.vote_index == "faiss":
-                    self._vote_index = _faiss_index(self.image_ids, parts, cfg, self._digests(), self.release)
-                else:
-                    self._vote_index = FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
-                                                      shard_size=cfg.vote_shard_size)
+                self._vote_index = self._built_vote_index()
+                # only now: until the index is built, a removal meanwhile reuses what it is made from
+                self._previous = self._donor = None
             return self._vote_index
 
-    def with_vote_index(self) -> MatchIndex | None:
-        """This snapshot where its vote index is built, else its donor's where that one is (a
-        snapshot made after a removal and not searched yet): what a next snapshot can reuse."""
-        if self._vote_index is not None:
-            return self
-        donor = self._donor
-        return donor if donor is not None and donor._vote_index is not None else None
-
-    def _reused(self, donor: MatchIndex, parts: list[np.ndarray]) -> VoteIndex | None:
-        """The donor's built vote index with the photos no longer here masked, or None."""
-        base = base_of(donor._vote_index) if donor.cfg == self.cfg else None
-        if base is None or base.photos is None:
+    def _built_vote_index(self) -> VoteIndex | None:
+        k, cfg, prev = self.cfg.index_keypoints, self.cfg, self._previous
+        # a previous snapshot never searched builds (or extends) its index first
+        base = prev.vote_index() if prev is not None and cfg.vote_index == "faiss" else None
+        if base is not None and prev is not None:
+            n0 = len(prev.images)
+            parts = [lf.descriptors[:k] for lf in self.local[n0:]]  # the new photos only
+            grown = extend(base, n0, parts, fold_at=cfg.vote_fold_at)
+            if grown is not None:
+                return grown
+        parts = [lf.descriptors[:k] for lf in self.local]
+        if not parts or sum(len(p) for p in parts) < cfg.lnbnn_k + 2:
             return None
-        return reuse(base, self._photo_keys(), parts, self.cfg.vote_fold_at)
+        donor = self._donor
+        if donor is not None and donor.settings == cfg and cfg.vote_index == "faiss":
+            reused = reuse(donor, self._photo_keys(), parts, cfg.vote_fold_at)
+            if reused is not None:
+                return reused
+        if cfg.vote_index == "faiss":
+            return _faiss_index(self.image_ids, parts, cfg, self._digests(), self.release)
+        return FlannVoteIndex(parts, trees=cfg.flann_trees, checks=cfg.flann_checks,
+                              shard_size=cfg.vote_shard_size)
+
+    def reusable(self) -> Reusable | None:
+        """What a later snapshot (after photos were removed or replaced) can reuse of this one's vote
+        index: the index built, else what it would be made from (a snapshot not searched yet)."""
+        if self._vote_index is not None:
+            return Reusable.of(self._vote_index, self._photo_keys, self.cfg)
+        if self._donor is not None:
+            return self._donor
+        return self._previous.reusable() if self._previous is not None else None
 
     def _photo_keys(self) -> np.ndarray:
         k = self.cfg.index_keypoints
         return photo_keys(self.image_ids, [lf.descriptors[:k] for lf in self.local], self._digests())
-
-    def _with_photos(self, index: VoteIndex | None) -> VoteIndex | None:
-        """An index that an enrolment folded into a new full copy, given its photos' keys (rare:
-        past `vote_index.FOLD_SHARE`), so that a later removal can reuse it too."""
-        if isinstance(index, FaissVoteIndex) and index.photos is None:
-            index.photos = self._photo_keys()
-        elif isinstance(index, MaskedVoteIndex) and isinstance(index.inner, FaissVoteIndex) and (
-                index.inner.photos is None):
-            mine, kept = self._photo_keys(), index.image_of >= 0
-            photos = np.zeros(len(index.image_of), mine.dtype)  # removed photos: a key none has
-            photos[kept] = mine[index.image_of[kept]]
-            index.inner.photos = photos
-        return index
 
     def _digests(self) -> list[bytes] | None:
         if self.digests is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,23 +44,48 @@ def photo_keys(image_ids: Sequence[str], parts: Sequence[np.ndarray],
     return keys
 
 
-def base_of(index: VoteIndex | None) -> FaissVoteIndex | None:
-    """The full faiss index under a tier or a mask (the reusable part), None for FLANN."""
-    if isinstance(index, MaskedVoteIndex):
-        return base_of(index.inner)
+@dataclass(frozen=True)
+class Reusable:
+    """A built index that a later snapshot may reuse: `index` (plain or with its enrolment tier),
+    `keys` of its images in its own numbering (`photo_keys`; a removed photo: a key no photo has),
+    and the `settings` it was built with (None: checked by the caller, e.g. a saved index's key)."""
+
+    index: FaissVoteIndex | TieredVoteIndex
+    keys: np.ndarray
+    settings: Any = None
+
+    @classmethod
+    def of(cls, index: VoteIndex | None, snapshot_keys: Callable[[], np.ndarray],
+           settings: Any = None) -> Reusable | None:
+        """A snapshot's built `index` (None for FLANN), given the keys of the snapshot's photos."""
+        inner = index.inner if isinstance(index, MaskedVoteIndex) else index
+        if not isinstance(inner, FaissVoteIndex | TieredVoteIndex):
+            return None
+        mine = snapshot_keys()
+        if not isinstance(index, MaskedVoteIndex):
+            return cls(inner, mine, settings)
+        keys, kept = np.zeros(len(index.image_of), KEY_DTYPE), index.image_of >= 0
+        keys[kept] = mine[index.image_of[kept]]
+        return cls(inner, keys, settings)
+
+
+def descriptor_counts(index: FaissVoteIndex | TieredVoteIndex, images: int) -> np.ndarray:
+    """Descriptors per image of `index` (without concatenating a tier's owners: 25M at 100k)."""
     if isinstance(index, TieredVoteIndex):
-        return index.base
-    return index if isinstance(index, FaissVoteIndex) else None
+        return (np.bincount(index.base.owner, minlength=images)
+                + np.bincount(index.delta_owner, minlength=images))
+    return np.bincount(index.owner, minlength=images)
 
 
-def reuse(donor: FaissVoteIndex, keys: np.ndarray, parts: Sequence[np.ndarray], fold_at: int = 20_000,
-          after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
-    """The index of the photos `keys` (descriptors `parts`, in snapshot order) made from `donor`
-    (`donor.photos`: the keys of its images), or None where it is not worth it (see the module)."""
-    if donor.photos is None or (len(donor.owner) and len(donor.photos) <= int(donor.owner[-1])):
+def plan(donor_keys: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+    """Which donor image each photo of `keys` is (`image_of[donor image]` = its position, -1: gone)
+    and which photos the donor lacks, or None where masking is not worth it (module docstring).
+    `counts`: the donor's descriptors per image (`descriptor_counts`, or from a saved owners file
+    before the index itself is read)."""
+    if len(counts) != len(donor_keys):  # keys of other images than the index holds
         return None
-    position = {k: i for i, k in enumerate(donor.photos.tolist())}
-    image_of = np.full(len(donor.photos), -1, np.int64)
+    position = {k: i for i, k in enumerate(donor_keys.tolist())}
+    image_of = np.full(len(donor_keys), -1, np.int64)
     new: list[int] = []
     for j, k in enumerate(keys.tolist()):
         i = position.get(k)
@@ -67,21 +93,29 @@ def reuse(donor: FaissVoteIndex, keys: np.ndarray, parts: Sequence[np.ndarray], 
             new.append(j)
         else:
             image_of[i] = j
-    kept = len(keys) - len(new)
-    counts = np.bincount(donor.owner, minlength=len(image_of))
-    masked = int(counts[image_of < 0].sum())
-    if kept < len(keys) / 2 or masked > MASK_SHARE * len(donor):
+    if len(keys) - len(new) < len(keys) / 2 or counts[image_of < 0].sum() > MASK_SHARE * counts.sum():
         return None
-    inner: VoteIndex = donor
+    return image_of, new
+
+
+def reuse(donor: Reusable, keys: np.ndarray, parts: Sequence[np.ndarray], fold_at: int = 20_000,
+          after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
+    """The index of the photos `keys` (descriptors `parts`, in snapshot order) made from `donor`,
+    or None where it is not worth it (see the module)."""
+    planned = plan(donor.keys, descriptor_counts(donor.index, len(donor.keys)), keys)
+    if planned is None:
+        return None
+    image_of, new = planned
+    inner: VoteIndex = donor.index
     if new:
-        grown = extend(donor, len(image_of), [parts[j] for j in new], fold_at, after_chunk)
-        if grown is None:
+        grown = extend(donor.index, len(image_of), [parts[j] for j in new], fold_at, after_chunk)
+        if not isinstance(grown, FaissVoteIndex | TieredVoteIndex):
             return None
         if isinstance(grown, FaissVoteIndex):  # folded: a copy of the donor plus the new photos
-            grown.photos = np.concatenate([donor.photos, keys[new]])
+            grown.photos = np.concatenate([donor.keys, keys[new]])
         inner = grown
         image_of = np.concatenate([image_of, np.asarray(new, np.int64)])
-    if not masked and np.array_equal(image_of, np.arange(len(keys))):
+    if np.array_equal(image_of, np.arange(len(keys))):
         return inner  # photos appended in order only: the tier itself (or the donor)
     return MaskedVoteIndex(inner, image_of)
 
@@ -95,7 +129,8 @@ class MaskedVoteIndex:
         self.inner, self.image_of = inner, image_of
         kept = image_of >= 0
         base = inner.base if isinstance(inner, TieredVoteIndex) else inner
-        if previous is not None and base_of(previous) is base:  # appended since: same base mask
+        self._base = base
+        if previous is not None and previous._base is base:  # appended since: the same base mask
             self._base_bits, self._base_params, base_kept = (
                 previous._base_bits, previous._base_params, previous._base_kept)
         else:

@@ -16,7 +16,7 @@ import numpy as np
 
 from whales_identify.reid import _saved
 from whales_identify.reid.vote_index import _SUFFIXES, FaissVoteIndex, VoteIndex, extend
-from whales_identify.reid.vote_masked import MaskedVoteIndex, photo_keys, reuse
+from whales_identify.reid.vote_masked import MaskedVoteIndex, Reusable, photo_keys, plan, reuse
 
 log = logging.getLogger(__name__)
 SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
@@ -114,14 +114,16 @@ def _masked(folder: Path, tag: str, keys: np.ndarray, parts: Sequence[np.ndarray
             if int(info["images"]) < len(keys) / 2:
                 continue
             photos = np.load(path.with_name(path.name + ".photos.npy"))
+            owner = np.load(path.with_name(path.name + ".owner.npy"), mmap_mode="r")
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if np.isin(keys, photos).sum() < len(keys) / 2:  # cheap: before reading the index
+        # decided from the photos' keys and the owners first: the index itself is ~1 GB at 100k
+        if plan(photos, np.bincount(owner, minlength=len(photos)), keys) is None:
             continue
         found = FaissVoteIndex.load(path)
         if found is None or found.photos is None:
             continue
-        index = reuse(found, keys, parts, fold_at, after_chunk)
+        index = reuse(Reusable(found, found.photos), keys, parts, fold_at, after_chunk)
         if index is None:
             continue
         inner = index.inner if isinstance(index, MaskedVoteIndex) else index
