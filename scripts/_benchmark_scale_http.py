@@ -174,7 +174,7 @@ def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, que
                                key=lambda i: -i["n_images"])
                 targets = {"delete_individual": f"{listing}/{spare[0]['individual_id']}"}
                 for ind in last["items"]:
-                    if ind["individual_id"] in asked or ind["n_images"] < 2:
+                    if ind["individual_id"] in asked or ind["n_images"] < 2 or ind == spare[0]:
                         continue
                     images = client.get(f"{listing}/{ind['individual_id']}").json()["images"]
                     clean = [im["image_id"] for im in images if "/" not in im["image_id"]]

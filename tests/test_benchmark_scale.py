@@ -47,12 +47,15 @@ def test_benchmark_scale_runs_small(tmp_path, data_dir):
 @pytest.mark.timeout(900)
 def test_benchmark_scale_serves_small_over_http(tmp_path, data_dir):
     """`--http`: the size is served by the real service (uvicorn), the held-out real photos go to
-    /v1/predict, real photos are enrolled through the API, found at once, and deleted again."""
+    /v1/predict, real photos are enrolled through the API, found at once, and deleted again;
+    `--removal`: on a copy of the store, an individual deleted and a photo removed, each followed by
+    queries that succeed, then a restart on the changed store."""
     out = tmp_path / "scale.json"
     proc = subprocess.run(
         [sys.executable, "scripts/benchmark_scale.py", "--data", str(data_dir), "--sizes", "60",
          "--configs", "scale_mmap", "--queries", "3", "--enrol", "3", "--enrol-batch", "2", "--http",
-         "--real-limit", "40", "--skip-extraction", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+         "--removal", "--real-limit", "40", "--skip-extraction", "--cache", str(tmp_path / "cache"),
+         "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = json.loads(out.read_text())["sizes"]
@@ -66,6 +69,12 @@ def test_benchmark_scale_serves_small_over_http(tmp_path, data_dir):
     assert (enrol["single"]["photos"], enrol["batched"]["photos"]) == (2, 1)
     assert enrol["single"]["enrolled"] + enrol["single"]["refused"] == 2
     assert enrol["enrolled_photo_found_at_once"] and enrol["deleted"] == 200
+    removal = run["removal"]
+    for step in ("delete_individual", "remove_photo"):  # the synthetic photos' ids fit a URL path
+        assert removal[step]["status"] == 200 and removal[step]["photos"] >= 1, removal
+        assert len(removal[step]["next_queries_s"]) == 3 and min(removal[step]["next_queries_s"]) > 0
+    assert removal["restart_ready_s"] > 0 and removal["restart_first_query_s"] > 0
+    assert not list((tmp_path / "cache").glob("removal-*.db"))  # the copy is deleted
 
 
 def test_a_configuration_without_a_service_setting_is_not_served(monkeypatch):
