@@ -29,6 +29,16 @@ def _fresh_scores(recs, q):
     return scores(fresh, q)
 
 
+def _warm(seed: int, n_ind: int, photos: int, k: int = 30):
+    """A catalog of synthetic individuals, its vote index built; its records and queries."""
+    parts, labels, queries = clusters(seed, n_ind=n_ind, photos=photos, k=k)
+    recs = records(parts, labels)
+    cat = _catalog()
+    cat.add_images(recs)
+    cat.warm_index()
+    return cat, recs, queries
+
+
 def _no_rebuild(monkeypatch):
     monkeypatch.setattr(FaissVoteIndex, "__init__", lambda *a, **k: pytest.fail("rebuilt"))
 
@@ -58,11 +68,7 @@ def test_a_masked_ivf_answers_like_the_same_index_holding_only_the_kept_photos(c
 
 
 def test_removing_an_individual_reuses_the_index_and_scores_like_a_rebuild(monkeypatch):
-    parts, labels, queries = clusters(8, n_ind=12, photos=3, k=30)
-    recs = records(parts, labels)
-    cat = _catalog()
-    cat.add_images(recs)
-    cat.warm_index()
+    cat, recs, queries = _warm(8, n_ind=12, photos=3)
     _no_rebuild(monkeypatch)
     assert cat.remove_individual("ind4") == 3
     got = scores(cat, queries[9])
@@ -90,12 +96,8 @@ def test_removing_an_individual_reuses_the_index_and_scores_like_a_rebuild(monke
 
 
 def test_a_replaced_photo_is_masked_and_its_new_features_added(monkeypatch):
-    parts, labels, queries = clusters(10, n_ind=8, photos=2, k=30)
-    recs = records(parts, labels)
-    cat = _catalog()
-    cat.add_images(recs)
-    cat.warm_index()
-    changed = records([parts[0][::-1].copy()], [0])[0]  # same id, other descriptors
+    cat, recs, queries = _warm(10, n_ind=8, photos=2)
+    changed = records([recs[0].descriptors[::-1].copy()], [0])[0]  # same id, other descriptors
     _no_rebuild(monkeypatch)
     cat.add_images([changed])
     got = scores(cat, queries[0])
@@ -105,10 +107,7 @@ def test_a_replaced_photo_is_masked_and_its_new_features_added(monkeypatch):
 
 
 def test_removing_most_descriptors_rebuilds():
-    parts, labels, _ = clusters(11, n_ind=8, photos=2, k=30)
-    cat = _catalog()
-    cat.add_images(records(parts, labels))
-    cat.warm_index()
+    cat, _, _ = _warm(11, n_ind=8, photos=2)
     for ind in ("ind0", "ind1", "ind2"):  # 6 of 16 photos: over MASK_SHARE
         cat.remove_individual(ind)
     assert 6 / 16 > MASK_SHARE
