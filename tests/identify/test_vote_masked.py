@@ -249,3 +249,21 @@ def test_a_restart_after_a_removal_and_many_enrolments_saves_the_grown_index_onc
     monkeypatch.undo()
     kept = [r for r in recs if r.individual_id != "ind1"]
     np.testing.assert_allclose(got.vote, _fresh_scores(kept, queries[11]).vote, rtol=1e-5)
+
+
+def test_removing_one_photo_in_memory_masks_it_and_a_missing_one_changes_nothing(monkeypatch):
+    from whales_identify.errors import NotFoundError
+
+    cat, recs, queries = _warm(17, n_ind=8, photos=3)
+    _no_rebuild(monkeypatch)
+    assert cat.remove_image(recs[4].image_id, "curator") == ("ind1", 2)
+    got = scores(cat, queries[1])
+    assert isinstance(cat._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+    assert cat.get_individual("ind1").n_images == 2
+    index = cat._snapshot()  # noqa: SLF001
+    with pytest.raises(NotFoundError):
+        cat.remove_image("nope")
+    assert cat._snapshot() is index and len(cat) == 23  # noqa: SLF001
+    monkeypatch.undo()
+    want = _fresh_scores([r for r in recs if r is not recs[4]], queries[1])
+    np.testing.assert_allclose(got.vote, want.vote, rtol=1e-5)

@@ -119,6 +119,11 @@ class FakeCatalog:
         self.images = [im for im in self.images if im.individual_id != individual_id]
         return n
 
+    def remove_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]:
+        result = self.store.remove_catalog_image(image_id, actor)
+        self.images = [im for im in self.images if im.image_id != image_id]
+        return result
+
     def list_individuals(self, species: str | None = None) -> list[Summary]:
         groups: dict[str, Summary] = {}
         for im in self.images:

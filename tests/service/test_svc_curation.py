@@ -51,8 +51,12 @@ def test_remove_one_photo_keeps_the_rest(store_client, auth):
     first, second = enrol(store_client, auth, "hw_two", BLUE, [1, 2])
     assert store_client.delete(f"/v1/images/{first}").status_code == 401
     assert store_client.delete("/v1/images/nope", headers=auth).status_code == 404
+    state = store_client.app.state.whales
+    catalog, generation = state.catalog, state.catalog_generation
     r = store_client.delete(f"/v1/images/{first}", headers=auth)
     assert r.status_code == 200, r.text
+    # removed in this worker's memory too: no reload (seconds at 100k photos), the memory current
+    assert state.catalog is catalog and generation is not None and state.catalog_generation == generation + 1
     assert r.json()["individual_id"] == "hw_two" and r.json()["remaining_images"] == 1
     assert store_client.get(f"/v1/images/{first}/thumbnail").status_code == 404
     detail = store_client.get("/v1/individuals/hw_two").json()

@@ -33,6 +33,7 @@ from whales_be_service.schemas_curation import (
     RenameIn,
     RenameOut,
 )
+from whales_be_service.use_cases.ports import CatalogAccess
 from whales_identify.records.store import Store
 
 router = APIRouter(tags=["catalog"])
@@ -77,9 +78,22 @@ async def move_image(image_id: ImageId, body: MoveIn, pool: PoolDep, store: Read
 async def remove_image(image_id: ImageId, pool: PoolDep, store: ReadyStoreDep,
                        catalog: CatalogAccessDep, by: ReviewerDep) -> RemovedImageOut:
     """Remove one photo from its individual (a wrong match); the rest of the individual stays."""
-    individual_id, left = await pool.run(catalog.store_write,
-                                         lambda: store.remove_catalog_image(image_id, by))
+    individual_id, left = await pool.run(_remove_photo, catalog, store, image_id, by)
     return RemovedImageOut(image_id=image_id, individual_id=individual_id, remaining_images=left, by=by)
+
+
+def _remove_photo(catalog: CatalogAccess, store: Store, image_id: str, by: str) -> tuple[str, int]:
+    """From the store and this worker's memory in one catalog write: no reload of the whole catalog
+    (~12 s at 100k photos, queries waiting); other workers reload on their next request. A catalog
+    that cannot remove one photo in memory is reloaded instead."""
+    remove = getattr(catalog.current(), "remove_image", None)
+    if not callable(remove):
+        return catalog.store_write(lambda: store.remove_catalog_image(image_id, by))
+    with catalog.write() as write:
+        write.touched = False  # a photo the store does not have (404) leaves the memory as it was
+        result: tuple[str, int] = catalog.loaded().remove_image(image_id, by)
+        write.touched = True
+    return result
 
 
 def _history(store: Store, individual_id: str, authorised: bool) -> CurationHistoryOut:

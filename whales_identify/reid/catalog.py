@@ -26,6 +26,7 @@ from whales_identify.reid.calibrate import Calibration, resolve_calibration
 from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
 from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
+from whales_identify.reid.snapshot import share_embeddings
 from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
 from whales_identify.reid.vote_masked import Reusable
 from whales_identify.results import MatchResult
@@ -77,7 +78,7 @@ class Catalog:
         self._donor: Reusable | None = None
         self._pack: FeaturePack | None = None  # where the loaded photos' features are mapped
         self._digests: dict[str, bytes] | None = None  # theirs (feature_pack.digest)
-        self._embeddings: np.ndarray | None = None  # the loaded photos' (`_share_embeddings`)
+        self._embeddings: np.ndarray | None = None  # the loaded photos' (`snapshot.share_embeddings`)
 
     # ------------------------------------------------------------------ state
     def load(self) -> Catalog:
@@ -115,7 +116,7 @@ class Catalog:
                     im = replace(im, keypoints=None, descriptors=None)  # in the pack from now on
                 images[im.image_id] = im
             self._refuse(others)
-            matrix = _share_embeddings(images, packer.finish() if packer is not None else {})
+            matrix = share_embeddings(images, packer.finish() if packer is not None else {})
         finally:
             if packer is not None:
                 packer.abort()
@@ -151,7 +152,7 @@ class Catalog:
                 if packer.add(iid, full.keypoints, full.descriptors):
                     full = replace(full, keypoints=None, descriptors=None)
                 images[iid] = full
-            matrix = _share_embeddings(images, packer.finish())
+            matrix = share_embeddings(images, packer.finish())
         finally:
             packer.abort()
         self._install(images, packer, matrix)
@@ -298,14 +299,27 @@ class Catalog:
         with self._lock:
             n = self.store.remove_individual(individual_id)
             doomed = self._tally.photos_of(individual_id)
-            for k in doomed:
-                gone = self._images.pop(k, None)  # (the store's delete is committed: never raise here)
-                if gone is not None:
-                    self._tally.remove(gone)
-            self._donor = self._reusable()
-            self._index = self._grow_from = None
-            self._appended = []
+            self._forget(doomed)
             return max(n, len(doomed))
+
+    def remove_image(self, image_id: str, actor: str | None = None) -> tuple[str, int]:
+        """Delete one photo (`Store.remove_catalog_image`: audited, raises `NotFoundError`); returns
+        its individual and the photos it has left. In memory too: no reload of the catalog."""
+        with self._lock:
+            individual_id, left = self.store.remove_catalog_image(image_id, actor)
+            self._forget([image_id])
+            return individual_id, left
+
+    def _forget(self, image_ids: Iterable[str]) -> None:
+        """Drop photos the store has deleted (committed: never raise here); the next snapshot masks
+        them in the vote index it reuses."""
+        for k in list(image_ids):
+            gone = self._images.pop(k, None)
+            if gone is not None:
+                self._tally.remove(gone)
+        self._donor = self._reusable()
+        self._index = self._grow_from = None
+        self._appended = []
 
     def list_individuals(self, species: str | None = None) -> list[IndividualSummary]:
         by_id: dict[str, list[CatalogImage]] = {}
@@ -361,27 +375,6 @@ class Catalog:
             return MatchResult([], None, True, 0.0, UNKNOWN_SPECIES, 0.0)
         local = extract(image, self.config.local) if self.config.use_local else None
         return self.rank(self.score(embedding, local), top_k)
-
-
-def _share_embeddings(images: dict[str, CatalogImage],
-                      features: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
-    """Give each record its packed features (`features`: views into the pack) and make its
-    embedding a row of one matrix, in order, with room for enrolments: the first snapshot adopts
-    the matrix as its buffer (`MatchIndex(embeddings=)`), so the embeddings are held once, not
-    once per record plus once in the snapshot (0.5 GB each at 100k photos). None (each record
-    keeps its own array) when they are not all float32 vectors of one length."""
-    shapes = {(im.embedding.shape, im.embedding.dtype) for im in images.values()}
-    if len(shapes) != 1 or len(next(iter(shapes))[0]) != 1 or next(iter(shapes))[1] != np.float32:
-        for iid, (kp, desc) in features.items():
-            images[iid] = replace(images[iid], keypoints=kp, descriptors=desc)
-        return None
-    n = len(images)
-    matrix = np.zeros((n + n // 4 + 16, next(iter(shapes))[0][0]), np.float32)
-    for i, (iid, im) in enumerate(images.items()):
-        matrix[i] = im.embedding
-        kp, desc = features.get(iid, (im.keypoints, im.descriptors))
-        images[iid] = replace(im, embedding=matrix[i], keypoints=kp, descriptors=desc)
-    return matrix
 
 
 def _first(rows: np.ndarray | None, keep: int) -> np.ndarray | None:

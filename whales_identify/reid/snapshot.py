@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +37,7 @@ class MatchIndex:
     it, the saved vote index is keyed by digests (computed for the others), not by reading rows.
     `release`: drops the mapping's resident pages; called after each chunk of a vote index build.
     `embeddings`: a matrix whose first rows the images' embeddings are views of, in order (the
-    catalog's load makes one: `Catalog._share_embeddings`); it becomes this snapshot's buffer
+    catalog's load makes one: `share_embeddings`); it becomes this snapshot's buffer
     instead of a copy (0.5 GB at 100k photos). Given only once: appended snapshots write its
     spare rows.
     `donor`: an earlier snapshot's vote index (`MatchIndex.reusable`, taken before photos were
@@ -244,3 +245,24 @@ def _faiss_index(image_ids: Sequence[str], parts: Sequence[np.ndarray], cfg: Mat
         settings["refine_factor"] = REFINE_FACTOR
     return saved_or_built(image_ids, parts, cfg.vote_index_dir, settings, tag=f"|{cfg.index_keypoints}",
                           fold_at=cfg.vote_fold_at, digests=digests, after_chunk=after_chunk)
+
+
+def share_embeddings(images: dict[str, CatalogImage],
+                      features: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Give each record its packed features (`features`: views into the pack) and make its
+    embedding a row of one matrix, in order, with room for enrolments: the first snapshot adopts
+    the matrix as its buffer (`MatchIndex(embeddings=)`), so the embeddings are held once, not
+    once per record plus once in the snapshot (0.5 GB each at 100k photos). None (each record
+    keeps its own array) when they are not all float32 vectors of one length."""
+    shapes = {(im.embedding.shape, im.embedding.dtype) for im in images.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))[0]) != 1 or next(iter(shapes))[1] != np.float32:
+        for iid, (kp, desc) in features.items():
+            images[iid] = replace(images[iid], keypoints=kp, descriptors=desc)
+        return None
+    n = len(images)
+    matrix = np.zeros((n + n // 4 + 16, next(iter(shapes))[0][0]), np.float32)
+    for i, (iid, im) in enumerate(images.items()):
+        matrix[i] = im.embedding
+        kp, desc = features.get(iid, (im.keypoints, im.descriptors))
+        images[iid] = replace(im, embedding=matrix[i], keypoints=kp, descriptors=desc)
+    return matrix
