@@ -146,12 +146,10 @@ def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, que
     individual deleted (`DELETE /v1/individuals/{id}`) and one photo of another removed (`DELETE
     /v1/images/{id}`, a curation: the worker reloads the catalog); each timed, then the next queries;
     then a restart on the changed store (the saved vote index is read and the removed photos masked)."""
-    import shutil
-
     import httpx
 
     copy = store.with_name(f"removal-{store.name}")
-    shutil.copyfile(store, copy)
+    _copy_uncached(store, copy)
     key = secrets.token_hex(8)
     env = {**service_env(overrides, copy, model_id, key), **(extra_env or {})}
     headers = {"X-API-Key": key}
@@ -208,3 +206,18 @@ def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, que
     finally:
         copy.unlink(missing_ok=True)
     return out
+
+
+def _copy_uncached(source: Path, target: Path, chunk: int = 64 << 20) -> None:
+    """Copy a file without leaving the copy in the page cache: a plain copy of the 6.4 GB 100k store
+    evicted the mapped features, and the next run's p95 at 100k read 0.92 s instead of ~0.3 s."""
+    import os
+
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        done = 0
+        while block := src.read(chunk):
+            dst.write(block)
+            dst.flush()
+            os.fdatasync(dst.fileno())
+            os.posix_fadvise(dst.fileno(), done, len(block), os.POSIX_FADV_DONTNEED)
+            done += len(block)

@@ -419,9 +419,10 @@ def measure_served(args: argparse.Namespace, size: int, config: str) -> dict:
                            args.enrol_batch, concurrency=size <= 2500,
                            log=args.cache / f"served-{size}-{config}.log", extra_env=serve_env)
         if args.removal:
-            out["removal"] = measure_removal(
+            started = datetime.now(UTC).isoformat(timespec="seconds")
+            out["removal"] = {"measured_at": started, **measure_removal(
                 args.data, store, overrides, MODEL, [(rows[i].relpath, rows[i].individual_id) for i in plan],
-                log=args.cache / f"removal-{size}-{config}.log", extra_env=serve_env)
+                log=args.cache / f"removal-{size}-{config}.log", extra_env=serve_env)}
     finally:  # the served predictions would pile up in the cached catalog run after run
         if store.is_file():
             with contextlib.suppress(sqlite3.Error), sqlite3.connect(store) as db:
@@ -592,6 +593,10 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         commands = [*old.get("commands", []), *commands]
         kept = [s for s in old.get("sizes", []) if _run_key(s) not in done]
+        removals = {_run_key(s): s["removal"] for s in old.get("sizes", []) if "removal" in s}
+        for s in sizes:  # a run without --removal keeps the last removal measurement (timestamped)
+            if "removal" not in s and _run_key(s) in removals:
+                s["removal"] = removals[_run_key(s)]
         sizes = kept + sizes
         sizes.sort(key=_run_key)
         builds = {**old.get("catalog_builds", {}), **builds}
