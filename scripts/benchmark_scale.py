@@ -593,7 +593,8 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         commands = [*old.get("commands", []), *commands]
         kept = [s for s in old.get("sizes", []) if _run_key(s) not in done]
-        removals = {_run_key(s): s["removal"] for s in old.get("sizes", []) if "removal" in s}
+        removals = {_run_key(s): {"measured_at": s.get("measured_at"), **s["removal"]}
+                    for s in old.get("sizes", []) if "removal" in s}
         for s in sizes:  # a run without --removal keeps the last removal measurement (timestamped)
             if "removal" not in s and _run_key(s) in removals:
                 s["removal"] = removals[_run_key(s)]

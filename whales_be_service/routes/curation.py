@@ -34,6 +34,7 @@ from whales_be_service.schemas_curation import (
     RenameOut,
 )
 from whales_be_service.use_cases.ports import CatalogAccess
+from whales_identify.errors import NotFoundError
 from whales_identify.records.store import Store
 
 router = APIRouter(tags=["catalog"])
@@ -90,9 +91,11 @@ def _remove_photo(catalog: CatalogAccess, store: Store, image_id: str, by: str) 
     if not callable(remove):
         return catalog.store_write(lambda: store.remove_catalog_image(image_id, by))
     with catalog.write() as write:
-        write.touched = False  # a photo the store does not have (404) leaves the memory as it was
-        result: tuple[str, int] = catalog.loaded().remove_image(image_id, by)
-        write.touched = True
+        try:
+            result: tuple[str, int] = catalog.loaded().remove_image(image_id, by)
+        except NotFoundError:
+            write.touched = False  # the store has no such photo (404): the memory is as it was
+            raise
     return result
 
 
