@@ -197,7 +197,7 @@ class FaissVoteIndex:
                 after_chunk()
         new.owner = np.concatenate([self.owner, _owners(parts, first_image)])
         new._twin, new._path = twin, None  # the same quantiser and codebooks
-        new.photos = None  # the caller knows the new photos' keys (`MatchIndex.vote_index`)
+        new.photos = None  # the caller knows the new photos' keys (`vote_saved`, `vote_masked.reuse`)
         return new
 
     def empty_twin(self) -> Any:

@@ -15,7 +15,7 @@ donor index with only the kept photos added (tests). Past `MASK_SHARE` of masked
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,19 +28,26 @@ MASK_SHARE = 0.25
 KEY_DTYPE = "S16"
 
 
+def photo_identities(image_ids: Sequence[str], parts: Sequence[np.ndarray],
+                     digests: Sequence[bytes] | None = None) -> Iterator[bytes]:
+    """What names each photo: its id, descriptor count and first and last descriptor (a changed
+    photo changes its descriptors), or its pack digest where given (`feature_pack.digest`: reading
+    mapped rows would make the whole mapping resident)."""
+    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
+        head = f"{iid}|{len(p)}|".encode()
+        if digests is not None:
+            yield head + digests[i]
+        else:
+            yield head + (p[0].tobytes() + p[-1].tobytes() if len(p) else b"")
+
+
 def photo_keys(image_ids: Sequence[str], parts: Sequence[np.ndarray],
                digests: Sequence[bytes] | None = None) -> np.ndarray:
-    """One 16-byte key per photo: its id, descriptor count and first and last descriptor (what
-    `vote_saved.fingerprint` hashes for the whole catalog), or its pack digest where given."""
+    """One 16-byte key per photo: a hash of its `photo_identities` (which `vote_saved.fingerprint`
+    hashes for the whole catalog)."""
     keys = np.empty(len(image_ids), KEY_DTYPE)
-    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
-        h = hashlib.blake2b(f"{iid}|{len(p)}|".encode(), digest_size=16)
-        if digests is not None:
-            h.update(digests[i])
-        elif len(p):
-            h.update(p[0].tobytes())
-            h.update(p[-1].tobytes())
-        keys[i] = h.digest()
+    for i, identity in enumerate(photo_identities(image_ids, parts, digests)):
+        keys[i] = hashlib.blake2b(identity, digest_size=16).digest()
     return keys
 
 
@@ -99,10 +106,12 @@ def plan(donor_keys: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> tuple[
 
 
 def reuse(donor: Reusable, keys: np.ndarray, parts: Sequence[np.ndarray], fold_at: int = 20_000,
-          after_chunk: Callable[[], None] | None = None) -> VoteIndex | None:
+          after_chunk: Callable[[], None] | None = None,
+          planned: tuple[np.ndarray, list[int]] | None = None) -> VoteIndex | None:
     """The index of the photos `keys` (descriptors `parts`, in snapshot order) made from `donor`,
-    or None where it is not worth it (see the module)."""
-    planned = plan(donor.keys, descriptor_counts(donor.index, len(donor.keys)), keys)
+    or None where it is not worth it (see the module). `planned`: its `plan`, where already made."""
+    if planned is None:
+        planned = plan(donor.keys, descriptor_counts(donor.index, len(donor.keys)), keys)
     if planned is None:
         return None
     image_of, new = planned

@@ -16,7 +16,14 @@ import numpy as np
 
 from whales_identify.reid import _saved
 from whales_identify.reid.vote_index import _SUFFIXES, FaissVoteIndex, VoteIndex, extend
-from whales_identify.reid.vote_masked import MaskedVoteIndex, Reusable, photo_keys, plan, reuse
+from whales_identify.reid.vote_masked import (
+    MaskedVoteIndex,
+    Reusable,
+    photo_identities,
+    photo_keys,
+    plan,
+    reuse,
+)
 
 log = logging.getLogger(__name__)
 SAVED_INDEXES_KEPT = _saved.SAVED_KEPT
@@ -29,13 +36,8 @@ def fingerprint(image_ids: Sequence[str], parts: Sequence[np.ndarray], settings:
     `digests` where given (`feature_pack.digest` of photos whose descriptors are mapped from a file:
     reading their rows here would make the whole mapping resident)."""
     h = hashlib.sha256(settings.encode())
-    for i, (iid, p) in enumerate(zip(image_ids, parts, strict=True)):
-        h.update(f"{iid}|{len(p)}|".encode())
-        if digests is not None:
-            h.update(digests[i])
-        elif len(p):
-            h.update(p[0].tobytes())
-            h.update(p[-1].tobytes())
+    for identity in photo_identities(image_ids, parts, digests):
+        h.update(identity)
     return h.hexdigest()[:24]
 
 
@@ -55,9 +57,8 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
     After photo removals no saved prefix matches: a saved index that holds most of the photos is
     read and the removed ones masked (`vote_masked.reuse`; each saved index keeps its photos' keys
     beside it), instead of a rebuild."""
-    keys = photo_keys(image_ids, parts, digests)
-    if not directory:
-        return _with_photos(FaissVoteIndex(parts, **settings, after_chunk=after_chunk), keys)
+    if not directory:  # nothing saved: no photo keys needed (a snapshot's reuse makes its own)
+        return FaissVoteIndex(parts, **settings, after_chunk=after_chunk)
     tag = repr(sorted(settings.items())) + tag
     folder = Path(directory)
     saved: list[tuple[int, str]] = []
@@ -76,7 +77,7 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
         if found is None:
             continue
         if found.photos is None:  # saved before photo keys were: add them for later removals
-            found.photos = keys[:n]
+            found.photos = photo_keys(image_ids[:n], parts[:n], None if digests is None else digests[:n])
             try:
                 found.save_photos(folder / f"vote-{key}.faiss")
             except OSError:
@@ -89,8 +90,10 @@ def saved_or_built(image_ids: Sequence[str], parts: Sequence[np.ndarray], direct
                 return grown
         # many photos since: the saved codes plus theirs, saved, so that the next start reads it
         # instead of adding them again (minutes at 100k photos)
-        grown = _with_photos(found.extended(parts[n:], n, after_chunk), keys)
+        since = photo_keys(image_ids[n:], parts[n:], None if digests is None else digests[n:])
+        grown = _with_photos(found.extended(parts[n:], n, after_chunk), np.concatenate([found.photos, since]))
         return _saved_index(grown, folder, fingerprint(image_ids, parts, tag, digests), tag)
+    keys = photo_keys(image_ids, parts, digests)
     masked = _masked(folder, tag, keys, parts, fold_at, after_chunk)
     if masked is not None:
         return masked
@@ -118,12 +121,13 @@ def _masked(folder: Path, tag: str, keys: np.ndarray, parts: Sequence[np.ndarray
         except (OSError, ValueError, KeyError, TypeError):
             continue
         # decided from the photos' keys and the owners first: the index itself is ~1 GB at 100k
-        if plan(photos, np.bincount(owner, minlength=len(photos)), keys) is None:
+        planned = plan(photos, np.bincount(owner, minlength=len(photos)), keys)
+        if planned is None:
             continue
         found = FaissVoteIndex.load(path)
         if found is None or found.photos is None:
             continue
-        index = reuse(Reusable(found, found.photos), keys, parts, fold_at, after_chunk)
+        index = reuse(Reusable(found, found.photos), keys, parts, fold_at, after_chunk, planned)
         if index is None:
             continue
         inner = index.inner if isinstance(index, MaskedVoteIndex) else index
@@ -131,7 +135,7 @@ def _masked(folder: Path, tag: str, keys: np.ndarray, parts: Sequence[np.ndarray
             h = hashlib.sha256(tag.encode() + inner.photos.tobytes())
             _saved_index(inner, folder, "p" + h.hexdigest()[:23], tag)
         log.info("vote index: reused the saved %s, %d removed photo(s) masked", path.name,
-                 len(found.photos) - int(np.isin(found.photos, keys).sum()))
+                 int((planned[0] < 0).sum()))
         return index
     return None
 
