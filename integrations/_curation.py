@@ -1,8 +1,8 @@
 """Catalog curation in SQL, shared by SQLite and PostgreSQL: rename an individual, merge two, move one
 photo to another individual, remove one photo. Each runs in the caller's transaction (one cursor),
-moves the catalog generation (every worker reloads) and writes `catalog_audit` rows naming the
-caller. The rules (which ids a prediction names, merged species) are the library's:
-`whales_identify.records.curation`.
+moves the catalog generation, logging the photos it touched (`_changes.py`: every worker applies
+them), and writes `catalog_audit` rows naming the caller. The rules (which ids a prediction names,
+merged species) are the library's: `whales_identify.records.curation`.
 
 A rename or a merge retires an id: `individual_aliases` (0007) records where it went, and every
 stored prediction naming it is rewritten in the same transaction, so the queue and the exports show
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from integrations._changes import bump_generation
 from integrations._rows import Cursor, to_json
 from whales_identify.errors import ConflictError, NotFoundError
 from whales_identify.records.curation import (
@@ -26,8 +27,6 @@ from whales_identify.records.curation import (
     rewrite_ids,
 )
 from whales_identify.records.store import utcnow
-
-_BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
 
 
 def audit(cur: Cursor, dialect: Any, actor: str | None, action: str, individual_id: str,
@@ -43,6 +42,11 @@ def _first_species(cur: Cursor, q: Any, individual_id: str) -> str | None:
                   "ORDER BY created_at, image_id LIMIT 1"), (individual_id,))
     row = cur.fetchone()
     return None if row is None else str(row[0])
+
+
+def _photos_of(cur: Cursor, q: Any, individual_id: str) -> list[str]:
+    cur.execute(q("SELECT image_id FROM catalog_images WHERE individual_id = ?"), (individual_id,))
+    return [str(r[0]) for r in cur.fetchall()]
 
 
 def _lock(store: Any, cur: Cursor, *ids: str) -> None:
@@ -100,7 +104,7 @@ def rename_individual(store: Any, cur: Cursor, old_id: str, new_id: str, actor: 
     moved = int(cur.rowcount)
     if moved == 0:
         raise NotFoundError(f"no individual {old_id!r} in the catalog")
-    cur.execute(_BUMP_GENERATION)
+    bump_generation(cur, store.dialect, _photos_of(cur, q, new_id))
     counts = {"images": moved, "predictions": _retire(cur, store.dialect, old_id, new_id, "rename", actor)}
     audit(cur, store.dialect, actor, "rename", old_id, {"new_id": new_id, **counts})
     audit(cur, store.dialect, actor, "rename_in", new_id, {"previous_id": old_id, **counts})
@@ -125,7 +129,7 @@ def merge_individuals(store: Any, cur: Cursor, source_id: str, target_id: str,
                 (species, target_id, species))
     cur.execute(q("SELECT COUNT(*) FROM catalog_images WHERE individual_id = ?"), (target_id,))
     images = int(cur.fetchone()[0])
-    cur.execute(_BUMP_GENERATION)
+    bump_generation(cur, store.dialect, _photos_of(cur, q, target_id))  # the target's species may change
     predictions = _retire(cur, store.dialect, source_id, target_id, "merge", actor)
     counts = {"images": moved, "predictions": predictions}
     audit(cur, store.dialect, actor, "merge", source_id, {"into": target_id, **counts})
@@ -162,7 +166,7 @@ def move_image(store: Any, cur: Cursor, image_id: str, target_id: str, create: b
     if cur.rowcount == 0:
         raise ConflictError(f"catalog photo {image_id!r} was changed meanwhile; try again")
     revive(cur, store.dialect, [target_id])
-    cur.execute(_BUMP_GENERATION)
+    bump_generation(cur, store.dialect, [image_id])
     reviewed = [source[len("review:"):]] if source.startswith("review:") else []
     predictions = rewrite_predictions(cur, store.dialect, source_id, target_id, answer=False, only=reviewed)
     cur.execute(q("SELECT COUNT(*) FROM catalog_images WHERE individual_id = ?"), (source_id,))
@@ -182,7 +186,7 @@ def remove_image(store: Any, cur: Cursor, image_id: str, actor: str | None) -> t
     cur.execute(q("DELETE FROM catalog_images WHERE image_id = ?"), (image_id,))
     if cur.rowcount == 0:
         raise NotFoundError(f"no catalog photo {image_id!r} (removed meanwhile)")
-    cur.execute(_BUMP_GENERATION)
+    bump_generation(cur, store.dialect, [image_id])
     cur.execute(q("SELECT COUNT(*) FROM catalog_images WHERE individual_id = ?"), (individual_id,))
     left = int(cur.fetchone()[0])
     audit(cur, store.dialect, actor, "remove_image", individual_id,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from integrations._changes import bump_generation
 from integrations._rows import PREDICTION_COLUMNS, Cursor, row_to_prediction, to_json
 from whales_identify.errors import ConflictError
 from whales_identify.records.review_queue import PredictionQuery
 from whales_identify.records.store import PredictionRecord, check_undoable, enrolled_by_review, utcnow
 
 _SELECT = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions"
-_BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
 _FILTERS = (  # (PredictionQuery field, SQL condition)
     ("review_state", "review_state = ?"), ("batch_id", "batch_id = ?"), ("job_id", "job_id = ?"),
     ("created_from", "created_at >= ?"), ("created_to", "created_at < ?"), ("species", "species = ?"),
@@ -81,7 +81,7 @@ def undo_review(cur: Cursor, prediction_id: str, expected_state: str | None, und
                     (image_id, f"review:{prediction_id}"))
         if cur.rowcount:
             removed.append(image_id)
-    cur.execute(_BUMP_GENERATION)
+    bump_generation(cur, dialect, removed)
     cur.execute(q("INSERT INTO review_undos (prediction_id, undone_at, undone_by, review_state, "
                   "reviewer_decision, reviewed_by, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
                 (prediction_id, dialect.to_db_time(utcnow()), undone_by, before.review_state,

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from integrations import _curation, _queue
+from integrations._changes import bump_generation, changes_since, current_generation
 from integrations._rows import (
     CATALOG_COLUMNS,
     CATALOG_HEAD_COLUMNS,
@@ -67,7 +68,6 @@ _UPSERT_CATALOG = _upsert("catalog_images", CATALOG_COLUMNS, "image_id")
 _SELECT_PREDICTIONS = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions"
 _ORDER = "ORDER BY created_at, prediction_id"
 _SELECT_CATALOG = f"SELECT {', '.join(CATALOG_COLUMNS)} FROM catalog_images"
-_BUMP_GENERATION = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
 _UNREVIEWED_BEFORE = ("SELECT prediction_id FROM predictions "
                       "WHERE review_state = 'unreviewed' AND created_at < ?")
 
@@ -310,7 +310,7 @@ class SqlStore:
         with self._write() as cur:
             cur.executemany(self._q(_UPSERT_CATALOG), rows)
             _curation.revive(cur, self.dialect, sorted({image.individual_id for image in images}))
-            cur.execute(_BUMP_GENERATION)
+            bump_generation(cur, self.dialect, (image.image_id for image in images))
 
     def list_catalog_images(self, model_id: str | None = None) -> list[CatalogImage]:
         where, params = ("", ()) if model_id is None else (" WHERE model_id = ?", (model_id,))
@@ -375,9 +375,12 @@ class SqlStore:
     def remove_individual(self, individual_id: str) -> int:
         with self._write() as cur:
             self._lock_individual(cur, individual_id)
+            cur.execute(self._q("SELECT image_id FROM catalog_images WHERE individual_id = ?"),
+                        (individual_id,))
+            doomed = [str(r[0]) for r in cur.fetchall()]
             cur.execute(self._q("DELETE FROM catalog_images WHERE individual_id = ?"), (individual_id,))
             removed = int(cur.rowcount)
-            cur.execute(_BUMP_GENERATION)  # even when nothing was removed: one write, one step
+            bump_generation(cur, self.dialect, doomed)  # even when nothing was removed: one write, one step
             return removed
 
     def list_individual_images(self, individual_id: str,
@@ -403,9 +406,13 @@ class SqlStore:
     def catalog_generation(self) -> int:
         """How many catalog writes the database has seen (one row, read by primary key)."""
         with self._read() as cur:
-            cur.execute("SELECT generation FROM catalog_generation WHERE id = 1")
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+            return current_generation(cur)
+
+    def catalog_changes(self, since: int) -> tuple[int, list[str] | None]:
+        """The current catalog generation and the photos changed since generation `since` (None:
+        the change log cannot say; read the whole catalog). `integrations/_changes.py`."""
+        with self._read() as cur:
+            return changes_since(cur, self.dialect, since)
 
     def catalog_stats(self) -> dict[str, Any]:
         """Images, individuals and species per embedding model, without loading any embedding."""

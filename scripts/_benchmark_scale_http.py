@@ -184,14 +184,13 @@ def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, que
                     t0 = time.perf_counter()
                     r = client.delete(target, headers=headers)
                     took = time.perf_counter() - t0
-                    after = []
-                    for name, body in payloads:
-                        t0 = time.perf_counter()
-                        _post(client, url, field, name, body)[0].raise_for_status()
-                        after.append(time.perf_counter() - t0)
+                    after = _timed_queries(client, url, field, payloads)
                     photos = spare[0]["n_images"] if step == "delete_individual" else 1
                     out[step] = {"status": r.status_code, "photos": photos, "request_s": took,
                                  "next_queries_s": after}
+                out["another_worker"] = _another_workers_changes(
+                    copy, spare[1:], lambda: _timed_queries(client, url, field, payloads),
+                    lambda: _syncs(client.get(server.url + "/metrics").text))
             finally:
                 server.stop()
             restart = Server(env, log)
@@ -206,6 +205,69 @@ def measure_removal(data: Path, store: Path, overrides: dict, model_id: str, que
     finally:
         copy.unlink(missing_ok=True)
     return out
+
+
+def _timed_queries(client, url: str, field: str, payloads: list) -> list[float]:  # type: ignore[no-untyped-def]
+    took = []
+    for name, body in payloads:
+        t0 = time.perf_counter()
+        _post(client, url, field, name, body)[0].raise_for_status()
+        took.append(time.perf_counter() - t0)
+    return took
+
+
+def _another_workers_changes(store_path: Path, spare: list[dict], queries, syncs) -> dict:  # type: ignore[no-untyped-def]
+    """Curation written to the database by another process (as another worker or replica would),
+    then the served worker's next queries: the first applies the photos the change log names
+    (`integrations/_changes.py`). Last, the same with the log emptied (a database from before it):
+    the whole catalog is read again, as every such change did before. `syncs`: the served worker's
+    `whales_catalog_sync_duration_seconds` (how it read each change, and how long that took)."""
+    from integrations import open_store
+
+    other = open_store(f"sqlite:///{store_path}")
+    out: dict = {"how": "written by a second connection to the database; the served process finds "
+                        "the generation moved at its next request"}
+    try:
+        by_species: dict[str, list[dict]] = {}
+        for ind in spare[1:-1]:  # the first and the last are renamed
+            by_species.setdefault(ind["species"], []).append(ind)
+        pair = next((v[:2] for v in by_species.values() if len(v) >= 2), None)
+        steps = [("rename", lambda: other.rename_individual(spare[0]["individual_id"],
+                                                            spare[0]["individual_id"] + "_renamed")),
+                 ("rename_without_change_log", lambda: _unlogged(other, lambda: other.rename_individual(
+                     spare[-1]["individual_id"], spare[-1]["individual_id"] + "_renamed")))]
+        if pair is not None:
+            steps.insert(1, ("merge", lambda: other.merge_individuals(pair[0]["individual_id"],
+                                                                      pair[1]["individual_id"])))
+        for step, write in steps:
+            before = syncs()
+            t0 = time.perf_counter()
+            write()
+            out[step] = {"write_s": time.perf_counter() - t0, "next_queries_s": queries()}
+            after = syncs()
+            out[step]["synced"] = {how: {"count": n - before.get(how, (0, 0.0))[0],
+                                         "seconds": t - before.get(how, (0, 0.0))[1]}
+                                   for how, (n, t) in after.items() if n != before.get(how, (0, 0.0))[0]}
+    finally:
+        other.close()
+    return out
+
+
+def _syncs(metrics_text: str) -> dict[str, tuple[int, float]]:
+    """{how: (count, seconds)} of `whales_catalog_sync_duration_seconds`."""
+    import re
+
+    found: dict[str, list[float]] = {}
+    for kind, how, value in re.findall(
+            r'^whales_catalog_sync_duration_seconds_(count|sum)\{how="(\w+)"\} (\S+)$', metrics_text, re.M):
+        found.setdefault(how, [0, 0.0])[0 if kind == "count" else 1] = float(value)
+    return {how: (int(v[0]), float(v[1])) for how, v in found.items()}
+
+
+def _unlogged(store, write) -> None:  # type: ignore[no-untyped-def]
+    write()
+    with store._write() as cur:  # noqa: SLF001 (the benchmark's own copy of the store)
+        cur.execute("DELETE FROM catalog_changes")
 
 
 def _copy_uncached(source: Path, target: Path, chunk: int = 64 << 20) -> None:

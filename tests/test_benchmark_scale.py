@@ -74,6 +74,10 @@ def test_benchmark_scale_serves_small_over_http(tmp_path, data_dir):
         assert removal[step]["status"] == 200 and removal[step]["photos"] >= 1, removal
         assert len(removal[step]["next_queries_s"]) == 3 and min(removal[step]["next_queries_s"]) > 0
     assert removal["restart_ready_s"] > 0 and removal["restart_first_query_s"] > 0
+    other = removal["another_worker"]  # a rename written by another process: only its photos read
+    assert set(other["rename"]["synced"]) == {"change_log"}, other
+    assert set(other["rename_without_change_log"]["synced"]) == {"reload"}, other
+    assert set(other.get("merge", {"synced": {"change_log": 1}})["synced"]) == {"change_log"}, other
     assert not list((tmp_path / "cache").glob("removal-*.db"))  # the copy is deleted
 
 

@@ -34,6 +34,10 @@ CATALOG_INDIVIDUALS = Gauge("whales_catalog_individuals", "Individuals in the ca
                             multiprocess_mode="max")
 MODEL_INFO = Gauge("whales_model_info", "Loaded models (value 1), by role, id, backend and version",
                    ["role", "model_id", "backend", "version"], multiprocess_mode="max")
+CATALOG_SYNC = Histogram("whales_catalog_sync_duration_seconds",
+                         "Catalog changes made by another worker or replica, read by this one: "
+                         "how='change_log' (only the photos changed) or 'reload' (the whole catalog)",
+                         ["how"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 READY = Gauge("whales_ready", "1 when the service is ready to predict", multiprocess_mode="min")
 
 
@@ -75,6 +79,11 @@ def record_catalog(images: int, individuals: int) -> None:
     """The catalog's size (`Catalog.stats()["images"]`, `["individuals"]`)."""
     CATALOG_IMAGES.set(images)
     CATALOG_INDIVIDUALS.set(individuals)
+
+
+def record_catalog_sync(how: str, seconds: float) -> None:
+    """A change made elsewhere was read: `change_log` or `reload` (`state.sync_catalog`)."""
+    CATALOG_SYNC.labels(how).observe(seconds)
 
 
 def record_model(role: str, model_id: str, backend: str, version: str) -> None:

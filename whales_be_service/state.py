@@ -257,11 +257,13 @@ def catalog_sync_due(state: ServiceState) -> bool:
 
 
 def sync_catalog(state: ServiceState) -> bool:
-    """Reload the catalog when the database's catalog generation differs from the one in memory.
+    """Bring the catalog in line with the database when their catalog generations differ.
 
     Called from worker threads (never the event loop) before every request that reads the catalog:
     one single-row read, so that a change acknowledged to a client by any worker or replica is
-    visible to the next request here. Returns whether it reloaded.
+    visible to the next request here. The photos the change log names since the memory's
+    generation are applied (`apply_catalog_changes`); where it cannot say, the whole catalog is read
+    again. Returns whether anything was read.
     """
     if not catalog_sync_due(state):
         return False
@@ -281,13 +283,35 @@ def sync_catalog(state: ServiceState) -> bool:
         generation = read_catalog_generation(state)  # read before loading: memory is never older
         if generation == state.catalog_generation:
             return False  # another thread of this worker reloaded meanwhile
-        catalog = _load_catalog(state.catalog_factory, state)
-        state.identifier = Identifier(state.gate, state.embedder, catalog)
-        state.catalog, state.catalog_generation = catalog, generation
+        applied = apply_catalog_changes(state)
+        if applied is not None:
+            state.catalog_generation, how = applied, "change_log"
+        else:
+            catalog = _load_catalog(state.catalog_factory, state)
+            state.identifier = Identifier(state.gate, state.embedder, catalog)
+            state.catalog, state.catalog_generation, how = catalog, generation, "reload"
         state.catalog_checked_at = started
-    log.info("catalog reloaded at generation %s (changed by another worker or replica)", generation)
+    took = time.monotonic() - started
+    log.info("catalog at generation %s by %s in %.2f s (changed by another worker or replica)",
+             state.catalog_generation, how, took)
+    metrics.record_catalog_sync(how, took)
     refresh_catalog_metrics(state)
     return True
+
+
+def apply_catalog_changes(state: ServiceState) -> int | None:
+    """Apply to the in-memory catalog only the photos changed since its generation (the store's
+    change log, `integrations/_changes.py`); returns the generation it reflects now, or None where
+    that cannot be done (generation unknown, no log, a log that does not reach back, a photo of
+    another model): the caller reads the whole catalog. Holds `state.write_lock`."""
+    changes = getattr(state.store, "catalog_changes", None)
+    refresh = getattr(state.catalog, "refresh", None)
+    if state.catalog_generation is None or not callable(changes) or not callable(refresh):
+        return None
+    generation, image_ids = changes(state.catalog_generation)
+    if image_ids is None or not refresh(image_ids):  # read after the log: memory is never older
+        return None
+    return int(generation)
 
 
 @dataclass
@@ -319,16 +343,19 @@ def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[CatalogW
                 state.catalog_generation = None  # memory may hold what the database rolled back
             raise
         after = read_catalog_generation(state)
-        state.catalog_generation = after if before is not None and after == before + 1 else None
+        # another worker wrote meanwhile: the memory is `before` plus this write, and the next
+        # request applies what the change log names since `before` (this write again: a no-op)
+        state.catalog_generation = after if before is not None and after == before + 1 else before
     refresh_catalog_metrics(state)
 
 
 def store_catalog_write(state: ServiceState, write: Callable[[], T]) -> T:
-    """Run a catalog write made in the database only (one store transaction), then reload this
-    worker's in-memory catalog; other workers reload on their next request (the generation moved)."""
+    """Run a catalog write made in the database only (one store transaction), then apply it to this
+    worker's in-memory catalog (the photos it logged, else a reload); other workers do the same on
+    their next request (the generation moved)."""
     with state.write_lock:
         result = write()  # a refused write (404, 409) rolled back and left the memory as it was
-        state.catalog_generation, state.catalog_checked_at = None, float("-inf")
+        state.catalog_checked_at = float("-inf")
         sync_catalog(state)
     refresh_catalog_metrics(state)
     return result

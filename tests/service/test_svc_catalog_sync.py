@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from svc_fakes import API_KEY, FakeEmbedder, FakeGate, fake_settings, wait_ready
 from svc_helpers import image_bytes
@@ -117,11 +118,13 @@ def test_enrolment_extracts_local_features_outside_the_catalog_write(tmp_path, m
     assert held_during_extraction == [False, False, False]
 
 
-def test_a_request_during_another_threads_reload_waits_for_it(tmp_path, monkeypatch):
-    """With a refresh interval, the request that finds the generation changed reloads; one arriving
-    on another thread meanwhile must wait for that reload, not answer from the catalog it replaces
-    (the check was marked done when the reload began: a stale answer after an acknowledged
-    enrolment, seen in the stack test with two workers)."""
+@pytest.mark.parametrize("path", ["change_log", "reload"])
+def test_a_request_during_another_threads_reload_waits_for_it(tmp_path, monkeypatch, path):
+    """With a refresh interval, the request that finds the generation changed reads the change
+    (the photos the change log names, or the whole catalog); one arriving on another thread
+    meanwhile must wait for it, not answer from the catalog as it was (the check was marked done
+    when the reload began: a stale answer after an acknowledged enrolment, seen in the stack test
+    with two workers)."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -135,21 +138,83 @@ def test_a_request_during_another_threads_reload_waits_for_it(tmp_path, monkeypa
         files = [("files", ("fin.jpg", image_bytes((40, 90, 160)), "image/jpeg"))]
         assert a.post("/v1/individuals/slow_reload/images", files=files,
                       headers={"X-API-Key": API_KEY}).status_code in (200, 201)
-        real_load, reloading = state_module._load_catalog, threading.Event()
+        name = "apply_catalog_changes" if path == "change_log" else "_load_catalog"
+        real, reading = getattr(state_module, name), threading.Event()
 
-        def slow_load(factory, state):
-            reloading.set()
+        def slow(*args):
+            reading.set()
             time.sleep(0.8)  # a reload at scale takes seconds
-            return real_load(factory, state)
+            return real(*args)
 
-        monkeypatch.setattr(state_module, "_load_catalog", slow_load)
+        monkeypatch.setattr(state_module, name, slow)
+        if path == "reload":  # the change log cannot say: the whole catalog is read
+            monkeypatch.setattr(state_module, "apply_catalog_changes", lambda state: None)
         time.sleep(0.3)  # past b's refresh interval
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(_ids, b)
-            assert reloading.wait(10)
+            assert reading.wait(10)
             second = pool.submit(_ids, b)  # arrives while the first is reloading
             assert "slow_reload" in first.result(timeout=30)
             assert "slow_reload" in second.result(timeout=30)
     finally:
         a.__exit__(None, None, None)
         b.__exit__(None, None, None)
+
+
+def _predict_top1(client: TestClient, colour: tuple[int, int, int]) -> str | None:
+    r = client.post("/v1/predict", files={"file": ("q.jpg", image_bytes(colour), "image/jpeg")})
+    assert r.status_code == 200, r.text
+    candidates = r.json().get("candidates") or []
+    return candidates[0]["individual_id"] if candidates else None
+
+
+def test_curation_by_one_worker_is_applied_by_the_other_without_reading_the_whole_catalog(
+        tmp_path, monkeypatch):
+    """Issue 18: at 100k photos a whole reload takes 10-13 s, after every enrolment, rename, merge,
+    move or removal made by another worker. Now each worker applies only the photos the database's
+    change log names; the answers are those of a worker started afresh on the same database."""
+    from whales_be_service import state as state_module
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = _worker(url, 0.0), _worker(url, 0.0)
+    key = {"X-API-Key": API_KEY}
+    try:
+        colours = {"hw_one": (40, 90, 160), "hw_two": (160, 150, 40), "hw_three": (30, 160, 60)}
+        image_ids = {}
+        for ind, colour in colours.items():
+            files = [("files", (f"{ind}{i}.jpg", image_bytes(colour, seed=i), "image/jpeg"))
+                     for i in range(2)]
+            r = a.post(f"/v1/individuals/{ind}/images", files=files, headers=key)
+            assert r.status_code == 200, r.text
+            image_ids[ind] = [im["image_id"] for im in r.json()["enrolled"]]
+        assert set(colours) <= _ids(b)
+        reloads: list[str] = []
+        real = state_module._load_catalog
+        monkeypatch.setattr(state_module, "_load_catalog",
+                            lambda *args: reloads.append("reload") or real(*args))
+        writes = [
+            lambda: a.post("/v1/individuals/hw_one/rename", headers=key, json={"new_id": "hw_uno"}),
+            lambda: a.post("/v1/individuals/hw_two/merge", headers=key, json={"into": "hw_three"}),
+            lambda: a.post(f"/v1/images/{image_ids['hw_one'][0]}/move", headers=key,
+                           json={"individual_id": "hw_new", "create": True}),
+            lambda: a.delete(f"/v1/images/{image_ids['hw_one'][1]}", headers=key),
+            lambda: a.post("/v1/individuals/hw_four/images", headers=key,
+                           files=[("files", ("f.jpg", image_bytes((120, 40, 200)), "image/jpeg"))]),
+            lambda: a.delete("/v1/individuals/hw_three", headers=key),
+        ]
+        for write in writes:
+            r = write()
+            assert r.status_code in (200, 201) and r.json().get("refused", []) == [], r.text
+            assert _ids(b) == _ids(a)  # the other worker, at its next request
+            assert b.get("/v1/catalog").json() == a.get("/v1/catalog").json()
+        assert _ids(b) == {"hw_new", "hw_four"}
+        assert _predict_top1(b, (120, 40, 200)) == _predict_top1(a, (120, 40, 200)) == "hw_four"
+        assert reloads == []  # neither worker read the whole catalog again
+    finally:
+        a.__exit__(None, None, None)
+        b.__exit__(None, None, None)
+    fresh = _worker(url, 0.0)  # a worker started now sees what both of them see
+    try:
+        assert _ids(fresh) == {"hw_new", "hw_four"}
+    finally:
+        fresh.__exit__(None, None, None)

@@ -179,6 +179,8 @@ class Store(Protocol):
                                model_id: str | None = None) -> list[CatalogImage]: ...
     def has_individual(self, individual_id: str) -> bool: ...
     def catalog_generation(self) -> int: ...
+    # (the current generation, the photos changed after `since`); None: unknown, read the whole catalog
+    def catalog_changes(self, since: int) -> tuple[int, list[str] | None]: ...
 
     # one transaction for several writes (a review enrols a photo and records the decision)
     def atomic(self) -> AbstractContextManager[None]: ...
@@ -350,6 +352,10 @@ class InMemoryStore(InMemoryCuration):
 
     def catalog_generation(self) -> int:
         return self._generation
+
+    def catalog_changes(self, since: int) -> tuple[int, list[str] | None]:
+        """No change log in memory (one process: nobody else changes it): read the whole catalog."""
+        return self._generation, None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,13 +18,15 @@ import numpy as np
 from PIL import Image
 
 from whales_identify.errors import CatalogModelMismatchError
-from whales_identify.images import make_thumbnail, pixels_sha256
+from whales_identify.images import make_thumbnail
 from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
 from whales_identify.reid.calibrate import Calibration, resolve_calibration
+from whales_identify.reid.catalog_delta import sort_changes
 from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
-from whales_identify.reid.local_features import LocalFeatures, extract, feature_frame
+from whales_identify.reid.local_features import LocalFeatures, extract
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
+from whales_identify.reid.reference import reference_records
 from whales_identify.reid.snapshot import share_embeddings
 from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
 from whales_identify.reid.vote_masked import Reusable
@@ -238,26 +239,57 @@ class Catalog:
                     f"{self.model_id}")
         with self._lock:
             self.store.add_catalog_images(images)
-            ids = [im.image_id for im in images]
-            replaced = len(set(ids)) < len(ids) or any(iid in self._images for iid in ids)
-            for im in images:
-                old = self._images.get(im.image_id)
-                self._images[im.image_id] = held = self._in_memory(im)
-                if self._digests is not None:  # a replaced photo's packed digest is stale
-                    self._digests.pop(im.image_id, None)
-                if old is None:
-                    self._tally.add(held)
-                else:
-                    self._tally.replace(old, held)
-            # new photos only: the next snapshot extends this one (no index rebuild)
-            if replaced or (self._index is None and self._grow_from is None):
-                self._donor = self._reusable()
-                self._grow_from, self._appended = None, []
-            elif self._index is not None:
-                self._grow_from, self._appended = self._index, ids
+            self._hold(images)
+
+    def _hold(self, images: Sequence[CatalogImage]) -> None:
+        """Hold stored records in memory (new photos, or replacements of held ones)."""
+        ids = [im.image_id for im in images]
+        replaced = len(set(ids)) < len(ids) or any(iid in self._images for iid in ids)
+        for im in images:
+            old = self._images.get(im.image_id)
+            self._images[im.image_id] = held = self._in_memory(im)
+            if self._digests is not None:  # a replaced photo's packed digest is stale
+                self._digests.pop(im.image_id, None)
+            if old is None:
+                self._tally.add(held)
             else:
-                self._appended.extend(ids)
-            self._index = None
+                self._tally.replace(old, held)
+        # new photos only: the next snapshot extends this one (no index rebuild)
+        if replaced or (self._index is None and self._grow_from is None):
+            self._donor = self._reusable()
+            self._grow_from, self._appended = None, []
+        elif self._index is not None:
+            self._grow_from, self._appended = self._index, ids
+        else:
+            self._appended.extend(ids)
+        self._index = None
+
+    def refresh(self, image_ids: Iterable[str]) -> bool:
+        """Bring these photos in line with the store after another process changed them (an
+        enrolment, removal, rename, merge or move by another worker or replica: the store's
+        `catalog_changes`), instead of a whole `load`: each is read by id (`catalog_delta.py`).
+        Only new photos: the next snapshot extends this one; otherwise its vote index is reused,
+        the changed photos masked (a relabelled photo keeps its descriptors). False, with nothing
+        changed, where the store holds one of them embedded by another model (`load` says why)."""
+        found: dict[str, CatalogImage | None] = {}
+        for iid in dict.fromkeys(image_ids):
+            im = self.store.get_catalog_image(iid)
+            if im is not None and im.model_id != self.model_id:
+                return False
+            found[iid] = None if im is None else self._in_memory(im)
+        with self._lock:
+            delta = sort_changes(self._images, found, self._digests)
+            for im in delta.changed:
+                old = self._images[im.image_id]
+                self._tally.replace(old, im)
+                self._images[im.image_id] = im
+                if im.descriptors is not old.descriptors and self._digests is not None:
+                    self._digests.pop(im.image_id, None)  # other features: the packed digest is stale
+            if delta.changed or delta.gone:
+                self._forget(delta.gone)
+            if delta.fresh:
+                self._hold(delta.fresh)
+        return True
 
     def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,
                species: str, sightings: Sequence[Sighting] | None = None,
@@ -276,21 +308,9 @@ class Catalog:
         Returns:
             The stored records.
         """
-        embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
-        records = []
-        for i, image in enumerate(images):
-            lf = local_features[i] if local_features is not None else (
-                extract(image, self.config.local) if self.config.use_local else None)
-            records.append(CatalogImage(
-                image_id=uuid.uuid4().hex, individual_id=individual_id, species=species,
-                model_id=self.model_id, embedding=embeddings[i],
-                keypoints=lf.keypoints if lf is not None else None,
-                descriptors=lf.descriptors if lf is not None else None,
-                thumbnail=make_thumbnail(image, self.config.thumbnail_side),
-                image_sha256=pixels_sha256(image),
-                filename=filenames[i] if filenames else "", source=source,
-                sighting=sightings[i] if sightings else Sighting(),
-                feature_size=feature_frame(image.size, self.config.local) if lf is not None else None))
+        records = reference_records(images, embeddings, individual_id, species, self.model_id, self.config,
+                                    sightings=sightings, filenames=filenames, source=source,
+                                    local_features=local_features)
         self.add_images(records)
         return records
 
