@@ -25,8 +25,10 @@ MAX_LOGGED_IDS = 2000
 _BUMP = "UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1"
 _LOG = ("INSERT INTO catalog_changes (generation, image_ids) "
         "SELECT generation, ? FROM catalog_generation WHERE id = 1")
-_PRUNE = ("DELETE FROM catalog_changes "
-          "WHERE generation <= (SELECT generation FROM catalog_generation WHERE id = 1) - ?")
+# rows too old to keep, and rows at or past the new generation: there are none unless the generation
+# was set back by hand, and the new row must not collide with them (every catalog write would fail)
+_PRUNE = ("DELETE FROM catalog_changes WHERE generation <= (SELECT generation FROM catalog_generation "
+          "WHERE id = 1) - ? OR generation >= (SELECT generation FROM catalog_generation WHERE id = 1)")
 _CURRENT = "SELECT generation FROM catalog_generation WHERE id = 1"
 
 
@@ -35,8 +37,8 @@ def bump_generation(cur: Cursor, dialect: Dialect, image_ids: Iterable[str]) -> 
     photo the write added, removed, relabelled or replaced; none is a valid step too)."""
     ids = sorted(set(image_ids))
     cur.execute(_BUMP)
-    cur.execute(dialect.sql(_LOG), (json.dumps(ids) if len(ids) <= MAX_LOGGED_IDS else None,))
     cur.execute(dialect.sql(_PRUNE), (KEPT_GENERATIONS,))
+    cur.execute(dialect.sql(_LOG), (json.dumps(ids) if len(ids) <= MAX_LOGGED_IDS else None,))
 
 
 def current_generation(cur: Cursor) -> int:

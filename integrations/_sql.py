@@ -375,13 +375,13 @@ class SqlStore:
     def remove_individual(self, individual_id: str) -> int:
         with self._write() as cur:
             self._lock_individual(cur, individual_id)
-            cur.execute(self._q("SELECT image_id FROM catalog_images WHERE individual_id = ?"),
+            # RETURNING: the photos this statement deleted (on PostgreSQL a SELECT before it could miss
+            # one enrolled meanwhile, and another worker would keep it)
+            cur.execute(self._q("DELETE FROM catalog_images WHERE individual_id = ? RETURNING image_id"),
                         (individual_id,))
-            doomed = [str(r[0]) for r in cur.fetchall()]
-            cur.execute(self._q("DELETE FROM catalog_images WHERE individual_id = ?"), (individual_id,))
-            removed = int(cur.rowcount)
-            bump_generation(cur, self.dialect, doomed)  # even when nothing was removed: one write, one step
-            return removed
+            removed = [str(r[0]) for r in cur.fetchall()]
+            bump_generation(cur, self.dialect, removed)  # even when nothing was removed: one write, one step
+            return len(removed)
 
     def list_individual_images(self, individual_id: str,
                                model_id: str | None = None) -> list[CatalogImage]:

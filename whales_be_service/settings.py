@@ -184,8 +184,10 @@ class Settings(BaseSettings):
     catalog_refresh_s: float = Field(
         0.0, ge=0.0, description="0 (default): before every request that reads the catalog, a worker "
                                  "compares the database's catalog generation (one single-row read) with "
-                                 "its own and reloads when another worker or replica changed it; N > 0: "
-                                 "at most every N seconds (cheaper, may be N seconds stale).")
+                                 "its own and, when another worker or replica changed it, applies the "
+                                 "photos the change log names (or reads the whole catalog where it "
+                                 "cannot say); N > 0: at most every N seconds (cheaper, may be N seconds "
+                                 "stale).")
     batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 when overloaded.")
 

@@ -50,7 +50,7 @@ class ServiceState:
     write_lock: threading.RLock = field(default_factory=threading.RLock)  # catalog writes and reloads
     catalog_factory: Any = None
     # The database's catalog generation that this worker's in-memory catalog reflects (None: unknown,
-    # reload at the next check). See `sync_catalog`.
+    # read the whole catalog at the next check). See `sync_catalog`.
     catalog_generation: int | None = None
     catalog_checked_at: float = 0.0
     purged_at: float = 0.0  # last retention purge (monotonic)
@@ -328,8 +328,9 @@ def catalog_write(state: ServiceState, atomic: bool = True) -> Iterator[CatalogW
 
     Writes of this worker take turns; with `atomic`, every store call of the block is one database
     transaction. Afterwards the memory is marked current only when the database moved by exactly
-    this one write since the memory was last in step; otherwise (another worker wrote meanwhile, or
-    the block failed after touching the memory) the next request reloads.
+    this one write since the memory was last in step; when another worker wrote meanwhile, the next
+    request applies the change log since then (this write's photos again: a no-op); when the block
+    failed after touching the memory, the next request reads the whole catalog.
     """
     with state.write_lock:
         before = state.catalog_generation

@@ -40,7 +40,9 @@ def test_changes_made_by_another_process_are_applied_without_a_reload(tmp_path, 
     cfg = dict(features_dir=str(tmp_path)) if packed else {}
     parts, labels, queries = clusters(21, n_ind=12, photos=3, k=30)
     store = InMemoryStore()
-    store.add_catalog_images(records(parts, labels))
+    recs = records(parts, labels)  # ind3's species unknown: merging ind2 into it changes all of them
+    store.add_catalog_images([replace(r, species="unknown") if r.individual_id == "ind3" else r
+                              for r in recs])
     cat = _catalog(store, **cfg).load()
     cat.warm_index()
     before = {iid: im for iid, im in cat._images.items()}  # noqa: SLF001
@@ -59,6 +61,8 @@ def test_changes_made_by_another_process_are_applied_without_a_reload(tmp_path, 
     assert isinstance(cat._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
     held = cat._images  # noqa: SLF001
     assert held["im0003"].individual_id == "ind1_named"
+    assert {held[f"im{i:04d}"].species for i in range(6, 12)} == {"s"}
+    assert cat.get_individual("ind3").species == "s"
     for iid in ("im0003", "im0006", "im0000"):  # relabelled: the arrays held before, not the store's
         assert held[iid].embedding is before[iid].embedding
         assert held[iid].descriptors is before[iid].descriptors  # (views into the pack, if packed)
@@ -73,9 +77,11 @@ def test_applying_the_same_changes_twice_changes_nothing():
     store = InMemoryStore()
     store.add_catalog_images(records(parts, labels))
     cat = _catalog(store).load()
-    cat.warm_index()
+    store.rename_individual("ind2", "ind2_named")
+    assert cat.refresh(["im0004", "im0005"])
+    assert cat.get_individual("ind2_named").n_images == 2
     snapshot = cat._snapshot()  # noqa: SLF001
-    assert cat.refresh([f"im{i:04d}" for i in range(12)] + ["never_stored"])
+    assert cat.refresh(["im0004", "im0005", "never_stored"])  # again (its own write, read back)
     assert cat._snapshot() is snapshot  # noqa: SLF001 (nothing differed: the index is kept)
 
 
@@ -101,3 +107,35 @@ def test_a_photo_of_another_model_is_left_to_a_full_load():
     store.add_catalog_images([replace(recs[0], model_id="other.model")])
     assert not cat.refresh(["im0000"])
     assert cat._images["im0000"].model_id == MODEL  # noqa: SLF001 (unchanged: the caller loads, which refuses)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["in_ram", "feature_pack"])
+def test_relabels_only_keep_the_snapshots_arrays_and_vote_index(tmp_path, packed):
+    """A rename, a merge and a move change labels, not photos: the next snapshot shares the
+    embeddings and the vote index (at 100k photos a new snapshot cost ~1.5 s of copying), and
+    answers like a fresh load; an enrolment after it still extends it."""
+    cfg = dict(features_dir=str(tmp_path)) if packed else {}
+    parts, labels, queries = clusters(27, n_ind=10, photos=3, k=30)
+    store = InMemoryStore()
+    recs = records(parts, labels)
+    store.add_catalog_images([replace(r, species="unknown") if r.individual_id == "ind6" else r
+                              for r in recs])
+    cat = _catalog(store, **cfg).load()
+    cat.warm_index()
+    old = cat._snapshot()  # noqa: SLF001
+    index = old.vote_index()
+    store.rename_individual("ind5", "ind5_named")
+    store.merge_individuals("ind7", "ind6")  # ind6 was unknown: all six photos change species
+    store.move_catalog_image("im0000", "ind9")
+    touched = ["im0015", "im0016", "im0017", *[f"im{i:04d}" for i in range(18, 24)], "im0000"]
+    assert cat.refresh(touched)
+    new = cat._snapshot()  # noqa: SLF001
+    assert new is not old and new._emb_buf is old._emb_buf and new.vote_index() is index  # noqa: SLF001
+    assert "ind5" not in new.individuals and new.species[new.individuals.index("ind6")] == "s"
+    _same_as_a_fresh_load(cat, store, {1: queries[5], 5: queries[7]}, **cfg)
+    got = scores(cat, queries[5])
+    assert got.individual_ids[int(np.argmax(got.vote))] == "ind5_named"
+    more_parts, more_labels, _ = clusters(28, n_ind=1, photos=2, k=30)
+    cat.add_images(records(more_parts, more_labels + 30, start=300))
+    assert cat._snapshot()._previous is new  # noqa: SLF001 (appended to the relabelled snapshot)
+    _same_as_a_fresh_load(cat, store, {1: queries[5], 5: queries[0]}, **cfg)

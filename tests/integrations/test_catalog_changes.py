@@ -82,3 +82,20 @@ def test_a_database_from_before_the_log_reloads_once(tmp_path):
         assert _since(store, now) == {"a2"}
     finally:
         store.close()
+
+
+def test_a_generation_set_back_by_hand_does_not_block_writes(store_url):
+    """Rows past a generation lowered by hand would collide with the next write's row: they go."""
+    store = open_store(store_url)
+    try:
+        for i in range(3):
+            store.add_catalog_images([photo(f"a{i}", "hw_a")])
+        now = store.catalog_generation()
+        with store._write() as cur:  # noqa: SLF001 (an operator's manual reset)
+            cur.execute("UPDATE catalog_generation SET generation = generation - 2")
+        store.add_catalog_images([photo("b1", "hw_b")])  # writes the row at now - 1 again
+        assert store.catalog_generation() == now - 1
+        assert _since(store, now - 2) == {"b1"}
+        assert _since(store, now) is None  # a worker from the lost future reads everything
+    finally:
+        store.close()

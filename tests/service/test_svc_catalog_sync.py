@@ -46,7 +46,7 @@ def test_enrolment_and_deletion_reach_the_other_worker_at_the_next_request(tmp_p
         b.__exit__(None, None, None)
 
 
-def test_own_write_after_another_workers_write_still_reloads(tmp_path):
+def test_own_write_after_another_workers_write_still_sees_it(tmp_path):
     """The bug of issue 19 #3: after its own write a worker took the database's state as loaded,
     and missed what another worker had written just before."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -149,6 +149,8 @@ def test_a_request_during_another_threads_reload_waits_for_it(tmp_path, monkeypa
         monkeypatch.setattr(state_module, name, slow)
         if path == "reload":  # the change log cannot say: the whole catalog is read
             monkeypatch.setattr(state_module, "apply_catalog_changes", lambda state: None)
+        else:  # and only then
+            monkeypatch.setattr(state_module, "_load_catalog", lambda *a: pytest.fail("reloaded"))
         time.sleep(0.3)  # past b's refresh interval
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(_ids, b)
@@ -168,23 +170,34 @@ def _predict_top1(client: TestClient, colour: tuple[int, int, int]) -> str | Non
     return candidates[0]["individual_id"] if candidates else None
 
 
+def _view(client: TestClient) -> dict:
+    """What a biologist sees of the catalog: individuals with species and photos, the totals, and
+    the top candidate for a few query colours."""
+    items = client.get("/v1/individuals").json()["items"]
+    return {"individuals": sorted((i["individual_id"], i["species"], i["n_images"]) for i in items),
+            "catalog": client.get("/v1/catalog").json(),
+            "top1": [_predict_top1(client, c) for c in ((40, 90, 160), (160, 150, 40), (120, 40, 200))]}
+
+
 def test_curation_by_one_worker_is_applied_by_the_other_without_reading_the_whole_catalog(
         tmp_path, monkeypatch):
     """Issue 18: at 100k photos a whole reload takes 10-13 s, after every enrolment, rename, merge,
     move or removal made by another worker. Now each worker applies only the photos the database's
-    change log names; the answers are those of a worker started afresh on the same database."""
+    change log names, and sees what a worker started afresh on the database sees."""
     from whales_be_service import state as state_module
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     a, b = _worker(url, 0.0), _worker(url, 0.0)
     key = {"X-API-Key": API_KEY}
     try:
+        species = {"hw_one": "humpback_whale", "hw_two": "blue_whale", "hw_three": "unknown"}
         colours = {"hw_one": (40, 90, 160), "hw_two": (160, 150, 40), "hw_three": (30, 160, 60)}
         image_ids = {}
         for ind, colour in colours.items():
             files = [("files", (f"{ind}{i}.jpg", image_bytes(colour, seed=i), "image/jpeg"))
                      for i in range(2)]
-            r = a.post(f"/v1/individuals/{ind}/images", files=files, headers=key)
+            r = a.post(f"/v1/individuals/{ind}/images", files=files, headers=key,
+                       data={"species": species[ind]})
             assert r.status_code == 200, r.text
             image_ids[ind] = [im["image_id"] for im in r.json()["enrolled"]]
         assert set(colours) <= _ids(b)
@@ -194,6 +207,7 @@ def test_curation_by_one_worker_is_applied_by_the_other_without_reading_the_whol
                             lambda *args: reloads.append("reload") or real(*args))
         writes = [
             lambda: a.post("/v1/individuals/hw_one/rename", headers=key, json={"new_id": "hw_uno"}),
+            # the target's photos change species too (it was unknown)
             lambda: a.post("/v1/individuals/hw_two/merge", headers=key, json={"into": "hw_three"}),
             lambda: a.post(f"/v1/images/{image_ids['hw_one'][0]}/move", headers=key,
                            json={"individual_id": "hw_new", "create": True}),
@@ -202,19 +216,67 @@ def test_curation_by_one_worker_is_applied_by_the_other_without_reading_the_whol
                            files=[("files", ("f.jpg", image_bytes((120, 40, 200)), "image/jpeg"))]),
             lambda: a.delete("/v1/individuals/hw_three", headers=key),
         ]
-        for write in writes:
+        for step, write in enumerate(writes):
             r = write()
             assert r.status_code in (200, 201) and r.json().get("refused", []) == [], r.text
-            assert _ids(b) == _ids(a)  # the other worker, at its next request
-            assert b.get("/v1/catalog").json() == a.get("/v1/catalog").json()
+            seen_by_b = _view(b)  # the other worker, at its next request
+            assert reloads == [], step  # neither worker read the whole catalog again
+            monkeypatch.setattr(state_module, "_load_catalog", real)
+            fresh = _worker(url, 0.0)  # a worker started now, on the same database
+            try:
+                assert seen_by_b == _view(fresh) == _view(a), step
+            finally:
+                fresh.__exit__(None, None, None)
+            monkeypatch.setattr(state_module, "_load_catalog",
+                                lambda *args: reloads.append("reload") or real(*args))
+            if step == 1:
+                assert ("hw_three", "blue_whale", 4) in seen_by_b["individuals"]
         assert _ids(b) == {"hw_new", "hw_four"}
-        assert _predict_top1(b, (120, 40, 200)) == _predict_top1(a, (120, 40, 200)) == "hw_four"
-        assert reloads == []  # neither worker read the whole catalog again
+        assert _predict_top1(b, (120, 40, 200)) == "hw_four"
     finally:
         a.__exit__(None, None, None)
         b.__exit__(None, None, None)
-    fresh = _worker(url, 0.0)  # a worker started now sees what both of them see
+
+
+def _record(image_id: str, individual_id: str):
+    import numpy as np
+
+    from whales_identify.records.store import CatalogImage
+
+    emb = np.ones(FakeEmbedder().dim, np.float32)
+    return CatalogImage(image_id, individual_id, "unknown", FakeEmbedder().model_id,
+                        emb / np.linalg.norm(emb))
+
+
+def test_another_workers_write_during_an_own_one_is_applied_from_the_log(tmp_path, monkeypatch):
+    """A worker whose write was not the only one since its memory was current (another worker
+    committed in between) applies the log since then at its next request: both writes, no reload."""
+    from whales_be_service import state as state_module
+    from whales_identify import enroll
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = _worker(url, 0.0), _worker(url, 0.0)
+    key = {"X-API-Key": API_KEY}
     try:
-        assert _ids(fresh) == {"hw_new", "hw_four"}
+        assert _ids(a) == _ids(b) == set()
+        other, b_state = open_store(url), b.app.state.whales
+        real_extract, done = enroll.extract, []
+
+        def extract_while_another_worker_writes(image, cfg=None):
+            # b has checked the generation and not yet taken its write lock (features come first)
+            if not done:
+                done.append(other.add_catalog_images([_record("elsewhere_1", "from_elsewhere")]))
+            return real_extract(image, cfg)
+
+        monkeypatch.setattr(enroll, "extract", extract_while_another_worker_writes)
+        files = [("files", ("fin.jpg", image_bytes((40, 90, 160)), "image/jpeg"))]
+        before = b_state.catalog_generation
+        assert b.post("/v1/individuals/from_b/images", files=files, headers=key).status_code == 200
+        assert b_state.catalog_generation == before  # two steps since: the log is read next
+        monkeypatch.setattr(state_module, "_load_catalog", lambda *a: pytest.fail("reloaded"))
+        assert _ids(b) == {"from_b", "from_elsewhere"} == _ids(a)
+        assert b_state.catalog_generation == before + 2
+        other.close()
     finally:
-        fresh.__exit__(None, None, None)
+        a.__exit__(None, None, None)
+        b.__exit__(None, None, None)

@@ -85,8 +85,8 @@ async def remove_image(image_id: ImageId, pool: PoolDep, store: ReadyStoreDep,
 
 def _remove_photo(catalog: CatalogAccess, store: Store, image_id: str, by: str) -> tuple[str, int]:
     """From the store and this worker's memory in one catalog write: no reload of the whole catalog
-    (~12 s at 100k photos, queries waiting); other workers reload on their next request. A catalog
-    that cannot remove one photo in memory is reloaded instead."""
+    (~12 s at 100k photos, queries waiting); other workers drop it on their next request (the change
+    log). A catalog that cannot remove one photo in memory is reloaded instead."""
     remove = getattr(catalog.current(), "remove_image", None)
     if not callable(remove):
         return catalog.store_write(lambda: store.remove_catalog_image(image_id, by))

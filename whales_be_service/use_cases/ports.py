@@ -31,7 +31,7 @@ class CatalogAccess(Protocol):
     """This worker's catalog, kept in step with the database other workers write to."""
 
     def current(self) -> Any:
-        """The catalog, reloaded first when another worker changed the database."""
+        """The catalog, brought up to date first when another worker changed the database."""
         ...
 
     def loaded(self) -> Any:
@@ -47,8 +47,8 @@ class CatalogAccess(Protocol):
         ...
 
     def store_write(self, write: Callable[[], T]) -> T:
-        """Run `write()`, a catalog change made in the database only (curation, undo), then reload
-        this worker's catalog from the database."""
+        """Run `write()`, a catalog change made in the database only (curation, undo), then bring
+        this worker's catalog up to date (the photos the write logged)."""
         ...
 
 

@@ -26,7 +26,7 @@ from whales_identify.reid.catalog_delta import sort_changes
 from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
 from whales_identify.reid.local_features import LocalFeatures, extract
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
-from whales_identify.reid.reference import reference_records
+from whales_identify.reid.reference import reference_records, with_model
 from whales_identify.reid.snapshot import share_embeddings
 from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
 from whales_identify.reid.vote_masked import Reusable
@@ -265,12 +265,10 @@ class Catalog:
         self._index = None
 
     def refresh(self, image_ids: Iterable[str]) -> bool:
-        """Bring these photos in line with the store after another process changed them (an
-        enrolment, removal, rename, merge or move by another worker or replica: the store's
-        `catalog_changes`), instead of a whole `load`: each is read by id (`catalog_delta.py`).
-        Only new photos: the next snapshot extends this one; otherwise its vote index is reused,
-        the changed photos masked (a relabelled photo keeps its descriptors). False, with nothing
-        changed, where the store holds one of them embedded by another model (`load` says why)."""
+        """Bring these photos in line with the store (`Store.catalog_changes`: what another worker
+        or replica changed) instead of a whole `load`, each read by id (`catalog_delta.py`). New
+        photos extend the snapshot, relabels keep its arrays (`MatchIndex.relabelled`), others
+        reuse its vote index masked. False, nothing changed, for a photo of another model."""
         found: dict[str, CatalogImage | None] = {}
         for iid in dict.fromkeys(image_ids):
             im = self.store.get_catalog_image(iid)
@@ -279,13 +277,18 @@ class Catalog:
             found[iid] = None if im is None else self._in_memory(im)
         with self._lock:
             delta = sort_changes(self._images, found, self._digests)
+            relabels_only = not delta.gone and not delta.fresh
             for im in delta.changed:
                 old = self._images[im.image_id]
                 self._tally.replace(old, im)
                 self._images[im.image_id] = im
-                if im.descriptors is not old.descriptors and self._digests is not None:
-                    self._digests.pop(im.image_id, None)  # other features: the packed digest is stale
-            if delta.changed or delta.gone:
+                if im.descriptors is not old.descriptors or im.embedding is not old.embedding:
+                    relabels_only = False
+                    if self._digests is not None:  # other features: the packed digest is stale
+                        self._digests.pop(im.image_id, None)
+            if relabels_only and delta.changed and self._index is not None and self._grow_from is None:
+                self._index = self._index.relabelled([self._images[iid] for iid in self._index.image_ids])
+            elif delta.changed or delta.gone:
                 self._forget(delta.gone)
             if delta.fresh:
                 self._hold(delta.fresh)
@@ -405,6 +408,3 @@ def _first(rows: np.ndarray | None, keep: int) -> np.ndarray | None:
     return rows[:keep].copy()
 
 
-def with_model(image: CatalogImage, model_id: str, embedding: np.ndarray) -> CatalogImage:
-    """A copy of a record re-embedded by another model (used by `whales catalog reindex`)."""
-    return replace(image, model_id=model_id, embedding=np.asarray(embedding, np.float32))

@@ -1,10 +1,12 @@
 """`reference_records`: the catalog records of new photos of one individual (what
-`Catalog.enroll` stores): their local features, a JPEG thumbnail and the pixels' hash."""
+`Catalog.enroll` stores): their local features, a JPEG thumbnail and the pixels' hash; and
+`with_model`, a record re-embedded by another model."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -38,3 +40,8 @@ def reference_records(images: Sequence[Image.Image], embeddings: np.ndarray, ind
             sighting=sightings[i] if sightings else Sighting(),
             feature_size=feature_frame(image.size, config.local) if lf is not None else None))
     return records
+
+
+def with_model(image: CatalogImage, model_id: str, embedding: np.ndarray) -> CatalogImage:
+    """A copy of a record re-embedded by another model (used by `whales catalog reindex`)."""
+    return replace(image, model_id=model_id, embedding=np.asarray(embedding, np.float32))

@@ -136,6 +136,29 @@ class MatchIndex:
         new._finish(self.cfg, digests, release)
         return new
 
+    def relabelled(self, images: Sequence[CatalogImage]) -> MatchIndex:
+        """This snapshot's photos under other labels (a rename, merge or move): `images` are its
+        photos in its order with the same embeddings and features. Only the labels, individuals,
+        species and groups are computed again; the embedding buffer, the features and the vote
+        index are this one's (the index names photos, not individuals). This one is left as it is."""
+        new = object.__new__(MatchIndex)
+        new.images = list(images)
+        if [im.image_id for im in new.images] != self.image_ids:
+            raise ValueError("a relabelled snapshot has the same photos, in the same order")
+        new.image_ids = self.image_ids
+        new.individuals = sorted({im.individual_id for im in new.images})
+        pos = {ind: i for i, ind in enumerate(new.individuals)}
+        new.labels = np.array([pos[im.individual_id] for im in new.images], np.int64)
+        species: dict[str, str] = {}
+        for im in new.images:
+            species.setdefault(im.individual_id, im.species)
+        new.species = [species[i] for i in new.individuals]
+        new._group(np.argsort(new.labels, kind="stable"))
+        new._emb_buf, new.emb, new.local = self._emb_buf, self.emb, self.local
+        new._finish(self.cfg, self.digests, self.release)
+        new._previous = self  # its vote index, built or to be built (`_built_vote_index`)
+        return new
+
     def vote_index(self) -> VoteIndex | None:
         """The descriptor index over all reference images, built on first use (an appended
         snapshot extends its previous one's: `vote_index.extend`)."""
@@ -149,6 +172,8 @@ class MatchIndex:
     def _built_vote_index(self) -> VoteIndex | None:
         k, cfg, prev = self.cfg.index_keypoints, self.cfg, self._previous
         # a previous snapshot never searched builds (or extends) its index first
+        if prev is not None and len(prev.images) == len(self.images):  # the same photos (`relabelled`)
+            return prev.vote_index()
         base = prev.vote_index() if prev is not None and cfg.vote_index == "faiss" else None
         if base is not None and prev is not None:
             n0 = len(prev.images)
