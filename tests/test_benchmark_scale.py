@@ -65,6 +65,9 @@ def test_benchmark_scale_serves_small_over_http(tmp_path, data_dir):
     assert 0 < run["p50_s"] <= run["p95_s"] and run["ready_s"] > 0 and run["peak_rss_mb"] > 0
     assert 0 <= run["top1_real_queries"] <= run["top5_real_queries"] <= 1
     assert run["throughput_c4_over_c1"] > 0 and run["match_mean_s"] > 0
+    pairs = run["throughput_pairs"]  # three c1/c4 pairs; the ratio reported is their mean
+    assert len(pairs["c4_over_c1"]) == 3 and run["throughput_c4_over_c1_se"] >= 0
+    assert abs(run["throughput_c4_over_c1"] - sum(pairs["c4_over_c1"]) / 3) < 1e-9
     enrol = run["enrol"]
     assert (enrol["single"]["photos"], enrol["batched"]["photos"]) == (2, 1)
     assert enrol["single"]["enrolled"] + enrol["single"]["refused"] == 2

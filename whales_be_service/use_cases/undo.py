@@ -12,7 +12,7 @@ from whales_identify.records.store import Store
 
 
 class UndoReview:
-    """Args: store: the predictions and the catalog; catalog: this worker's catalog, brought up to date after."""
+    """Args: store: the predictions and the catalog; catalog: this worker's catalog, updated after."""
 
     def __init__(self, store: Store, catalog: CatalogAccess):
         self.store = store
