@@ -50,14 +50,7 @@ class MatchIndex:
                  donor: Reusable | None = None):
         self.images = list(images)
         self.image_ids = [im.image_id for im in self.images]
-        self.individuals = sorted({im.individual_id for im in self.images})
-        pos = {ind: i for i, ind in enumerate(self.individuals)}
-        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
-        species: dict[str, str] = {}
-        for im in self.images:
-            species.setdefault(im.individual_id, im.species)
-        self.species = [species[i] for i in self.individuals]
-        self._group(np.argsort(self.labels, kind="stable"))
+        self._label()
         dim = self.images[0].embedding.shape[0] if self.images else 0
         own = embeddings is not None and _rows_of(embeddings, self.images)
         self._emb_buf = [embeddings, len(self.images)] if own else _embedding_buffer(self.images, dim, None)
@@ -66,6 +59,17 @@ class MatchIndex:
         self._previous: MatchIndex | None = None
         self._finish(cfg, digests, release)
         self._donor = donor
+
+    def _label(self) -> None:
+        """Individuals (sorted), each photo's label, each individual's species (its first photo's)."""
+        self.individuals = sorted({im.individual_id for im in self.images})
+        pos = {ind: i for i, ind in enumerate(self.individuals)}
+        self.labels = np.array([pos[im.individual_id] for im in self.images], np.int64)
+        species: dict[str, str] = {}
+        for im in self.images:
+            species.setdefault(im.individual_id, im.species)
+        self.species = [species[i] for i in self.individuals]
+        self._group(np.argsort(self.labels, kind="stable"))
 
     def _group(self, by_label: np.ndarray) -> None:
         counts = np.bincount(self.labels, minlength=len(self.individuals))
@@ -146,14 +150,7 @@ class MatchIndex:
         if [im.image_id for im in new.images] != self.image_ids:
             raise ValueError("a relabelled snapshot has the same photos, in the same order")
         new.image_ids = self.image_ids
-        new.individuals = sorted({im.individual_id for im in new.images})
-        pos = {ind: i for i, ind in enumerate(new.individuals)}
-        new.labels = np.array([pos[im.individual_id] for im in new.images], np.int64)
-        species: dict[str, str] = {}
-        for im in new.images:
-            species.setdefault(im.individual_id, im.species)
-        new.species = [species[i] for i in new.individuals]
-        new._group(np.argsort(new.labels, kind="stable"))
+        new._label()
         new._emb_buf, new.emb, new.local = self._emb_buf, self.emb, self.local
         new._finish(self.cfg, self.digests, self.release)
         new._previous = self  # its vote index, built or to be built (`_built_vote_index`)
