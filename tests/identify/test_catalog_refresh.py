@@ -139,3 +139,23 @@ def test_relabels_only_keep_the_snapshots_arrays_and_vote_index(tmp_path, packed
     cat.add_images(records(more_parts, more_labels + 30, start=300))
     assert cat._snapshot()._previous is new  # noqa: SLF001 (appended to the relabelled snapshot)
     _same_as_a_fresh_load(cat, store, {1: queries[5], 5: queries[0]}, **cfg)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["in_ram", "feature_pack"])
+def test_a_photo_stored_again_with_other_features_is_replaced(tmp_path, packed):
+    """Another process re-extracted one photo (same id, other descriptors): the held record and
+    its packed digest give way, and the answers are a fresh load's."""
+    cfg = dict(features_dir=str(tmp_path)) if packed else {}
+    parts, labels, queries = clusters(29, n_ind=8, photos=3, k=30)
+    store = InMemoryStore()
+    recs = records(parts, labels)
+    store.add_catalog_images(recs)
+    cat = _catalog(store, **cfg).load()
+    cat.warm_index()
+    assert not packed or "im0004" in cat._digests  # noqa: SLF001
+    store.add_catalog_images([replace(recs[4], descriptors=recs[4].descriptors[::-1].copy())])
+    assert cat.refresh(["im0004"])
+    np.testing.assert_array_equal(cat._images["im0004"].descriptors, recs[4].descriptors[::-1])  # noqa: SLF001
+    assert "im0004" not in (cat._digests or {})  # noqa: SLF001
+    assert isinstance(cat._snapshot().vote_index(), MaskedVoteIndex)  # noqa: SLF001
+    _same_as_a_fresh_load(cat, store, {1: queries[1], 5: queries[2]}, **cfg)

@@ -276,22 +276,17 @@ class Catalog:
                 return False
             found[iid] = None if im is None else self._in_memory(im)
         with self._lock:
-            delta = sort_changes(self._images, found, self._digests)
-            relabels_only = not delta.gone and not delta.fresh
-            for im in delta.changed:
-                old = self._images[im.image_id]
-                self._tally.replace(old, im)
+            delta = sort_changes(self._images, found)
+            for im in delta.relabelled:  # the same features: the packed digest stays valid
+                self._tally.replace(self._images[im.image_id], im)
                 self._images[im.image_id] = im
-                if im.descriptors is not old.descriptors or im.embedding is not old.embedding:
-                    relabels_only = False
-                    if self._digests is not None:  # other features: the packed digest is stale
-                        self._digests.pop(im.image_id, None)
-            if relabels_only and delta.changed and self._index is not None and self._grow_from is None:
+            others = delta.gone or delta.replaced or delta.fresh
+            if delta.relabelled and not others and self._index is not None and self._grow_from is None:
                 self._index = self._index.relabelled([self._images[iid] for iid in self._index.image_ids])
-            elif delta.changed or delta.gone:
+            elif delta.relabelled or delta.gone:
                 self._forget(delta.gone)
-            if delta.fresh:
-                self._hold(delta.fresh)
+            if delta.replaced or delta.fresh:
+                self._hold(delta.replaced + delta.fresh)  # (a replaced photo's digest is dropped there)
         return True
 
     def enroll(self, images: Sequence[Image.Image], embeddings: np.ndarray, individual_id: str,

@@ -5,7 +5,7 @@ or moves photos changes only the database. The store's change log names the phot
 touched (`Store.catalog_changes`); here the records read again for them are compared with the
 ones held: new photos, photos no longer stored, and photos with other labels or other features.
 A photo whose features are unchanged keeps the arrays held (a view into the shared embedding
-matrix, or rows in the feature pack), so a rename or a merge costs no descriptors.
+matrix, or rows in the feature pack), so a rename or a merge holds no second copy.
 """
 
 from __future__ import annotations
@@ -16,25 +16,23 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from whales_identify.records.store import CatalogImage
-from whales_identify.reid.feature_pack import digest
 
 
 @dataclass
 class Delta:
-    """`fresh`: stored photos not held; `changed`: the records to hold instead of held ones (other
-    labels or metadata, or other features); `gone`: held photos the store no longer has."""
+    """`fresh`: stored photos not held; `relabelled`: records to hold instead of held ones with the
+    same features but other labels or metadata (they keep the held arrays); `replaced`: records
+    with other features; `gone`: held photos the store no longer has."""
 
     fresh: list[CatalogImage] = field(default_factory=list)
-    changed: list[CatalogImage] = field(default_factory=list)
+    relabelled: list[CatalogImage] = field(default_factory=list)
+    replaced: list[CatalogImage] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
 
 
-def sort_changes(held: Mapping[str, CatalogImage], found: Mapping[str, CatalogImage | None],
-                 packed: Mapping[str, bytes] | None) -> Delta:
+def sort_changes(held: Mapping[str, CatalogImage], found: Mapping[str, CatalogImage | None]) -> Delta:
     """Compare the stored records `found` (by id; None: not stored, or of another model) with
-    `held`. `packed`: the feature-pack digests of held photos whose features are mapped from a
-    file (their records hold none). A record equal to the held one is left out: applying the same
-    change twice is a no-op."""
+    `held`. A record equal to the held one is left out: applying the same change twice is a no-op."""
     delta = Delta()
     for iid, new in found.items():
         old = held.get(iid)
@@ -43,24 +41,20 @@ def sort_changes(held: Mapping[str, CatalogImage], found: Mapping[str, CatalogIm
                 delta.gone.append(iid)
         elif old is None:
             delta.fresh.append(new)
-        elif same_features(old, new, (packed or {}).get(iid)):
+        elif same_features(old, new):
             kept = replace(new, embedding=old.embedding, keypoints=old.keypoints, descriptors=old.descriptors)
             if _metadata(kept) != _metadata(old):
-                delta.changed.append(kept)
+                delta.relabelled.append(kept)
         else:
-            delta.changed.append(new)
+            delta.replaced.append(new)
     return delta
 
 
-def same_features(old: CatalogImage, new: CatalogImage, packed_digest: bytes | None) -> bool:
-    """Whether `new` has the held record's embedding, keypoints and descriptors (for a packed photo:
-    the pack's digest of them)."""
-    if not np.array_equal(old.embedding, new.embedding):
-        return False
-    if packed_digest is not None and old.descriptors is None:
-        return (new.keypoints is not None and new.descriptors is not None
-                and digest(new.image_id, new.keypoints, new.descriptors) == packed_digest)
-    return _equal(old.keypoints, new.keypoints) and _equal(old.descriptors, new.descriptors)
+def same_features(old: CatalogImage, new: CatalogImage) -> bool:
+    """Whether `new` has the held record's embedding, keypoints and descriptors (a packed photo's
+    are views into the pack: its pages are read)."""
+    return (np.array_equal(old.embedding, new.embedding) and _equal(old.keypoints, new.keypoints)
+            and _equal(old.descriptors, new.descriptors))
 
 
 def _equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
