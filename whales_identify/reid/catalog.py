@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,12 +94,12 @@ class Catalog:
             keep = max(self.config.index_keypoints, self.config.verify_keypoints)
             settings = f"v2|{keep}"  # v2: `feature_pack.digest` hashes every keypoint
             try:
-                packer = FeaturePacker(self.config.features_dir, settings)
-                if packer.base is not None:
-                    if self._load_heads(packer, keep):
+                # newest first; an older one may be this catalog's where another catalog (another
+                # service, a benchmark's other size) saved its own pack in the same folder since
+                for saved in FeaturePack.saved(Path(self.config.features_dir), settings):
+                    if self._load_heads(FeaturePacker(self.config.features_dir, settings, saved), keep):
                         return self
-                    packer = FeaturePacker(self.config.features_dir, settings)
-                return self._load(packer)
+                return self._load(FeaturePacker(self.config.features_dir, settings))
             except OSError as exc:
                 log.warning("could not pack the catalog's features in %s (%s); they are held in RAM",
                             self.config.features_dir, exc)

@@ -6,10 +6,11 @@ most a few hundred photos; mapped, only the pages that are read are resident, an
 drop them again (they are file pages, not the heap).
 
 `FeaturePacker` is given each photo as the store streams them (`Catalog.load`):
-- a photo found in the newest pack saved with the same settings (same `digest`: id, descriptor
+- a photo found in a pack saved with the same settings (same `digest`: id, descriptor
   count, first and last descriptor, every keypoint; also the vote index's key) becomes a view into that
   pack; the load can tell from the store's `FeatureHead` alone (`head_digest`, `take`), without
-  reading the descriptors;
+  reading the descriptors. The load tries the saved packs newest first (`FeaturePack.saved`): another
+  catalog sharing the folder may have saved the newest;
 - others (enrolled since the pack was written) stay in RAM while they are few (`UNPACKED_SHARE`
   of the pack's photos);
 - beyond that, or without a pack, a new pack is written as the photos stream (the photos already
@@ -25,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import mmap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -96,14 +98,19 @@ class FeaturePack:
         self.kp = np.asarray(self._maps[1]) if rows else np.zeros((0, 2), np.float32)
 
     @classmethod
-    def newest(cls, folder: Path, settings: str) -> FeaturePack | None:
-        """The most recently saved pack with these settings that opens (None: none)."""
+    def saved(cls, folder: Path, settings: str) -> Iterator[FeaturePack]:
+        """The packs saved with these settings that open, newest first (opened one at a time)."""
         for info in _saved.list_saved(folder, PREFIX, settings):
             try:
-                return cls(folder, str(info["key"]))
+                pack = cls(folder, str(info["key"]))
             except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or incomplete
                 continue
-        return None
+            yield pack
+
+    @classmethod
+    def newest(cls, folder: Path, settings: str) -> FeaturePack | None:
+        """The most recently saved pack with these settings that opens (None: none)."""
+        return next(cls.saved(folder, settings), None)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -129,12 +136,14 @@ class FeaturePacker:
         directory: the folder shared by the workers.
         settings: what the arrays depend on (the kept keypoints per photo): packs made with other
             settings are never used.
+        base: the saved pack to take photos from (`FeaturePack.saved`); unset: the newest.
     """
 
-    def __init__(self, directory: str, settings: str):
+    def __init__(self, directory: str, settings: str,
+                 base: FeaturePack | None | Literal["newest"] = "newest"):
         self.folder, self.settings = Path(directory), settings
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.base = FeaturePack.newest(self.folder, settings)
+        self.base = FeaturePack.newest(self.folder, settings) if base == "newest" else base
         # per photo, in stream order: (image id, digest, where) with where = ("base", i),
         # ("ram", (kp, desc)) or ("new", row offset)
         self.photos: list[tuple[str, bytes, tuple]] = []
