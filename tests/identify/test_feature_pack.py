@@ -58,7 +58,11 @@ def _assert_same_answers(mapped: Catalog, ram: Catalog, queries) -> None:
         emb = np.ones(8, np.float32) / np.sqrt(8)
         got, want = mapped.score(emb, q), ram.score(emb, q)
         assert got.individual_ids == want.individual_ids and got.image_ids == want.image_ids
-        for name in ("cos", "vote", "inliers", "ref_image"):
+        # cosines to within a float32 rounding: after a removal the matrix product runs over the
+        # shared buffer's rows, removed ones included (`MatchIndex.similarities`), and BLAS may round
+        # a row's dot product differently in a matrix of another height
+        np.testing.assert_allclose(got.cos, want.cos, rtol=0, atol=1e-6, err_msg="cos")
+        for name in ("vote", "inliers", "ref_image"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
         assert got.inliers.max() >= 8  # verification ran and found the individual
 

@@ -330,15 +330,21 @@ class Catalog:
             return individual_id, left
 
     def _forget(self, image_ids: Iterable[str]) -> None:
-        """Drop photos the store has deleted (committed: never raise here); the next snapshot masks
-        them in the vote index it reuses."""
-        for k in list(image_ids):
+        """Drop photos the store has deleted (committed: never raise here): the snapshot without
+        them (`MatchIndex.without`, labels taken anew), else a build that masks them."""
+        image_ids = list(image_ids)
+        current = self._snapshot() if self._index is not None or self._grow_from is not None else None
+        for k in image_ids:
             gone = self._images.pop(k, None)
             if gone is not None:
                 self._tally.remove(gone)
-        self._donor = self._reusable()
-        self._index = self._grow_from = None
-        self._appended = []
+        if current is not None:
+            self._index = current.without([self._images[iid] for iid in current.image_ids
+                                           if iid in self._images])
+        else:
+            self._donor = self._reusable()
+            self._index = None
+        self._grow_from, self._appended = None, []
 
     def list_individuals(self, species: str | None = None) -> list[IndividualSummary]:
         by_id: dict[str, list[CatalogImage]] = {}

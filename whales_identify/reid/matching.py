@@ -129,7 +129,7 @@ def score_query(ix: MatchIndex, embedding: np.ndarray, local: LocalFeatures | No
     for iid in exclude:
         if iid in pos:
             excluded[pos[iid]] = True
-    sims = ix.emb @ np.asarray(embedding, np.float32).ravel() if n_img else np.zeros(0)
+    sims = ix.similarities(embedding) if n_img else np.zeros(0)
     sims = np.where(excluded, -np.inf, sims)
     cos = np.maximum.reduceat(sims[ix.by_label], ix.starts) if n_img else np.zeros(0)
     vote = np.zeros(n_ind)
