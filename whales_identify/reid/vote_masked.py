@@ -77,11 +77,19 @@ class Reusable:
 
 
 def descriptor_counts(index: FaissVoteIndex | TieredVoteIndex, images: int) -> np.ndarray:
-    """Descriptors per image of `index` (without concatenating a tier's owners: 25M at 100k)."""
-    if isinstance(index, TieredVoteIndex):
-        return (np.bincount(index.base.owner, minlength=images)
-                + np.bincount(index.delta_owner, minlength=images))
-    return np.bincount(index.owner, minlength=images)
+    """Descriptors per image of `index` (at least `images` long): the built index's counted once
+    per index object (0.6 s over 25M owners at 100k photos: each removal reuses the same donor),
+    a tier's added (without concatenating the owners)."""
+    base = index.base if isinstance(index, TieredVoteIndex) else index
+    own: np.ndarray | None = getattr(base, "_descriptor_counts", None)
+    if own is None:
+        own = np.bincount(base.owner)
+        base._descriptor_counts = own  # type: ignore[union-attr]  # an index's owners never change
+    delta = np.bincount(index.delta_owner) if isinstance(index, TieredVoteIndex) else own[:0]
+    counts = np.zeros(max(images, len(own), len(delta)), np.int64)
+    counts[:len(own)] += own
+    counts[:len(delta)] += delta
+    return counts
 
 
 def plan(donor_keys: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
