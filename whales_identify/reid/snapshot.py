@@ -168,8 +168,9 @@ class MatchIndex:
         in its order, with the same embeddings and features (their labels may have changed). The
         embedding buffer is shared (the removed photos' rows are skipped: `similarities`), the
         features and photo keys are this one's, the labels and groups are computed again, and the
-        vote index is reused with the removed photos masked (`vote_masked`). At 100k photos this
-        took the first query after a removal from 2.7 s (a copy of every array) to PLACEHOLDER."""
+        vote index is reused with the removed photos masked (`vote_masked`). At 100k photos the
+        first query after deleting an individual took 0.95 s instead of 2.7 s (a copy of every
+        array), after removing a photo 0.48 s instead of 2.0 s (served; docs/REID.md)."""
         new = object.__new__(MatchIndex)
         new.images = list(images)
         new.image_ids = [im.image_id for im in new.images]
