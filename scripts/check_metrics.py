@@ -3,7 +3,10 @@ reports/metrics_baseline.json.
 
 A metric fails when latest < baseline - tolerance (absolute; default 0.03: the harness is
 deterministic on one machine, so the tolerance only absorbs BLAS/OpenCV differences between
-machines; see docs/REID.md). The two files must come from the same
+machines; see docs/REID.md). Where the baseline gives the number of queries behind a metric, the
+tolerance is at least one query's share (1 / n): the same code and data put one right-whale crop
+query of 25 on either side on two machines of the CI's kind (0.72 and 0.68, 2026-12-07), which
+is that difference, not a regression; two queries are. The two files must come from the same
 protocol (model, manifest, sources, query limit), else the check refuses with exit code 2.
 
 Usage: python scripts/check_metrics.py [--latest PATH] [--baseline PATH] [--tolerance 0.03]
@@ -30,23 +33,30 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any], tolerance: float =
     regressions: list[str] = []
 
     def check(where: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+        tol = _one_query(tolerance, old.get("n_queries"))
         for key in CHECKED:
             if key in old:
                 value = new.get(key)
-                if value is None or value < old[key] - tolerance:
-                    regressions.append(f"{where}.{key}: {value} < baseline {old[key]:.4f} - {tolerance}")
+                if value is None or value < old[key] - tol:
+                    regressions.append(f"{where}.{key}: {value} < baseline {old[key]:.4f} - {tol:.4f}")
         if "open_set" in old:
             o, n = old["open_set"], new.get("open_set") or {}
             key = "map5_with_new_label"
-            if n.get(key) is None or n[key] < o[key] - tolerance:
+            tol_open = _one_query(tolerance, (o.get("n_known_queries") or 0) + (o.get("n_new_queries") or 0))
+            if n.get(key) is None or n[key] < o[key] - tol_open:
                 regressions.append(f"{where}.open_set.{key}: {n.get(key)} < baseline "
-                                   f"{o[key]:.4f} - {tolerance}")
+                                   f"{o[key]:.4f} - {tol_open:.4f}")
 
     rep_new, rep_old = latest.get("report", {}), baseline.get("report", {})
     check("report", rep_new, rep_old)
     for source, old in rep_old.get("per_source", {}).items():
         check(f"report.per_source.{source}", rep_new.get("per_source", {}).get(source, {}), old)
     return mismatches, regressions
+
+
+def _one_query(tolerance: float, queries: int | None) -> float:
+    """`tolerance`, or one query's share of a metric over `queries` queries where that is more."""
+    return max(tolerance, 1.0 / queries + 1e-9) if queries else tolerance
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,12 @@ def test_check_metrics_fails_on_a_drop():
     assert len(compare(worse, base, 0.03)[1]) == 1
     other = dict(base, limit=None)
     assert compare(other, base)[0]
+    # a source of 25 queries: one query to the other side is within tolerance, two are a drop
+    base["report"]["per_source"]["s"]["n_queries"] = 25
+    for drop, failed in ((1, 0), (2, 1)):
+        worse = json.loads(json.dumps(base))
+        worse["report"]["per_source"]["s"]["top1"] = 0.6 - drop / 25
+        assert len(compare(worse, base, 0.03)[1]) == failed
 
 
 def test_shipped_model_is_never_scored_on_its_training_whales(data_dir, tmp_path):

@@ -4,6 +4,7 @@ through enrolments, removals and reloads, and the pack is shared and rewritten o
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -113,19 +114,22 @@ def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pru
     first = _catalog(store, tmp_path)
     store.add_catalog_images(recs[6:8])  # 2 new photos: kept in RAM, the pack is reused
     assert len(_mapped(_catalog(store, tmp_path))) == 6 and len(list(tmp_path.glob("feat-*.json"))) == 1
-    store.add_catalog_images(recs[8:])  # 10 new photos: a new pack with all 16
+    store.add_catalog_images(recs[8:])  # 10 new photos: a new pack with all 16, replacing the old
     second = _catalog(store, tmp_path)
-    assert len(_mapped(second)) == 16 and len(list(tmp_path.glob("feat-*.json"))) == 2
+    assert len(_mapped(second)) == 16 and len(list(tmp_path.glob("feat-*.json"))) == 1
     for im in recs:
         got = second._images[im.image_id]  # noqa: SLF001
         np.testing.assert_array_equal(got.descriptors, im.descriptors)
         np.testing.assert_array_equal(got.keypoints, im.keypoints)
-    for drop in range(4):  # every change gives a new key: the newest and SAVED_KEPT others stay
+    for drop in range(4):  # every change gives a new key; the pack each one replaces is deleted
         monkeypatch.setattr(feature_pack, "UNPACKED_MIN", -1)
         store.remove_individual(f"ind{drop}")
         store.add_catalog_images([replace(recs[-1], image_id=f"extra{drop}")])
         _catalog(store, tmp_path)
-    assert len(list(tmp_path.glob("feat-*.json"))) == 3 and len(list(tmp_path.glob("feat-*.desc"))) == 3
+    assert len(list(tmp_path.glob("feat-*.json"))) == 1 and len(list(tmp_path.glob("feat-*.desc"))) == 1
+    for other in range(3):  # packs it did not come from (another catalog's): the newest two others stay
+        (tmp_path / f"feat-other{other}.json").write_text(json.dumps(
+            {"key": f"other{other}", "images": 1, "rows": 0, "settings": "elsewhere"}))
     monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 64)
     packs = set(tmp_path.glob("feat-*.desc"))
     for ind in range(4, 7):  # 7 of the pack's 12 photos removed: a smaller pack, nothing enrolled
@@ -135,6 +139,7 @@ def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pru
     new = set(tmp_path.glob("feat-*.desc")) - packs
     assert len(new) == 1 and new.pop().stat().st_size == sum(
         len(im.descriptors) * 128 for im in shrunk._images.values())  # noqa: SLF001
+    assert len(list(tmp_path.glob("feat-*.json"))) == 3  # it and the newest two others
     # the first catalog's pack was deleted: its mapping still reads (POSIX)
     np.testing.assert_array_equal(first._images[recs[0].image_id].descriptors, recs[0].descriptors)  # noqa: SLF001
 
@@ -288,7 +293,8 @@ def test_too_many_missing_photos_read_the_store_whole_and_write_a_new_pack(tmp_p
     monkeypatch.setattr(InMemoryStore, "iter_catalog_images",
                         lambda self, *a, **k: streamed.append(1) or real(self, *a, **k))
     cat = _catalog(store, tmp_path)
-    assert streamed and len(_mapped(cat)) == 12 and len(list(tmp_path.glob("feat-*.json"))) == 2
+    # a new pack of all 12, and the one of 4 it replaces deleted
+    assert streamed and len(_mapped(cat)) == 12 and len(list(tmp_path.glob("feat-*.json"))) == 1
     for im in recs:
         np.testing.assert_array_equal(cat._images[im.image_id].descriptors, im.descriptors)  # noqa: SLF001
 
@@ -338,24 +344,40 @@ def test_a_head_gives_the_digest_of_the_kept_features(rows):
 
 def test_two_catalogs_sharing_a_folder_each_start_from_their_own_pack(tmp_path, monkeypatch):
     """A big catalog and a small one (another service, a benchmark's other size) saving packs in one
-    folder: each load finds its own pack among the saved ones instead of taking the newest (the
-    other's) and writing a whole new pack (6 GB and ~20 s of start-up at 100k photos)."""
+    folder: each load finds its own pack among the saved ones, whichever is newest, instead of taking
+    the newest (the other's) and writing a whole new pack (6 GB and ~20 s of start-up at 100k photos);
+    and one catalog rewriting its pack again and again (enrolments) never prunes the other's."""
+    import os
+
     monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 2)
     individuals = _individuals(8, n_ind=8)
     recs = _records(individuals, photos=2, seed=13)
     big, small = InMemoryStoreOf(recs), InMemoryStoreOf(recs[:4])
     _catalog(big, tmp_path)
     _catalog(small, tmp_path)  # holds 4 of the big pack's 16 photos: a pack of its own
-    assert len(list(tmp_path.glob("feat-*.json"))) == 2
+    metas = sorted(tmp_path.glob("feat-*.json"))
+    assert len(metas) == 2
     written = []
     real_start = feature_pack.FeaturePacker._start_writing
     monkeypatch.setattr(feature_pack.FeaturePacker, "_start_writing",
                         lambda self: written.append(1) or real_start(self))
+    real_iter = InMemoryStore.iter_catalog_images
     monkeypatch.setattr(InMemoryStore, "iter_catalog_images", lambda *a, **k: pytest.fail("read whole"))
-    for _ in range(2):
+    for newest in metas * 2:  # each pack the newest in turn
+        os.utime(newest, (newest.stat().st_mtime + 10,) * 2)
         for store, n in ((big, 16), (small, 4)):
             cat = _catalog(store, tmp_path)
             assert len(_mapped(cat)) == n
             for im in recs[:n]:
                 np.testing.assert_array_equal(cat._images[im.image_id].descriptors, im.descriptors)  # noqa: SLF001
     assert not written and len(list(tmp_path.glob("feat-*.json"))) == 2
+    monkeypatch.setattr(InMemoryStore, "iter_catalog_images", real_iter)
+    small_pack = {m.name for m in tmp_path.glob("feat-*.json")} - {metas[0].name if len(
+        _mapped(_catalog(big, tmp_path))) else ""}
+    for k in range(4):  # the big catalog grows past what a pack keeps in RAM, four times
+        big.add_catalog_images([replace(r, image_id=f"more{k}_{i}") for i, r in enumerate(recs[:6])])
+        assert len(_mapped(_catalog(big, tmp_path))) == 16 + 6 * (k + 1)
+    assert len(written) == 4 and len(list(tmp_path.glob("feat-*.json"))) == 2  # its old ones deleted
+    written.clear()
+    cat = _catalog(small, tmp_path)
+    assert len(_mapped(cat)) == 4 and not written and small_pack

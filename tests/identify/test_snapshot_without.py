@@ -88,3 +88,14 @@ def test_a_rename_and_a_removal_by_another_worker_together():
     new = cat._snapshot()  # noqa: SLF001
     assert "ind3_named" in new.individuals and "ind3" not in new.individuals and new._rows is not None  # noqa: SLF001
     _same_as_a_fresh_load(cat, store, {1: queries[3], 5: queries[6]})
+
+
+def test_a_removal_of_nothing_keeps_the_rows_unmapped():
+    """A removal that removes nothing (an unknown individual; `refresh` taking new labels only)
+    leaves photo i at buffer row i: no row map to gather through at every later query."""
+    store, cat, queries = _loaded(37)
+    old = cat._snapshot()  # noqa: SLF001
+    assert cat.remove_individual("nobody") == 0
+    new = cat._snapshot()  # noqa: SLF001
+    assert new is not old and new._rows is None and new._emb_buf is old._emb_buf  # noqa: SLF001
+    _same_as_a_fresh_load(cat, store, {1: queries[1], 5: queries[4]})

@@ -59,10 +59,15 @@ def prune(folder: Path, prefix: str, keep: str, suffixes: tuple[str, ...],
     deleted = []
     for meta in others[newest:]:
         key = meta.name[len(prefix) + 1:-len(".json")]
-        for path in (meta, *(folder / f"{prefix}-{key}{s}" for s in suffixes)):
-            path.unlink(missing_ok=True)
+        delete(folder, prefix, key, suffixes)
         deleted.append(key)
     return deleted
+
+
+def delete(folder: Path, prefix: str, key: str, suffixes: tuple[str, ...]) -> None:
+    """Delete one saved copy, its json first (so that it is never listed half deleted)."""
+    for path in (folder / f"{prefix}-{key}.json", *(folder / f"{prefix}-{key}{s}" for s in suffixes)):
+        path.unlink(missing_ok=True)
 
 
 def _mtime(path: Path) -> float:

@@ -12,7 +12,6 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +23,11 @@ from whales_identify.records.store import CatalogImage, Sighting, Store
 from whales_identify.reid import matching
 from whales_identify.reid.calibrate import Calibration, resolve_calibration
 from whales_identify.reid.catalog_delta import sort_changes
-from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker, head_digest
+from whales_identify.reid.catalog_read import StoreReader
+from whales_identify.reid.feature_pack import FeaturePack, FeaturePacker
 from whales_identify.reid.local_features import LocalFeatures, extract
 from whales_identify.reid.matching import UNKNOWN_SPECIES, MatchConfig, MatchIndex, Scores
 from whales_identify.reid.reference import reference_records, with_model
-from whales_identify.reid.snapshot import share_embeddings
 from whales_identify.reid.tally import CatalogTally, IndividualSummary, summary
 from whales_identify.reid.vote_masked import Reusable
 from whales_identify.results import MatchResult
@@ -87,86 +86,8 @@ class Catalog:
         """Read the store into memory, a page at a time; refuse a store embedded by another model.
 
         With `config.features_dir`, the photos' descriptors and keypoints are views into files
-        mapped read-only (`feature_pack.py`) instead of arrays on the heap; when a saved pack holds
-        nearly all of them, the store is read without descriptors or thumbnails (`_load_heads`).
-        Should the folder fail (disk full, not writable), the catalog is read again with them in RAM."""
-        if self.config.features_dir and self.config.use_local:
-            keep = max(self.config.index_keypoints, self.config.verify_keypoints)
-            settings = f"v2|{keep}"  # v2: `feature_pack.digest` hashes every keypoint
-            try:
-                # newest first; an older one may be this catalog's where another catalog (another
-                # service, a benchmark's other size) saved its own pack in the same folder since
-                for saved in FeaturePack.saved(Path(self.config.features_dir), settings):
-                    if self._load_heads(FeaturePacker(self.config.features_dir, settings, saved), keep):
-                        return self
-                return self._load(FeaturePacker(self.config.features_dir, settings))
-            except OSError as exc:
-                log.warning("could not pack the catalog's features in %s (%s); they are held in RAM",
-                            self.config.features_dir, exc)
-        return self._load(None)
-
-    def _load(self, packer: FeaturePacker | None) -> Catalog:
-        images: dict[str, CatalogImage] = {}
-        others: dict[str, int] = {}
-        try:
-            for im in self.store.iter_catalog_images():
-                if im.model_id != self.model_id:
-                    others[im.model_id] = others.get(im.model_id, 0) + 1
-                    continue
-                im = self._in_memory(im)  # the full record (thumbnail, every keypoint) is dropped here
-                if packer is not None and packer.add(im.image_id, im.keypoints, im.descriptors):
-                    im = replace(im, keypoints=None, descriptors=None)  # in the pack from now on
-                images[im.image_id] = im
-            self._refuse(others)
-            matrix = share_embeddings(images, packer.finish() if packer is not None else {})
-        finally:
-            if packer is not None:
-                packer.abort()
-        return self._install(images, packer, matrix)
-
-    def _load_heads(self, packer: FeaturePacker, keep: int) -> bool:
-        """`_load` where the saved pack holds (nearly) every photo's features: the store is read
-        without descriptors or thumbnails (~90 % of its bytes) and each photo found in the pack by
-        its `FeatureHead`; the photos it lacks (enrolled or changed since) are read whole. False,
-        with nothing loaded, when more are missing than the pack would keep in RAM."""
-        images: dict[str, CatalogImage] = {}
-        others: dict[str, int] = {}
-        missing: list[str] = []
-        try:
-            for im, head in self.store.iter_catalog_heads(keep):
-                if im.model_id != self.model_id:
-                    others[im.model_id] = others.get(im.model_id, 0) + 1
-                    continue
-                if head.rows or head.keypoints is not None:  # it has features: where are they?
-                    found = head_digest(im.image_id, head, keep)
-                    if found is None or not packer.take(im.image_id, found):
-                        missing.append(im.image_id)
-                        if len(missing) > packer.allowed:
-                            return False
-                images[im.image_id] = im
-            self._refuse(others)
-            for iid in missing:
-                full = self.store.get_catalog_image(iid)
-                if full is None or full.model_id != self.model_id:  # removed since the page was read
-                    del images[iid]
-                    continue
-                full = self._in_memory(full)
-                if packer.add(iid, full.keypoints, full.descriptors):
-                    full = replace(full, keypoints=None, descriptors=None)
-                images[iid] = full
-            matrix = share_embeddings(images, packer.finish())
-        finally:
-            packer.abort()
-        self._install(images, packer, matrix)
-        return True
-
-    def _refuse(self, others: dict[str, int]) -> None:
-        if others:
-            raise CatalogModelMismatchError(
-                f"the catalog holds {sum(others.values())} image(s) embedded with "
-                f"{', '.join(sorted(others))}, but the current model is {self.model_id}; "
-                f"embeddings of two models are never compared: run `whales catalog reindex "
-                f"--model {self.model_id}`")
+        mapped read-only (`feature_pack.py`) instead of arrays on the heap (`catalog_read.py`)."""
+        return self._install(*StoreReader(self.store, self.model_id, self._in_memory).read(self.config))
 
     def _install(self, images: dict[str, CatalogImage], packer: FeaturePacker | None,
                  embeddings: np.ndarray | None) -> Catalog:

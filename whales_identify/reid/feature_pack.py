@@ -148,6 +148,7 @@ class FeaturePacker:
         # ("ram", (kp, desc)) or ("new", row offset)
         self.photos: list[tuple[str, bytes, tuple]] = []
         self.unpacked = 0
+        self.from_base = 0  # photos found in `base` (copied into a new pack or not)
         self.allowed = max(UNPACKED_MIN, int(UNPACKED_SHARE * len(self.base))) if self.base else -1
         self._files: list[tuple[Path, BinaryIO]] = []
         self._rows = 0
@@ -161,6 +162,7 @@ class FeaturePacker:
         if found is None:
             return False
         self.photos.append((image_id, photo_digest, ("base", found)))
+        self.from_base += 1
         return True
 
     def add(self, image_id: str, keypoints: np.ndarray | None, descriptors: np.ndarray | None) -> bool:
@@ -175,12 +177,18 @@ class FeaturePacker:
         found = self.base.index.get(d) if self.base is not None else None
         if found is not None:
             self.photos.append((image_id, d, ("base", found)))
+            self.from_base += 1
             return True
         self.photos.append((image_id, d, ("ram", (keypoints, descriptors))))
         self.unpacked += 1
         if self.unpacked > self.allowed:
             self._start_writing()
         return True
+
+    def base_mostly_taken(self) -> bool:
+        """Whether at least half of the saved pack's photos were taken: it is this catalog's pack
+        (else the catalog removed most of it, or it is another catalog's sharing the folder)."""
+        return self.base is not None and self.from_base >= len(self.base) // 2
 
     def _start_writing(self) -> None:
         """A new pack: the photos seen so far go in first (from the old pack's file, not its
@@ -218,8 +226,7 @@ class FeaturePacker:
         """Every taken photo's (keypoints, descriptors): views into the pack, or the RAM arrays of
         the few photos left out of it (`digests` then holds the packed ones' digests). Raises
         OSError when a new pack cannot be written or read."""
-        in_base = sum(w[0] == "base" for _, _, w in self.photos)
-        if not self._files and self.base is not None and in_base < len(self.base) // 2:
+        if not self._files and self.base is not None and not self.base_mostly_taken():
             self._start_writing()  # most of the saved pack was removed: do not keep its rows forever
         # writing: every photo is in the new pack, in stream order; else the saved one (or none)
         self.pack = self._save() if self._files else self.base
@@ -234,6 +241,10 @@ class FeaturePacker:
         return out
 
     def _save(self) -> FeaturePack:
+        # the saved pack this one replaces for the same catalog (not another catalog's, nor one
+        # it kept little of) is deleted now, so that rewrites after enrolments do not prune the
+        # pack of another catalog sharing the folder
+        superseded = self.base.key if self.base is not None and self.base_mostly_taken() else None
         for _, fh in self._files:
             fh.close()
         digests = np.frombuffer(b"".join(d for _, d, _ in self.photos), np.uint8).reshape(-1, 16)
@@ -253,6 +264,8 @@ class FeaturePacker:
         finally:
             photos_tmp.unlink(missing_ok=True)
             self.abort()
+        if superseded is not None and superseded != key:
+            _saved.delete(self.folder, PREFIX, superseded, _SUFFIXES)
         _saved.prune(self.folder, PREFIX, keep=key, suffixes=_SUFFIXES)
         return FeaturePack(self.folder, key)
 

@@ -159,8 +159,8 @@ class MatchIndex:
         new.local = self.local + [_local(im) for im in images]
         new._previous = self
         new._finish(self.cfg, digests, release)
-        if self._keys is not None:  # the old photos' keys stay; the new ones are computed once asked
-            new._keys_of_old = self._keys
+        # the old photos' keys stay (a prefix of its photos); the new ones are computed once asked
+        new._keys_of_old = self._keys if self._keys is not None else self._keys_of_old
         return new
 
     def without(self, images: Sequence[CatalogImage]) -> MatchIndex:
@@ -179,8 +179,11 @@ class MatchIndex:
         if len(keep) > 1 and not np.all(np.diff(keep) > 0):
             raise ValueError("a snapshot without some photos keeps the others, in the same order")
         new._label()
-        rows = keep if self._rows is None else self._rows[keep]
-        if len(rows) >= COMPACT_SHARE * self._span:
+        if self._rows is None and len(keep) == len(self.images):  # nothing removed (labels only)
+            rows = None
+        else:
+            rows = keep if self._rows is None else self._rows[keep]
+        if rows is None or len(rows) >= COMPACT_SHARE * self._span:
             new._emb_buf, new._rows, new._span = self._emb_buf, rows, self._span
         else:  # most rows would be skipped: copy the kept ones into a buffer of their own
             new._emb_buf, new._rows, new._span = _buffer_of(self._emb_buf[0][rows]), None, len(rows)
@@ -189,6 +192,8 @@ class MatchIndex:
         new._donor = self.reusable()  # this one's vote index (or what it is made from), masked
         if self._keys is not None:  # (computed by `reusable` where the index is built)
             new._keys = self._keys[keep]
+        elif self._keys_of_old is not None:  # the kept photos of the snapshot this one appended to
+            new._keys_of_old = self._keys_of_old[keep[keep < len(self._keys_of_old)]]
         new._previous = None
         return new
 
@@ -205,7 +210,7 @@ class MatchIndex:
         new._label()
         new._emb_buf, new._rows, new._span, new.local = self._emb_buf, self._rows, self._span, self.local
         new._finish(self.cfg, self.digests, self.release)
-        new._keys = self._keys
+        new._keys, new._keys_of_old = self._keys, self._keys_of_old
         new._previous = self  # its vote index, built or to be built (`_built_vote_index`)
         return new
 
@@ -247,11 +252,14 @@ class MatchIndex:
     def reusable(self) -> Reusable | None:
         """What a later snapshot (after photos were removed or replaced) can reuse of this one's vote
         index: the index built, else what it would be made from (a snapshot not searched yet)."""
+        # read before the index: a query thread that finishes building it clears them after
+        # setting it, so one of the two is always seen (else a removal now would rebuild the index)
+        donor, previous = self._donor, self._previous
         if self._vote_index is not None:
             return Reusable.of(self._vote_index, self._photo_keys, self.cfg)
-        if self._donor is not None:
-            return self._donor
-        return self._previous.reusable() if self._previous is not None else None
+        if donor is not None:
+            return donor
+        return previous.reusable() if previous is not None else None
 
     def _photo_keys(self) -> np.ndarray:
         """`vote_masked.photo_keys` of the photos (a hash each: 0.4 s at 100k), computed once per
