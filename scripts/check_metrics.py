@@ -6,8 +6,10 @@ deterministic on one machine, so the tolerance only absorbs BLAS/OpenCV differen
 machines; see docs/REID.md). Where the baseline gives the number of queries behind a metric, the
 tolerance is at least one query's share (1 / n): the same code and data put one right-whale crop
 query of 25 on either side on two machines of the CI's kind (0.72 and 0.68, 2026-12-07), which
-is that difference, not a regression; two queries are. The two files must come from the same
-protocol (model, manifest, sources, query limit), else the check refuses with exit code 2.
+is that difference, not a regression; two of 25 are (0.08). Sources of few queries (5, 17) get a
+wide tolerance this way; the overall metrics (72 queries: 0.03) stay the backstop. The two files
+must come from the same protocol (model, manifest, sources, query limit), else the check refuses
+with exit code 2.
 
 Usage: python scripts/check_metrics.py [--latest PATH] [--baseline PATH] [--tolerance 0.03]
 """

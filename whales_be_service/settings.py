@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     features_dir: str | None = Field(
         None, description="Folder where the catalog's verification features (descriptors and keypoints) "
                           "are packed into files mapped read-only instead of held in RAM (~6 GB at "
-                          "100k photos); workers share it, and up to three catalogs can (a start finds "
-                          "its own among the saved packs); unset: in RAM (docs/REID.md, Scale).")
+                          "100k photos); workers share it, and up to three catalogs can (not a copy of "
+                          "a catalog beside it: docs/API_REFERENCE.md); unset: in RAM (docs/REID.md).")
     vote_index_codes: str | None = Field(
         None, description="Codes of the faiss vote index (unset: the library's default, "
                           "PQ64x4fs,Refine(SQ8): a fast-scan search re-ranked by 8-bit codes, 168 B "

@@ -114,9 +114,9 @@ def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pru
     first = _catalog(store, tmp_path)
     store.add_catalog_images(recs[6:8])  # 2 new photos: kept in RAM, the pack is reused
     assert len(_mapped(_catalog(store, tmp_path))) == 6 and len(list(tmp_path.glob("feat-*.json"))) == 1
-    store.add_catalog_images(recs[8:])  # 10 new photos: a new pack with all 16, replacing the old
-    second = _catalog(store, tmp_path)
-    assert len(_mapped(second)) == 16 and len(list(tmp_path.glob("feat-*.json"))) == 1
+    store.add_catalog_images(recs[8:])  # 10 new photos: a new pack with all 16; the old one holds
+    second = _catalog(store, tmp_path)  # under half of them (`is_mine`): kept until pruned
+    assert len(_mapped(second)) == 16 and len(list(tmp_path.glob("feat-*.json"))) == 2
     for im in recs:
         got = second._images[im.image_id]  # noqa: SLF001
         np.testing.assert_array_equal(got.descriptors, im.descriptors)
@@ -126,7 +126,9 @@ def test_a_new_pack_is_written_when_many_photos_are_missing_and_old_ones_are_pru
         store.remove_individual(f"ind{drop}")
         store.add_catalog_images([replace(recs[-1], image_id=f"extra{drop}")])
         _catalog(store, tmp_path)
-    assert len(list(tmp_path.glob("feat-*.json"))) == 1 and len(list(tmp_path.glob("feat-*.desc"))) == 1
+    # the newest, and the first (6 photos: not this catalog's by `is_mine`); those in between were
+    # each deleted by the pack that replaced it
+    assert len(list(tmp_path.glob("feat-*.json"))) == 2 and len(list(tmp_path.glob("feat-*.desc"))) == 2
     for other in range(3):  # packs it did not come from (another catalog's): the newest two others stay
         (tmp_path / f"feat-other{other}.json").write_text(json.dumps(
             {"key": f"other{other}", "images": 1, "rows": 0, "settings": "elsewhere"}))
@@ -293,8 +295,8 @@ def test_too_many_missing_photos_read_the_store_whole_and_write_a_new_pack(tmp_p
     monkeypatch.setattr(InMemoryStore, "iter_catalog_images",
                         lambda self, *a, **k: streamed.append(1) or real(self, *a, **k))
     cat = _catalog(store, tmp_path)
-    # a new pack of all 12, and the one of 4 it replaces deleted
-    assert streamed and len(_mapped(cat)) == 12 and len(list(tmp_path.glob("feat-*.json"))) == 1
+    # a new pack of all 12; the one of 4 holds under half of them (`is_mine`): kept until pruned
+    assert streamed and len(_mapped(cat)) == 12 and len(list(tmp_path.glob("feat-*.json"))) == 2
     for im in recs:
         np.testing.assert_array_equal(cat._images[im.image_id].descriptors, im.descriptors)  # noqa: SLF001
 
@@ -342,21 +344,24 @@ def test_a_head_gives_the_digest_of_the_kept_features(rows):
     assert feature_pack.head_digest("a", FeatureHead.of(kp, desc.astype(np.float32), keep), keep) is None
 
 
-def test_two_catalogs_sharing_a_folder_each_start_from_their_own_pack(tmp_path, monkeypatch):
-    """A big catalog and a small one (another service, a benchmark's other size) saving packs in one
-    folder: each load finds its own pack among the saved ones, whichever is newest, instead of taking
-    the newest (the other's) and writing a whole new pack (6 GB and ~20 s of start-up at 100k photos);
-    and one catalog rewriting its pack again and again (enrolments) never prunes the other's."""
+@pytest.mark.parametrize("first", ["big", "small"])
+def test_two_catalogs_sharing_a_folder_each_start_from_their_own_pack(tmp_path, monkeypatch, first):
+    """A big catalog and a small one holding a subset of its photos (the scale benchmark's 100k and
+    2k; another service) saving packs in one folder, whichever saved first: each load finds its
+    own pack among the saved ones, whichever is newest, instead of taking the newest (the other's)
+    and writing a whole new pack (6 GB and ~20 s of start-up at 100k photos); and one catalog
+    rewriting its pack again and again (enrolments) deletes its own old packs, never the other's."""
     import os
 
     monkeypatch.setattr(feature_pack, "UNPACKED_MIN", 2)
     individuals = _individuals(8, n_ind=8)
     recs = _records(individuals, photos=2, seed=13)
     big, small = InMemoryStoreOf(recs), InMemoryStoreOf(recs[:4])
-    _catalog(big, tmp_path)
-    _catalog(small, tmp_path)  # holds 4 of the big pack's 16 photos: a pack of its own
+    for store in ((big, small) if first == "big" else (small, big)):
+        _catalog(store, tmp_path)
     metas = sorted(tmp_path.glob("feat-*.json"))
-    assert len(metas) == 2
+    packs = {json.loads(m.read_text())["images"]: m.name for m in metas}
+    assert sorted(packs) == [4, 16]  # neither deleted the other's
     written = []
     real_start = feature_pack.FeaturePacker._start_writing
     monkeypatch.setattr(feature_pack.FeaturePacker, "_start_writing",
@@ -372,12 +377,10 @@ def test_two_catalogs_sharing_a_folder_each_start_from_their_own_pack(tmp_path, 
                 np.testing.assert_array_equal(cat._images[im.image_id].descriptors, im.descriptors)  # noqa: SLF001
     assert not written and len(list(tmp_path.glob("feat-*.json"))) == 2
     monkeypatch.setattr(InMemoryStore, "iter_catalog_images", real_iter)
-    small_pack = {m.name for m in tmp_path.glob("feat-*.json")} - {metas[0].name if len(
-        _mapped(_catalog(big, tmp_path))) else ""}
     for k in range(4):  # the big catalog grows past what a pack keeps in RAM, four times
         big.add_catalog_images([replace(r, image_id=f"more{k}_{i}") for i, r in enumerate(recs[:6])])
         assert len(_mapped(_catalog(big, tmp_path))) == 16 + 6 * (k + 1)
     assert len(written) == 4 and len(list(tmp_path.glob("feat-*.json"))) == 2  # its old ones deleted
+    assert (tmp_path / packs[4]).is_file()  # the small catalog's pack is still there
     written.clear()
-    cat = _catalog(small, tmp_path)
-    assert len(_mapped(cat)) == 4 and not written and small_pack
+    assert len(_mapped(_catalog(small, tmp_path))) == 4 and not written

@@ -99,7 +99,7 @@ class StoreReader:
                         if len(missing) > packer.allowed:
                             return None
                 images[im.image_id] = im
-            if not last and not packer.base_mostly_taken():
+            if not last and not packer.is_mine(len(images)):
                 return None  # another catalog's pack (or one this catalog kept little of)
             self._refuse(others)
             for iid in missing:

@@ -171,13 +171,13 @@ class FeaturePacker:
             return False
         assert keypoints is not None and descriptors is not None
         d = digest(image_id, keypoints, descriptors)
+        found = self.base.index.get(d) if self.base is not None else None
+        self.from_base += found is not None  # (counted while writing too: `is_mine`)
         if self._files:
             self.photos.append((image_id, d, ("new", self._write(keypoints, descriptors))))
             return True
-        found = self.base.index.get(d) if self.base is not None else None
         if found is not None:
             self.photos.append((image_id, d, ("base", found)))
-            self.from_base += 1
             return True
         self.photos.append((image_id, d, ("ram", (keypoints, descriptors))))
         self.unpacked += 1
@@ -186,9 +186,15 @@ class FeaturePacker:
         return True
 
     def base_mostly_taken(self) -> bool:
-        """Whether at least half of the saved pack's photos were taken: it is this catalog's pack
-        (else the catalog removed most of it, or it is another catalog's sharing the folder)."""
+        """Whether at least half of the saved pack's photos were taken (else the catalog removed
+        most of it, or it is another catalog's sharing the folder: its rows are not kept)."""
         return self.base is not None and self.from_base >= len(self.base) // 2
+
+    def is_mine(self, photos: int) -> bool:
+        """Whether the saved pack is this catalog's (of `photos` photos): each holds at least half
+        of the other's. A catalog holding a subset of another's photos (the scale benchmark's 2k
+        and 100k) tells the two packs apart; a copy of a catalog (staging) does not."""
+        return self.base_mostly_taken() and 2 * self.from_base >= photos
 
     def _start_writing(self) -> None:
         """A new pack: the photos seen so far go in first (from the old pack's file, not its
@@ -242,9 +248,9 @@ class FeaturePacker:
 
     def _save(self) -> FeaturePack:
         # the saved pack this one replaces for the same catalog (not another catalog's, nor one
-        # it kept little of) is deleted now, so that rewrites after enrolments do not prune the
-        # pack of another catalog sharing the folder
-        superseded = self.base.key if self.base is not None and self.base_mostly_taken() else None
+        # it kept little of: `is_mine`) is deleted now, so that rewrites after enrolments do not
+        # prune the pack of another catalog sharing the folder
+        superseded = self.base.key if self.base is not None and self.is_mine(len(self.photos)) else None
         for _, fh in self._files:
             fh.close()
         digests = np.frombuffer(b"".join(d for _, d, _ in self.photos), np.uint8).reshape(-1, 16)
