@@ -117,8 +117,15 @@ def _existing_cluster(tmp_path: Path, env: dict[str, str]):
 
 
 def _batch(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    # Ctrl-C as in a terminal: a run of the tests started in the background (`make test &`,
+    # nohup) ignores SIGINT, and the job would inherit that and never be interrupted
     return subprocess.Popen([*WHALES, "batch", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_sigint_default, **kw)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str]:
