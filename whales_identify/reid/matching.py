@@ -29,6 +29,7 @@ from functools import cache, partial
 import numpy as np
 
 from whales_identify.reid.calibrate import Calibration
+from whales_identify.reid.feature_pack import prefetch
 from whales_identify.reid.local_features import LocalFeatureConfig, LocalFeatures, as_float, verify
 from whales_identify.reid.snapshot import MatchIndex
 from whales_identify.results import Candidate, MatchResult
@@ -206,6 +207,7 @@ def _verify(ix: MatchIndex, local: LocalFeatures, excluded: np.ndarray, sims: np
     # on the others in its chunk: photos of similar size go together (~5 % fewer products at 2k).
     by_size = np.argsort([len(ix.local[j].descriptors) for _, j in pairs], kind="stable")
     gallery = [ix.local[pairs[p][1]] for p in by_size]
+    prefetch([a for lf in gallery for a in (lf.descriptors, lf.keypoints)])  # where mapped from a pack
     chunks = [gallery[s:s + VERIFY_CHUNK] for s in range(0, len(gallery), VERIFY_CHUNK)]
     run = partial(verify, local, ratio=cfg.ratio, max_keypoints=cfg.verify_keypoints,
                   threshold=cfg.ransac_threshold)
