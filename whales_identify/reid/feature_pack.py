@@ -29,7 +29,7 @@ import logging
 import mmap
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 import numpy as np
 
@@ -129,11 +129,6 @@ class FeaturePack:
                 continue
             yield pack
 
-    @classmethod
-    def newest(cls, folder: Path, settings: str) -> FeaturePack | None:
-        """The most recently saved pack with these settings that opens (None: none)."""
-        return next(cls.saved(folder, settings), None)
-
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
@@ -158,14 +153,13 @@ class FeaturePacker:
         directory: the folder shared by the workers.
         settings: what the arrays depend on (the kept keypoints per photo): packs made with other
             settings are never used.
-        base: the saved pack to take photos from (`FeaturePack.saved`); unset: the newest.
+        base: the saved pack to take photos from (one of `FeaturePack.saved`), or None.
     """
 
-    def __init__(self, directory: str, settings: str,
-                 base: FeaturePack | None | Literal["newest"] = "newest"):
+    def __init__(self, directory: str, settings: str, base: FeaturePack | None):
         self.folder, self.settings = Path(directory), settings
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.base = FeaturePack.newest(self.folder, settings) if base == "newest" else base
+        self.base = base
         # per photo, in stream order: (image id, digest, where) with where = ("base", i),
         # ("ram", (kp, desc)) or ("new", row offset)
         self.photos: list[tuple[str, bytes, tuple]] = []
