@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -177,6 +178,13 @@ class FaissVoteIndex:
 
     def owners(self, idx: np.ndarray) -> np.ndarray:
         return self.owner[idx]
+
+    @cached_property
+    def owner_counts(self) -> np.ndarray:
+        """Descriptors per image (`np.bincount` of `owner`), counted once: an index's owners never
+        change, and each removal masks the same donor (the first count of 25M owners at 100k
+        photos took 0.48-0.64 s in the served process, a count again 0.05 s)."""
+        return np.bincount(self.owner)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         d2, idx = self.index.search(np.ascontiguousarray(q, np.float32), k)

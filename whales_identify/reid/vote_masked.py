@@ -77,15 +77,10 @@ class Reusable:
 
 
 def descriptor_counts(index: FaissVoteIndex | TieredVoteIndex, images: int) -> np.ndarray:
-    """Descriptors per image of `index` (at least `images` long): the built index's counted once
-    per index object (each removal reuses the same donor; at 100k photos the first count of its
-    25M owners took 0.48-0.64 s in the served process, a count again 0.05 s), a tier's added
-    (without concatenating the owners)."""
-    base = index.base if isinstance(index, TieredVoteIndex) else index
-    own: np.ndarray | None = getattr(base, "_descriptor_counts", None)
-    if own is None:
-        own = np.bincount(base.owner)
-        base._descriptor_counts = own  # type: ignore[union-attr]  # an index's owners never change
+    """Descriptors per image of `index` (at least `images` long): the built index's own counts
+    (`FaissVoteIndex.owner_counts`, counted once), a tier's added (without concatenating the
+    owners)."""
+    own = (index.base if isinstance(index, TieredVoteIndex) else index).owner_counts
     delta = np.bincount(index.delta_owner) if isinstance(index, TieredVoteIndex) else own[:0]
     counts = np.zeros(max(images, len(own), len(delta)), np.int64)
     counts[:len(own)] += own
